@@ -1,0 +1,94 @@
+# The front door. `make` prints the grouped help.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA ?= ../shared/data/labeled_data.csv
+ENV ?= dev
+MODEL ?= v2
+export PYTHONHASHSEED := 0
+export OPENBLAS_NUM_THREADS := 1
+export OMP_NUM_THREADS := 1
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+export HATE_DATA ?= $(abspath $(DATA))
+
+##@ Start here
+help: ## Show this help, grouped
+	@awk 'BEGIN {FS = ":.*##"} /^##@/ {printf "\n\033[1m%s\033[0m\n", substr($$0, 5)} \
+	  /^[a-zA-Z0-9_-]+:.*##/ {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo
+
+demo: $(STAMP) ## The main job, offline: score sample texts with both models side by side
+	$(PY) -m infer.compare
+
+test: $(STAMP) ## Run the whole test suite (unit, template, integration)
+	$(PY) -m pytest
+
+##@ Models
+train: $(STAMP) ## Rebuild models/v1 and models/v2 from the data, deterministically
+	$(PY) -m training.train --data $(HATE_DATA) --out models
+
+##@ Benchmarks (results go to BENCHMARKS.md)
+bench: bench-models ## Run every benchmark
+
+bench-models: $(STAMP) ## v1, v2 and the natural-js peer on the test split
+	$(PY) -m bench.models --data $(HATE_DATA)
+
+##@ Quality
+lint: $(STAMP) ## ruff (E, F, I, B, UP, C4)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## Format the code with ruff
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+##@ AWS (build and validate run offline; deploy, rollout and decommission need credentials)
+SAM := $(VENV)/bin/sam
+AWS_PREFLIGHT = $(PY) deploy/aws_preflight.py --env $(ENV)
+
+build: $(STAMP) ## sam build: the three Lambda packages into .aws-sam/build (no Docker)
+	$(SAM) build --build-in-source
+
+validate: $(STAMP) ## sam validate --lint: template.yaml through SAM and cfn-lint
+	$(SAM) validate --lint
+
+deploy: $(STAMP) ## Create or update the stack: make deploy ENV=dev (keeps the live model)
+	@$(AWS_PREFLIGHT)
+	$(MAKE) --no-print-directory build
+	$(SAM) deploy --config-env $(ENV)
+
+rollout: $(STAMP) ## Canary a model: make rollout MODEL=v2 ENV=prod (changes only ModelVersion)
+	@$(AWS_PREFLIGHT) --model $(MODEL)
+	$(MAKE) --no-print-directory build
+	$(SAM) deploy --config-env $(ENV) --parameter-overrides ModelVersion=$(MODEL)
+
+decommission: $(STAMP) ## Delete the stack and its uploaded packages: make decommission ENV=dev
+	@$(AWS_PREFLIGHT)
+	$(SAM) delete --config-env $(ENV) --no-prompts
+
+.PHONY: build validate deploy rollout decommission
+include deploy/lambda.mk
+
+##@ Environment
+venv: $(STAMP) ## Create .venv from pyproject.toml and constraints.txt
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,dev]'
+	@touch $@
+
+constraints: $(STAMP) ## Regenerate constraints.txt from the current .venv
+	@{ echo "# Transitive pins for the development environment (pip install -c constraints.txt)."; \
+	   echo "# Top-level pins live in pyproject.toml; regenerate with 'make constraints'."; \
+	   $(PY) -m pip freeze --exclude-editable; } > constraints.txt
+
+clean: ## Remove build outputs and caches (keeps .venv)
+	rm -rf .aws-sam build .pytest_cache .ruff_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+.PHONY: help demo test train bench bench-models lint format venv constraints clean

@@ -1,0 +1,117 @@
+"""v1 and v2 next to the natural-js peer on the test split, measured in one run.
+
+    python -m bench.models [--data CSV] [--json]
+
+Quality (accuracy, weighted and macro F1, hate-speech F1), artifact size, load time (median
+of repeated in-process loads) and per-text latency (each test text scored once, in order,
+median and p99). The peer is the seed service's model run by Node.js.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from bench import peer
+from infer.model import LABELS, load_model
+from training.data import load
+
+ROOT = Path(__file__).resolve().parent.parent
+LOADS = 15
+
+
+def f1_scores(y_true: list[str], y_pred: list[str]) -> dict:
+    f1 = {}
+    for label in LABELS:
+        tp = sum(t == p == label for t, p in zip(y_true, y_pred, strict=True))
+        fp = sum(p == label != t for t, p in zip(y_true, y_pred, strict=True))
+        fn = sum(t == label != p for t, p in zip(y_true, y_pred, strict=True))
+        prec = tp / (tp + fp) if tp + fp else 0.0
+        rec = tp / (tp + fn) if tp + fn else 0.0
+        f1[label] = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+    support = {label: y_true.count(label) for label in LABELS}
+    return {
+        "accuracy": sum(t == p for t, p in zip(y_true, y_pred, strict=True)) / len(y_true),
+        "macro_f1": sum(f1.values()) / len(f1),
+        "weighted_f1": sum(f1[k] * support[k] for k in LABELS) / len(y_true),
+        "hate_f1": f1["hate_speech"],
+    }
+
+
+def measure_model(version: str, texts: list[str], truth: list[str]) -> dict:
+    root = ROOT / "models" / version
+    loads = []
+    for _ in range(LOADS):
+        t = time.perf_counter()
+        model = load_model(root)
+        loads.append((time.perf_counter() - t) * 1e3)
+    preds, lat = [], []
+    for text in texts:
+        t = time.perf_counter()
+        preds.append(model.predict(text).label)
+        lat.append((time.perf_counter() - t) * 1e3)
+    lat.sort()
+    size = sum(f["bytes"] for f in model.manifest["files"].values())
+    return {
+        "model": f"{version} ({model.manifest['model']['kind']})",
+        **f1_scores(truth, preds),
+        "artifact_mb": size / 1e6,
+        "load_ms": statistics.median(loads),
+        "per_text_ms_p50": lat[len(lat) // 2],
+        "per_text_ms_p99": lat[int(len(lat) * 0.99)],
+    }
+
+
+def measure_peer(data: Path) -> dict | None:
+    try:
+        r = peer.measure(data)
+    except (peer.PeerUnavailable, OSError) as exc:
+        print(f"natural-js peer not measured: {exc}", file=sys.stderr)
+        return None
+    return {
+        "model": "natural-js peer (BayesClassifier)",
+        "accuracy": r["accuracy"],
+        "macro_f1": r["macro_f1"],
+        "weighted_f1": r["weighted_f1"],
+        "hate_f1": r["f1"]["hate_speech"],
+        "artifact_mb": r["model_bytes"] / 1e6,
+        "load_ms": r["load_ms"],
+        "per_text_ms_p50": r["classify_ms_p50"],
+        "per_text_ms_p99": r["classify_ms_p99"],
+    }
+
+
+def render(rows: list[dict]) -> str:
+    head = "| model | accuracy | weighted F1 | macro F1 | hate F1 | artifact MB | load ms | per text ms p50 / p99 |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['accuracy']:.3f} | {r['weighted_f1']:.3f} | {r['macro_f1']:.3f} | "
+            f"{r['hate_f1']:.2f} | {r['artifact_mb']:.2f} | {r['load_ms']:.1f} | "
+            f"{r['per_text_ms_p50']:.3f} / {r['per_text_ms_p99']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.models", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="labelled CSV (default $HATE_DATA or ../shared/data)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
+    args = parser.parse_args(argv)
+    ds = load(args.data)
+    texts = [r.text for r in ds.test]
+    truth = [LABELS[r.label] for r in ds.test]
+    rows = [measure_model(v, texts, truth) for v in ("v1", "v2")]
+    peer_row = measure_peer(Path(args.data) if args.data else ROOT.parent / "shared/data/labeled_data.csv")
+    if peer_row:
+        rows.append(peer_row)
+    print(json.dumps(rows, indent=2) if args.json else render(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Score texts with both model versions side by side.
+
+    python -m infer.compare [TEXT ...]      (no TEXT: a built-in handful of samples)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from infer.artifacts import ArtifactError
+from infer.model import load_model
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+SAMPLES = (
+    "Have a lovely weekend, see you at the game on Sunday!",
+    "This traffic is a bitch, I'm going to be late again",
+    "shut up you stupid hoe",
+    "those people are trash and should all be sent back where they came from",
+    "Yankees lose again, what a terrible season",
+)
+
+
+def shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infer.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("texts", nargs="*", help="texts to score (default: built-in samples)")
+    parser.add_argument("--models", default=str(MODELS), help="folder holding v1/ and v2/")
+    args = parser.parse_args(argv)
+    try:
+        models = [load_model(Path(args.models) / v) for v in ("v1", "v2")]
+    except ArtifactError as exc:
+        print(f"error: cannot load model: {exc}", file=sys.stderr)
+        return 2
+    texts = args.texts or list(SAMPLES)
+    print(f"{'text':44} {'v1 (legacy NB)':>22} {'v2 (TF-IDF + LR)':>22}")
+    print("-" * 90)
+    for text in texts:
+        cells = []
+        for model in models:
+            p = model.predict(text)
+            cells.append(f"{p.category} {p.scores[p.label]:.2f}")
+        print(f"{shorten(text, 44):44} {cells[0]:>22} {cells[1]:>22}")
+    for model in models:
+        t = model.manifest["metrics"]["test"]
+        print(
+            f"{model.version}: test accuracy {t['accuracy']:.3f}, macro-F1 {t['macro_f1']:.3f}, "
+            f"weighted-F1 {t['weighted_f1']:.3f} (models/{model.version}/EVALUATION.md)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Offline training of the two model versions (scikit-learn + nltk)."""
