@@ -86,7 +86,10 @@ def measure_peer(data: Path) -> dict | None:
 
 
 def render(rows: list[dict]) -> str:
-    head = "| model | accuracy | weighted F1 | macro F1 | hate F1 | artifact MB | load ms | per text ms p50 / p99 |"
+    head = (
+        "| model | accuracy | weighted F1 | macro F1 | hate F1 | artifact MB | load ms "
+        "| per text ms p50 / p99 |"
+    )
     lines = [head, "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(

@@ -116,7 +116,8 @@ def model_card(m: dict) -> str:
             DESCRIPTIONS[version],
             "",
             f"Artifacts: plain JSON and float64 .npy files listed with their sha256 in manifest.json; "
-            f"{sum(f['bytes'] for f in m['files'].values()) / 1e6:.2f} MB in all. Served by infer/model.py in plain "
+            f"{sum(f['bytes'] for f in m['files'].values()) / 1e6:.2f} MB in all. Served by "
+            "infer/model.py in plain "
             "Python (no pickle, no scikit-learn at serving time).",
             "",
             "## Intended use",
@@ -127,23 +128,30 @@ def model_card(m: dict) -> str:
             "## Data",
             f"Davidson et al. (ICWSM 2017) labelled tweets, {m['training']['n_train']} train / "
             f"{m['training']['n_test']} test rows (split: {m['training']['split']}). Labels are the majority "
-            "of three or more CrowdFlower annotators; the texts are racist, sexist, homophobic and offensive.",
+            "of three or more CrowdFlower annotators; the texts are racist, sexist, "
+            "homophobic and offensive.",
             "",
             "## Metrics (test split)",
-            f"Accuracy {t['accuracy']:.3f}, weighted F1 {t['weighted_f1']:.3f}, macro F1 {t['macro_f1']:.3f}; "
-            f"hate speech precision {hate['precision']:.3f}, recall {hate['recall']:.3f}, F1 {hate['f1']:.3f}. "
+            f"Accuracy {t['accuracy']:.3f}, weighted F1 {t['weighted_f1']:.3f}, macro F1 "
+            f"{t['macro_f1']:.3f}; "
+            f"hate speech precision {hate['precision']:.3f}, recall {hate['recall']:.3f}, F1 "
+            f"{hate['f1']:.3f}. "
             "Full figures, confusion matrix and transition matrices: EVALUATION.md.",
             "",
             "## Limits and known biases",
-            "- Hate speech is 5.8 % of the data and its F1 stays far below the other classes: most hate-speech "
+            "- Hate speech is 5.8 % of the data and its F1 stays far below the other "
+            "classes: most hate-speech "
             "errors are texts called offensive language. Do not read a 'neither' or 'offensive' answer as "
             "'not hateful'.",
-            "- This data set is known to flag African-American English as offensive (and as hate speech) more "
-            "often than other dialects (Davidson et al. 2019, Sap et al. 2019): the model inherits that bias, "
+            "- This data set is known to flag African-American English as offensive (and as "
+            "hate speech) more "
+            "often than other dialects (Davidson et al. 2019, Sap et al. 2019): the model "
+            "inherits that bias, "
             "so it over-flags AAE speakers. Audit outcomes per dialect before any use that affects people.",
             "- Slurs decide much of the output; reclaimed, quoted or counter-speech uses of slurs are often "
             "labelled offensive or hateful, and hate without slurs is often missed.",
-            "- Tweets from 2017: vocabulary, slang and targets drift; re-evaluate on fresh data before relying "
+            "- Tweets from 2017: vocabulary, slang and targets drift; re-evaluate on fresh "
+            "data before relying "
             "on the figures.",
             "",
         ]
