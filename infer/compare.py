@@ -1,6 +1,6 @@
 """Score texts with both model versions side by side.
 
-    python -m infer.compare [TEXT ...]      (no TEXT: a built-in handful of samples)
+python -m infer.compare [TEXT ...]      (no TEXT: a built-in handful of samples)
 """
 
 from __future__ import annotations
