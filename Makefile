@@ -13,7 +13,8 @@ export PYTHONHASHSEED := 0
 export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 export SAM_CLI_TELEMETRY := 0
-export AWS_DEFAULT_REGION ?= us-east-1
+# Offline tools (tests, sam build/validate) need some region; a deploy uses the profile's.
+OFFLINE := AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}
 export HATE_DATA ?= $(abspath $(DATA))
 
 ##@ Start here
@@ -26,17 +27,25 @@ demo: $(STAMP) ## The main job, offline: score sample texts with both models sid
 	$(PY) -m infer.compare
 
 test: $(STAMP) ## Run the whole test suite (unit, template, integration)
-	$(PY) -m pytest
+	$(OFFLINE) $(PY) -m pytest
 
 ##@ Models
 train: $(STAMP) ## Rebuild models/v1 and models/v2 from the data, deterministically
 	$(PY) -m training.train --data $(HATE_DATA) --out models
 
 ##@ Benchmarks (results go to BENCHMARKS.md)
-bench: bench-models ## Run every benchmark
+bench: bench-models bench-handler ## Run every benchmark
 
 bench-models: $(STAMP) ## v1, v2 and the natural-js peer on the test split
 	$(PY) -m bench.models --data $(HATE_DATA)
+
+bench-handler: $(STAMP) ## Handler: warm latency, cold start vs naive sklearn and natural-js, package size
+	$(PY) -m bench.handler --data $(HATE_DATA) $(if $(PYTHON312),--python312 $(PYTHON312))
+
+bench-judge: $(STAMP) ## Canary judge: verdict rates over 200 simulated deployments per scenario
+	$(PY) -m bench.judge --sims 200 --workers 2
+
+.PHONY: bench-judge
 
 ##@ Quality
 lint: $(STAMP) ## ruff (E, F, I, B, UP, C4)
@@ -52,10 +61,10 @@ SAM := $(VENV)/bin/sam
 AWS_PREFLIGHT = $(PY) deploy/aws_preflight.py --env $(ENV)
 
 build: $(STAMP) ## sam build: the three Lambda packages into .aws-sam/build (no Docker)
-	$(SAM) build --build-in-source
+	$(OFFLINE) $(SAM) build --build-in-source
 
 validate: $(STAMP) ## sam validate --lint: template.yaml through SAM and cfn-lint
-	$(SAM) validate --lint
+	$(OFFLINE) $(SAM) validate --lint
 
 deploy: $(STAMP) ## Create or update the stack: make deploy ENV=dev (keeps the live model)
 	@$(AWS_PREFLIGHT)
@@ -72,6 +81,11 @@ decommission: $(STAMP) ## Delete the stack and its uploaded packages: make decom
 	$(SAM) delete --config-env $(ENV) --no-prompts
 
 .PHONY: build validate deploy rollout decommission
+
+report: $(STAMP) ## On-call canary report: make report ENV=prod [JSON=1] (alarms, deployment, judge)
+	@$(PY) -m canary.report --env $(ENV) $(if $(JSON),--json)
+
+.PHONY: report
 include deploy/lambda.mk
 
 ##@ Environment
@@ -91,4 +105,4 @@ clean: ## Remove build outputs and caches (keeps .venv)
 	rm -rf .aws-sam build .pytest_cache .ruff_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
-.PHONY: help demo test train bench bench-models lint format venv constraints clean
+.PHONY: help demo test train bench bench-models bench-handler lint format venv constraints clean

@@ -16,26 +16,14 @@ from typing import TextIO
 
 from infer.artifacts import ArtifactError
 from infer.model import LinearTextModel, load_model
+from infer.request import RequestError, read_text
 
 MAX_TEXT_CHARS = 5000
 
 
 def score_line(model: LinearTextModel, line: str, max_chars: int = MAX_TEXT_CHARS) -> dict:
-    """The output object for one input line (raises ValueError with the issue)."""
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        raise ValueError('not valid JSON: send one object per line, like {"text": "..."}') from None
-    if not isinstance(obj, dict):
-        raise ValueError('each line must be a JSON object, like {"text": "..."}')
-    text = obj.get("text")
-    if not isinstance(text, str):
-        raise ValueError('"text" must be present and be a string')
-    if not text.strip():
-        raise ValueError('"text" is empty: send the text to classify')
-    if len(text) > max_chars:
-        raise ValueError(f'"text" is {len(text)} characters long; the limit is {max_chars}')
-    return model.predict(text).as_dict()
+    """The output object for one input line (raises RequestError, as the API would answer it)."""
+    return model.predict(read_text(line, False, max_chars)).as_dict()
 
 
 def run(model: LinearTextModel, lines: TextIO, out: TextIO, max_chars: int = MAX_TEXT_CHARS) -> int:
@@ -46,9 +34,9 @@ def run(model: LinearTextModel, lines: TextIO, out: TextIO, max_chars: int = MAX
             continue
         try:
             result = score_line(model, line, max_chars)
-        except ValueError as exc:
+        except RequestError as exc:
             failed += 1
-            result = {"line": number, "issue": str(exc)}
+            result = {"line": number, "issue": exc.issue}
         out.write(json.dumps(result, ensure_ascii=False) + "\n")
     return failed
 

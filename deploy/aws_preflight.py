@@ -1,0 +1,92 @@
+"""Say in one line whether AWS is within reach before `make deploy/rollout/decommission`.
+
+    python deploy/aws_preflight.py --env dev [--model v2]
+
+Exit 0 and print the account, region and stack; exit 2 with one line on stderr when the
+arguments are wrong, there are no credentials, or STS cannot be reached. Offline, the
+project still builds (`make build`), validates (`make validate`) and rehearses locally.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tomllib
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+SAMCONFIG = Path(__file__).resolve().parent.parent / "samconfig.toml"
+MODELS = ("v1", "v2")
+
+
+class PreflightError(Exception):
+    """Why a deploy cannot start, in one line."""
+
+
+LOCAL_ONLY = "local"  # samconfig.toml settings of the offline local stack, never deployed
+
+
+def stack_name(env: str, samconfig: Path = SAMCONFIG) -> str:
+    """The stack samconfig.toml deploys for `env`; an error names the environments it has."""
+    config = tomllib.loads(samconfig.read_text(encoding="utf-8"))
+    stages = sorted(
+        name
+        for name, section in config.items()
+        if isinstance(section, dict) and name not in ("default", LOCAL_ONLY) and "deploy" in section
+    )
+    if env == LOCAL_ONLY:
+        raise PreflightError(
+            f"ENV=local configures the offline local stack and is not deployed; use {', '.join(stages)}"
+        )
+    try:
+        return config[env]["global"]["parameters"]["stack_name"]
+    except KeyError:
+        raise PreflightError(f"ENV={env} is not in samconfig.toml; use one of {', '.join(stages)}") from None
+
+
+def caller_identity(sts) -> dict:
+    """STS's answer for whoever the credentials belong to (needs no permissions)."""
+    try:
+        return sts.get_caller_identity()
+    except NoCredentialsError:
+        raise PreflightError(
+            "no AWS credentials: set AWS_PROFILE or run 'aws configure' to deploy "
+            "(offline: make build, make validate and the local stack still work)"
+        ) from None
+    except ClientError as exc:
+        raise PreflightError(
+            f"AWS rejected the credentials: {exc.response['Error'].get('Message', exc)}"
+        ) from None
+    except BotoCoreError as exc:
+        raise PreflightError(f"cannot reach AWS STS: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aws_preflight", description=__doc__.splitlines()[0])
+    parser.add_argument("--env", required=True, help="samconfig.toml environment (dev, uat, prod)")
+    parser.add_argument("--model", default=None, help="model version a rollout switches to")
+    args = parser.parse_args(argv)
+    try:
+        if args.model is not None and args.model not in MODELS:
+            raise PreflightError(f"MODEL={args.model} is not a model version; use one of {', '.join(MODELS)}")
+        stack = stack_name(args.env)
+        try:
+            session = boto3.session.Session()
+            sts = session.client("sts", config=Config(connect_timeout=5, retries={"total_max_attempts": 1}))
+        except NoRegionError:
+            raise PreflightError("no AWS region: set AWS_REGION or AWS_DEFAULT_REGION") from None
+        identity = caller_identity(sts)
+    except PreflightError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"AWS account {identity['Account']} ({identity['Arn']}), region {session.region_name}, stack {stack}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""The inference Lambda: POST /infer/hate-speech behind an API Gateway REST API (proxy integration).
+
+Handler `infer.app.lambda_handler`. HTTP, logging, metrics and tracing are Powertools'; the routes
+only read the request (infer.request) and ask the model service (infer.service), and every answer,
+success or error, leaves through `_reply`, which writes the one log record and the metrics of the
+request. Errors are exceptions mapped to answers by the resolver's exception handlers.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import warnings
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler.api_gateway import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from aws_lambda_powertools.metrics import MetricUnit
+
+from infer.request import EXAMPLE, RequestError, read_text
+from infer.service import ModelService, ModelUnavailable
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+    from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+
+ROUTE = "/infer/hate-speech"
+REQUEST_LOG_MESSAGE = "inference"
+INTERNAL_ERROR = {"issue": "Internal server error"}
+# Static CORS headers on every answer, errors included: the API is gated by its key, not by origin.
+# Powertools' CORSConfig only adds them when the request carries an Origin header and answers a
+# preflight with 204 and no body; this API answers OPTIONS with 200 and a JSON body, like every route.
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Content-Type,X-Api-Key",
+    "Access-Control-Allow-Methods": "OPTIONS,POST",
+}
+
+
+class RequestLogFormatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON log format, except that the per-request record always has all its keys:
+    Powertools drops keys whose value is None, and readers of the record expect "label": null."""
+
+    _NULLABLE = ("model_version", "function_version", "label", "text_chars")
+
+    def serialize(self, log: dict[str, Any]) -> str:
+        if log.get("message") == REQUEST_LOG_MESSAGE:
+            log = {**log, **{key: None for key in self._NULLABLE if key not in log}}
+        return super().serialize(log)
+
+
+# Init, once per execution environment: settings, then the verified model (or the reason there is none).
+SERVICE = ModelService.start()
+CONFIG = SERVICE.config
+
+logger = Logger(service=CONFIG.service_name, level=CONFIG.log_level, logger_formatter=RequestLogFormatter())
+# Powertools adds the dimension "service" (POWERTOOLS_SERVICE_NAME) to every metric; the dashboard's
+# SEARCH expressions filter on it.
+metrics = Metrics(namespace=CONFIG.metrics_namespace, service=CONFIG.service_name)
+# Nothing to patch: the function calls no other service (patching would import botocore at init).
+tracer = Tracer(service=CONFIG.service_name, auto_patch=False)
+# debug=False whatever POWERTOOLS_EVENT_HANDLER_DEBUG says: debug mode prints events (text, API key)
+# and puts stack traces in 500 bodies.
+app = APIGatewayRestResolver(debug=False)
+# Error answers publish no metrics by design; Powertools would warn about that on every one of them.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+
+if SERVICE.failure:
+    logger.error("model not loaded: every request will answer 500", extra={"reason": SERVICE.failure})
+
+
+def _start_request(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
+    """Start the request's clock; refuse every request of an environment without a model."""
+    app.append_context(started=time.perf_counter())
+    SERVICE.check()
+    return next_middleware(app)
+
+
+app.use(middlewares=[_start_request])
+
+
+def _reply(
+    status: int,
+    body: dict[str, Any],
+    *,
+    label: str | None = None,
+    text_chars: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The answer to the current request, with its log record and, for a prediction, its metrics."""
+    started = app.context.get("started")
+    latency_ms = 0.0 if started is None else (time.perf_counter() - started) * 1000.0
+    version = SERVICE.version
+    context = app.lambda_context
+    logger.info(
+        REQUEST_LOG_MESSAGE,
+        extra={
+            "model_version": version,
+            "function_version": getattr(context, "function_version", None),
+            "label": label,
+            "latency_ms": round(latency_ms, 3),
+            "text_chars": text_chars,
+            "status": int(status),
+        },
+    )
+    headers = {**CORS_HEADERS, **(headers or {})}
+    if version is not None:
+        headers["X-Model-Version"] = version
+    if label is not None and version is not None:
+        # One EMF record, two dimension sets: [ModelVersion, service] and [ModelVersion, Label, service].
+        metrics.add_dimension(name="ModelVersion", value=version)
+        metrics.add_dimensions(ModelVersion=version, Label=label, service=CONFIG.service_name)
+        metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
+        metrics.add_metric(name="Prediction", unit=MetricUnit.Count, value=1)
+    return Response(status_code=int(status), content_type="application/json", body=body, headers=headers)
+
+
+@app.post(ROUTE)
+def classify() -> Response:
+    """Label one text: 200 {"category", "label", "scores"}."""
+    event = app.current_event
+    text = read_text(event.body, event.is_base64_encoded, CONFIG.max_text_chars)
+    prediction = SERVICE.predict(text)
+    return _reply(HTTPStatus.OK, prediction.as_dict(), label=prediction.label, text_chars=len(text))
+
+
+@app.route(ROUTE, method="OPTIONS")
+def preflight() -> Response:
+    """CORS preflight: 200 with the CORS headers."""
+    return _reply(HTTPStatus.OK, {})
+
+
+@app.not_found
+def no_route(exc: NotFoundError) -> Response:
+    """404 for an unknown path, 405 for a method the route does not take."""
+    if app.current_event.path.rstrip("/") == ROUTE:
+        method = app.current_event.http_method.upper()
+        return _reply(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            {"issue": f"{ROUTE} does not take {method[:16]}: send POST with a JSON body like {EXAMPLE}."},
+            headers={"Allow": "OPTIONS, POST"},
+        )
+    return _reply(
+        HTTPStatus.NOT_FOUND,
+        {"issue": f"No such route: this API serves POST {ROUTE} with a JSON body like {EXAMPLE}."},
+    )
+
+
+@app.exception_handler(RequestError)
+def bad_request(exc: RequestError) -> Response:
+    """400, 413 or 422 with the request's issue."""
+    return _reply(exc.status, {"issue": exc.issue}, text_chars=exc.text_chars)
+
+
+@app.exception_handler(ModelUnavailable)
+def model_unavailable(exc: ModelUnavailable) -> Response:
+    """500: this environment has no model; the log says why."""
+    logger.error("model not loaded: answering 500", extra={"reason": str(exc)})
+    return _reply(HTTPStatus.INTERNAL_SERVER_ERROR, INTERNAL_ERROR)
+
+
+@app.exception_handler(Exception)
+def unexpected(exc: Exception) -> Response:
+    """500 with a generic body; the stack goes to the log."""
+    # Type and frames only: an exception's message may quote the request's text (a KeyError on a
+    # token, say), and the text must never reach the log.
+    stack = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+    logger.error("unexpected failure", extra={"exception_name": type(exc).__name__, "stack": stack})
+    return _reply(HTTPStatus.INTERNAL_SERVER_ERROR, INTERNAL_ERROR)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,442 @@
+"""template.yaml, checked offline: cfn-lint, and the CloudFormation that SAM's transform makes of it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cfnlint.api import lint_file
+from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+from tests.template.cfn import (
+    REGION,
+    TEMPLATE,
+    Evaluator,
+    as_list,
+    load_template,
+    resources_of_type,
+    statements,
+    transform,
+)
+
+INFER = "InferenceFunction"
+HOOK = "PreTrafficHookFunction"
+JUDGE = "CanaryJudgeFunction"
+ALARMS = ("CanaryErrorsAlarm", "CanaryLatencyAlarm", "Api5xxAlarm", "CanaryJudgeAlarm")
+ROUTE = "/infer/hate-speech"
+# Actions whose IAM authorisation takes no resource ARN, so "*" is the only possible Resource.
+RESOURCELESS_ACTIONS = {"logs:GetQueryResults", "logs:StopQuery", "cloudwatch:PutMetricData"}
+ALLOWED_MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda",
+}
+
+
+@pytest.fixture(scope="module")
+def sam():
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def prod():
+    return transform({"Environment": "prod"})
+
+
+def version_logical_id(cfn: dict) -> str:
+    (name,) = resources_of_type(cfn, "AWS::Lambda::Version")
+    return name
+
+
+def test_cfn_lint_finds_nothing():
+    """cfn-lint (the linter behind `sam validate --lint`) reports no error, warning or info."""
+    matches = lint_file(TEMPLATE)
+    assert [str(m) for m in matches] == []
+
+
+@pytest.mark.parametrize("environment", ["uat", "prod"])
+def test_uat_and_prod_canary_10_percent_for_5_minutes_watched_by_all_four_alarms(environment):
+    """The deployment group shifts 10 % for 5 minutes and stops on any of the four alarms."""
+    cfn = transform({"Environment": environment})
+    group = Evaluator(cfn, {"Environment": environment}).resolve(
+        cfn["Resources"][f"{INFER}DeploymentGroup"]["Properties"]
+    )
+    assert group["DeploymentConfigName"] == "CodeDeployDefault.LambdaCanary10Percent5Minutes"
+    assert group["AlarmConfiguration"]["Enabled"] is True
+    assert [a["Name"] for a in group["AlarmConfiguration"]["Alarms"]] == [{"Ref": name} for name in ALARMS]
+    assert "DEPLOYMENT_STOP_ON_ALARM" in group["AutoRollbackConfiguration"]["Events"]
+
+
+def test_dev_deploys_all_at_once_through_the_same_hook_and_alarms():
+    """dev skips the 5-minute wait but still runs the pre-traffic check and the alarms."""
+    cfn = transform({"Environment": "dev"})
+    group = Evaluator(cfn, {"Environment": "dev"}).resolve(
+        cfn["Resources"][f"{INFER}DeploymentGroup"]["Properties"]
+    )
+    assert group["DeploymentConfigName"] == "CodeDeployDefault.LambdaAllAtOnce"
+    assert len(group["AlarmConfiguration"]["Alarms"]) == len(ALARMS)
+    alias = cfn["Resources"][f"{INFER}Aliaslive"]
+    assert alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["BeforeAllowTrafficHook"] == {"Ref": HOOK}
+
+
+def test_deployment_events_reach_the_on_call_topic(prod):
+    """Start, success, failure, stop and rollback of a deployment are published to on-call."""
+    (trigger,) = prod["Resources"][f"{INFER}DeploymentGroup"]["Properties"]["TriggerConfigurations"]
+    assert trigger["TriggerTargetArn"] == {"Ref": "OnCallTopic"}
+    assert {"DeploymentFailure", "DeploymentRollback", "DeploymentSuccess"} <= set(trigger["TriggerEvents"])
+
+
+def test_the_api_calls_the_live_alias_whose_update_runs_the_pretraffic_hook(prod):
+    """The API integration targets alias `live`; shifting it is a CodeDeploy deployment with the hook."""
+    alias = prod["Resources"][f"{INFER}Aliaslive"]
+    assert alias["Properties"]["Name"] == "live"
+    assert alias["Properties"]["FunctionVersion"] == {"Fn::GetAtt": [version_logical_id(prod), "Version"]}
+    update = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    assert update["BeforeAllowTrafficHook"] == {"Ref": HOOK}
+    assert update["DeploymentGroupName"] == {"Ref": f"{INFER}DeploymentGroup"}
+    integration = prod["Resources"]["HateSpeechApi"]["Properties"]["Body"]["paths"][ROUTE]["post"]
+    assert "${InferenceFunctionAliaslive}" in integration["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+
+
+def test_a_model_only_change_publishes_a_new_version():
+    """Changing only ModelVersion makes CloudFormation publish a new version (hence a canary).
+
+    SAM hashes the unresolved environment, so the version keeps its logical id; its
+    Description, which CloudFormation cannot update in place, is what changes."""
+    v1, v2 = (transform({"Environment": "prod", "ModelVersion": m}) for m in ("v1", "v2"))
+    name = version_logical_id(v1)
+    assert version_logical_id(v2) == name
+    descriptions = [
+        Evaluator(t, {"ModelVersion": m}).resolve(t["Resources"][name]["Properties"]["Description"])
+        for t, m in ((v1, "v1"), (v2, "v2"))
+    ]
+    assert descriptions == ["model v1, max 5000 chars", "model v2, max 5000 chars"]
+    schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema(REGION, "AWS::Lambda::Version").schema
+    assert "/properties/Description" in schema["createOnlyProperties"]
+    assert v1["Resources"][INFER]["Properties"]["Environment"]["Variables"]["MODEL_VERSION"] == {
+        "Ref": "ModelVersion"
+    }
+
+
+def test_every_parameter_of_the_functions_environment_changes_the_version_description(sam):
+    """Whatever parameter feeds the inference environment, changing it alone publishes a version."""
+    variables = load_template()["Resources"][INFER]["Properties"]["Environment"]["Variables"]
+    fed = [value["Ref"] for value in variables.values() if isinstance(value, dict) and "Ref" in value]
+    assert "ModelVersion" in fed
+    description = sam["Resources"][INFER]["Properties"]["VersionDescription"]
+    for name in fed:
+        spec = sam["Parameters"][name]
+        default = str(spec["Default"])
+        other = next((v for v in spec.get("AllowedValues", []) if v != default), None) or str(
+            int(default) + 1
+        )
+        before = Evaluator(sam).resolve(description)
+        after = Evaluator(sam, {name: other}).resolve(description)
+        assert before != after, name
+
+
+def test_a_code_change_publishes_a_new_version_too():
+    """A new package (another S3 key after `sam deploy` uploads it) gets a new version resource."""
+    before = version_logical_id(transform({"Environment": "prod"}, code_key="package-a"))
+    after = version_logical_id(transform({"Environment": "prod"}, code_key="package-b"))
+    assert before != after
+
+
+def test_the_hook_is_a_codedeploy_hook_that_is_not_itself_deployed_gradually(prod, sam):
+    """The hook's name has the prefix CodeDeploy's role may invoke; it gets no alias or versions."""
+    name = Evaluator(prod).resolve(prod["Resources"][HOOK]["Properties"]["FunctionName"])
+    assert name.startswith("CodeDeployHook_")
+    assert len(name) <= 64
+    assert sam["Resources"][HOOK]["Properties"]["DeploymentPreference"] == {"Enabled": False}
+    assert not [n for n in prod["Resources"] if n.startswith(HOOK) and n not in (HOOK, f"{HOOK}Role")]
+    role = prod["Resources"]["CodeDeployServiceRole"]["Properties"]
+    assert role["ManagedPolicyArns"] == ["arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda"]
+
+
+def test_the_hook_may_invoke_only_the_new_version_and_report_to_codedeploy(prod):
+    """The hook gets the new version's qualified ARN and may invoke that and nothing else."""
+    hook = prod["Resources"][HOOK]["Properties"]
+    version = version_logical_id(prod)
+    assert hook["Environment"]["Variables"]["NEW_VERSION_ARN"] == {"Ref": version}
+    granted = {
+        action: stmt["Resource"]
+        for stmt in statements(prod["Resources"][f"{HOOK}Role"])
+        for action in as_list(stmt["Action"])
+    }
+    assert granted["lambda:InvokeFunction"] == {"Ref": version}
+    assert (
+        "deploymentgroup:${ServerlessDeploymentApplication}/*"
+        in granted["codedeploy:PutLifecycleEventHookExecutionStatus"]["Fn::Sub"]
+    )
+    assert set(granted) == {"lambda:InvokeFunction", "codedeploy:PutLifecycleEventHookExecutionStatus"}
+
+
+def test_usage_plan_quota_and_throttle_come_from_the_parameters(prod, sam):
+    """The plan's monthly quota, rate and burst are the QuotaLimit, RateLimit and BurstLimit parameters."""
+    plan = prod["Resources"]["UsagePlan"]["Properties"]
+    assert plan["Quota"] == {"Limit": {"Ref": "QuotaLimit"}, "Period": "MONTH"}
+    assert plan["Throttle"] == {"RateLimit": {"Ref": "RateLimit"}, "BurstLimit": {"Ref": "BurstLimit"}}
+    assert plan["ApiStages"] == [
+        {"ApiId": {"Ref": "HateSpeechApi"}, "Stage": {"Ref": "HateSpeechApiv1Stage"}}
+    ]
+    defaults = {
+        name: sam["Parameters"][name]["Default"] for name in ("QuotaLimit", "RateLimit", "BurstLimit")
+    }
+    assert defaults == {"QuotaLimit": 10000, "RateLimit": 1000, "BurstLimit": 1000}
+    key = prod["Resources"]["UsagePlanKey"]["Properties"]
+    assert key == {"KeyId": {"Ref": "ApiKey"}, "KeyType": "API_KEY", "UsagePlanId": {"Ref": "UsagePlan"}}
+
+
+def test_post_requires_the_api_key_and_the_cors_preflight_does_not(prod):
+    """POST carries the api_key security requirement; OPTIONS (sent by browsers without it) does not."""
+    api = prod["Resources"]["HateSpeechApi"]["Properties"]["Body"]
+    methods = api["paths"][ROUTE]
+    assert set(methods) == {"post", "options"}
+    assert {"api_key": []} in methods["post"]["security"]
+    assert not any("api_key" in requirement for requirement in methods["options"].get("security", []))
+    assert api["components"]["securitySchemes"]["api_key"] == {
+        "type": "apiKey",
+        "name": "x-api-key",
+        "in": "header",
+    }
+
+
+def test_cors_preflight_and_gateway_errors_allow_browsers_to_send_the_key(prod):
+    """The preflight allows POST with Content-Type and X-Api-Key; API Gateway's own 4xx/5xx carry CORS too."""
+    api = prod["Resources"]["HateSpeechApi"]["Properties"]["Body"]
+    headers = api["paths"][ROUTE]["options"]["x-amazon-apigateway-integration"]["responses"]["default"][
+        "responseParameters"
+    ]
+    assert headers["method.response.header.Access-Control-Allow-Headers"] == "'Content-Type,X-Api-Key'"
+    assert headers["method.response.header.Access-Control-Allow-Methods"] == "'OPTIONS,POST'"
+    gateway = api["x-amazon-apigateway-gateway-responses"]
+    for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        assert (
+            gateway[kind]["responseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"] == "'*'"
+        )
+
+
+def test_the_only_stage_is_v1(prod):
+    """One stage, `v1` (OpenApiVersion keeps SAM from adding its extra stage named "Stage")."""
+    stages = resources_of_type(prod, "AWS::ApiGateway::Stage")
+    assert [s["Properties"]["StageName"] for s in stages.values()] == ["v1"]
+
+
+def test_no_iam_statement_allows_every_action_or_resource_without_need(prod):
+    """No Action "*" or "service:*"; Resource "*" only where IAM accepts nothing narrower."""
+    roles = resources_of_type(prod, "AWS::IAM::Role")
+    assert set(roles) == {f"{INFER}Role", f"{HOOK}Role", f"{JUDGE}Role", "CodeDeployServiceRole"}
+    for name, role in roles.items():
+        for stmt in statements(role):
+            actions = as_list(stmt["Action"])
+            assert stmt["Effect"] == "Allow", name
+            assert not [a for a in actions if a == "*" or a.endswith(":*")], (name, actions)
+            if "*" in as_list(stmt["Resource"]):
+                assert set(actions) <= RESOURCELESS_ACTIONS, (name, actions)
+        for arn in role["Properties"].get("ManagedPolicyArns", []):
+            text = arn["Fn::Sub"] if isinstance(arn, dict) else arn
+            assert text.replace("${AWS::Partition}", "aws") in ALLOWED_MANAGED_POLICIES, (name, arn)
+
+
+def test_the_judge_may_write_its_verdict_only_into_the_project_namespace(prod, sam):
+    """PutMetricData is held to the namespace the verdict alarm reads."""
+    (put,) = [
+        s
+        for s in statements(prod["Resources"][f"{JUDGE}Role"])
+        if "cloudwatch:PutMetricData" in as_list(s["Action"])
+    ]
+    namespace = sam["Mappings"]["Constants"]["Metrics"]["Namespace"]
+    assert Evaluator(prod).resolve(put["Condition"]) == {"StringEquals": {"cloudwatch:namespace": namespace}}
+
+
+def test_the_judge_runs_every_minute_and_reads_the_inference_logs_and_alias(prod):
+    """Scheduled every minute; may query the inference log group and read the alias, nothing more."""
+    (rule,) = resources_of_type(prod, "AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    assert rule["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [JUDGE, "Arn"]}
+    granted = {}
+    for stmt in statements(prod["Resources"][f"{JUDGE}Role"]):
+        for action in as_list(stmt["Action"]):
+            granted[action] = as_list(stmt["Resource"])
+    assert granted["logs:StartQuery"] == [{"Fn::GetAtt": ["InferenceLogGroup", "Arn"]}]
+    assert {"Fn::GetAtt": [INFER, "Arn"]} in granted["lambda:GetAlias"]
+    timeout = prod["Resources"][JUDGE]["Properties"]["Timeout"]
+    assert timeout < 60  # two runs never overlap
+
+
+def test_canary_alarms_watch_only_the_new_version_behind_live(prod):
+    """Errors and p99 Duration are scoped with Resource fn:live and ExecutedVersion = the new version."""
+    version = version_logical_id(prod)
+    expected = [
+        {"Name": "FunctionName", "Value": {"Ref": INFER}},
+        {"Name": "Resource", "Value": {"Fn::Sub": "${InferenceFunction}:live"}},
+        {"Name": "ExecutedVersion", "Value": {"Fn::GetAtt": [version, "Version"]}},
+    ]
+    for name, metric in (("CanaryErrorsAlarm", "Errors"), ("CanaryLatencyAlarm", "Duration")):
+        alarm = prod["Resources"][name]["Properties"]
+        assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", metric)
+        assert alarm["Dimensions"] == expected
+    errors = prod["Resources"]["CanaryErrorsAlarm"]["Properties"]
+    assert (errors["Statistic"], errors["Threshold"], errors["ComparisonOperator"]) == (
+        "Sum",
+        0,
+        "GreaterThanThreshold",
+    )
+
+
+def test_latency_alarm_compares_p99_with_the_slo_parameter(prod):
+    """p99 above LatencySloMs for two minutes running (one cold start alone does not roll back)."""
+    alarm = prod["Resources"]["CanaryLatencyAlarm"]["Properties"]
+    assert alarm["ExtendedStatistic"] == "p99"
+    assert alarm["Threshold"] == {"Ref": "LatencySloMs"}
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"], alarm["Period"]) == (2, 2, 60)
+
+
+def test_api_5xx_alarm_watches_the_v1_stage_of_this_api(prod):
+    """API Gateway 5XXError is keyed by the API's name and the stage."""
+    alarm = Evaluator(prod, {"Environment": "prod"}).resolve(prod["Resources"]["Api5xxAlarm"]["Properties"])
+    api_name = Evaluator(prod, {"Environment": "prod"}).resolve(
+        prod["Resources"]["HateSpeechApi"]["Properties"]["Name"]
+    )
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/ApiGateway", "5XXError")
+    assert alarm["Dimensions"] == [{"Name": "ApiName", "Value": api_name}, {"Name": "Stage", "Value": "v1"}]
+
+
+def test_judge_alarm_fires_on_a_fail_verdict_in_the_functions_namespace(prod):
+    """CanaryVerdict (FunctionName = the inference function) Maximum >= 2 over 60 s, as the contract says."""
+    ev = Evaluator(prod)
+    alarm = ev.resolve(prod["Resources"]["CanaryJudgeAlarm"]["Properties"])
+    namespace = ev.resolve(
+        prod["Resources"][INFER]["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    )
+    assert (alarm["Namespace"], alarm["MetricName"]) == (namespace, "CanaryVerdict")
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": INFER}}]
+    assert (alarm["Statistic"], alarm["Period"], alarm["Threshold"]) == ("Maximum", 60, 2)
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
+@pytest.mark.parametrize("name", ALARMS)
+def test_every_alarm_has_a_runbook_a_missing_data_policy_and_pages_on_call(prod, name):
+    """What fired, where to look and how to roll back by hand; TreatMissingData set on purpose."""
+    alarm = prod["Resources"][name]["Properties"]
+    runbook = Evaluator(prod, {"Environment": "prod"}).resolve(alarm["AlarmDescription"])
+    for part in ("WHAT:", "LOOK:", "ROLL BACK BY HAND:", "aws deploy stop-deployment", "make rollout MODEL="):
+        assert part in runbook, part
+    assert len(runbook) <= 1024  # CloudWatch's limit, with names filled in
+    assert alarm["TreatMissingData"] in {"notBreaching", "breaching", "ignore", "missing"}
+    assert alarm["AlarmActions"] == [{"Ref": "OnCallTopic"}]
+
+
+def test_functions_use_the_contract_handlers_on_python_312_built_by_make(sam, prod):
+    """Handlers and runtime are the contract's; every function is built by the makefile method."""
+    handlers = {name: prod["Resources"][name]["Properties"]["Handler"] for name in (INFER, HOOK, JUDGE)}
+    assert handlers == {
+        INFER: "infer.app.lambda_handler",
+        HOOK: "canary.hook.lambda_handler",
+        JUDGE: "canary.judge_lambda.lambda_handler",
+    }
+    for name in handlers:
+        assert prod["Resources"][name]["Properties"]["Runtime"] == "python3.12"
+        assert sam["Resources"][name]["Metadata"] == {"BuildMethod": "makefile"}
+
+
+def test_inference_function_reads_its_settings_from_the_parameters(prod):
+    """MODEL_VERSION and MAX_TEXT_CHARS come from parameters; logs and traces never carry the request."""
+    variables = prod["Resources"][INFER]["Properties"]["Environment"]["Variables"]
+    assert variables["MODEL_VERSION"] == {"Ref": "ModelVersion"}
+    assert variables["MAX_TEXT_CHARS"] == {"Ref": "MaxTextChars"}
+    assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"} <= set(variables)
+    assert variables["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"
+    props = prod["Resources"][INFER]["Properties"]
+    assert props["LoggingConfig"] == {"LogGroup": {"Ref": "InferenceLogGroup"}}
+    assert props["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_model_version_only_offers_the_shipped_models(sam):
+    """ModelVersion accepts exactly the model directories the build ships."""
+    assert sam["Parameters"]["ModelVersion"]["AllowedValues"] == ["v1", "v2"]
+    assert sam["Parameters"]["Environment"]["AllowedValues"] == ["dev", "uat", "prod"]
+
+
+def test_outputs_give_url_key_plan_alias_and_dashboard(prod):
+    """The outputs a consumer and on-call need."""
+    outputs = Evaluator(prod, {"Environment": "prod"}).resolve(prod["Outputs"])
+    assert outputs["ApiUrl"]["Value"].startswith(
+        "https://${HateSpeechApi}.execute-api.us-east-1.amazonaws.com/v1"
+    )
+    assert outputs["ApiUrl"]["Value"].endswith(ROUTE)
+    assert outputs["ApiKeyId"]["Value"] == {"Ref": "ApiKey"}
+    assert outputs["UsagePlanId"]["Value"] == {"Ref": "UsagePlan"}
+    assert outputs["LiveAliasArn"]["Value"] == {"Ref": f"{INFER}Aliaslive"}
+    assert "#dashboards:name=${Dashboard}" in outputs["DashboardUrl"]["Value"]
+
+
+def test_dashboard_shows_per_version_traffic_latency_labels_and_verdict(prod):
+    """The dashboard body is valid JSON once filled in, with one widget per concern."""
+    body = Evaluator(prod, {"Environment": "prod"}).resolve(
+        prod["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
+    )
+    widgets = json.loads(body)["widgets"]
+    titles = " | ".join(w["properties"].get("title", "") for w in widgets)
+    for part in (
+        "Invocations per version",
+        "Errors per version",
+        "p50 / p99",
+        "labels, model v1",
+        "labels, model v2",
+        "verdict",
+    ):
+        assert part in titles, part
+    text = json.dumps(widgets)
+    assert "ExecutedVersion" in text and "CanaryVerdict" in text and "Prediction" in text
+
+
+def function_env(cfn: dict, name: str, fakes: dict[str, str]) -> dict[str, str]:
+    """A function's environment as Lambda would see it, resource references replaced by `fakes`."""
+    variables = Evaluator(cfn, {"Environment": "prod"}).resolve(
+        cfn["Resources"][name]["Properties"]["Environment"]["Variables"]
+    )
+    resolved = {}
+    for key, value in variables.items():
+        if isinstance(value, dict):
+            (ref,) = value.values()
+            value = fakes[ref if isinstance(ref, str) else ref[0]]
+        resolved[key] = str(value)
+    return resolved
+
+
+FAKES = {
+    INFER: "hate-speech-prod-infer",
+    "InferenceLogGroup": "/aws/lambda/hate-speech-prod-infer",
+}
+
+
+def test_the_hook_reads_the_template_settings_it_is_given(prod):
+    """canary.config.HookConfig reads the hook's environment as the template sets it."""
+    from canary.config import HookConfig
+
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:hate-speech-prod-infer:7"
+    env = function_env(prod, HOOK, {**FAKES, version_logical_id(prod): arn})
+    config = HookConfig.from_env(env)
+    assert config.new_version_arn == arn
+    assert config.model_version == "v1"
+    api = prod["Resources"]["HateSpeechApi"]["Properties"]["Body"]["paths"]
+    assert config.api_path in api
+    stage = prod["Resources"]["HateSpeechApiv1Stage"]["Properties"]["StageName"]
+    assert config.api_stage == stage
+
+
+def test_the_judge_reads_the_template_settings_it_is_given(prod):
+    """canary.config.JudgeLambdaConfig finds the function, alias, log group and namespace the alarms use."""
+    from canary.config import JudgeLambdaConfig
+
+    config = JudgeLambdaConfig.from_env(function_env(prod, JUDGE, FAKES))
+    alarm = Evaluator(prod).resolve(prod["Resources"]["CanaryJudgeAlarm"]["Properties"])
+    assert (config.function_name, config.alias, config.log_group) == (
+        FAKES[INFER],
+        "live",
+        FAKES["InferenceLogGroup"],
+    )
+    assert config.namespace == alarm["Namespace"]
+    assert config.judge.looks == 5  # a 5-minute canary judged every minute
