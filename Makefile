@@ -97,8 +97,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 constraints: $(STAMP) ## Regenerate constraints.txt from the current .venv
-	@{ echo "# Transitive pins for the development environment (pip install -c constraints.txt)."; \
-	   echo "# Top-level pins live in pyproject.toml; regenerate with 'make constraints'."; \
+	@{ echo "# Pins for every package of the development environment (pip install -c constraints.txt)."; \
+	   echo "# Top-level requirements live in pyproject.toml; regenerate with 'make constraints'."; \
 	   $(PY) -m pip freeze --exclude-editable; } > constraints.txt
 
 clean: ## Remove build outputs and caches (keeps .venv)
