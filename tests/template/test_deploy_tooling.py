@@ -39,7 +39,13 @@ def overrides(section: dict) -> dict[str, str]:
 
 
 def no_credentials_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    # Also drop make's own variables: under `make test` the child would otherwise run as a
+    # sub-make (jobserver, "make[1]:" message prefixes) rather than as a user's make.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AWS_") and k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
+    }
     env.update(
         AWS_DEFAULT_REGION=REGION,
         AWS_CONFIG_FILE=os.devnull,
