@@ -23,8 +23,19 @@ help: ## Show this help, grouped
 	  /^[a-zA-Z0-9_-]+:.*##/ {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
 
-demo: $(STAMP) ## The main job, offline: score sample texts with both models side by side
-	$(PY) -m infer.compare
+REPORTS := reports
+demo: $(STAMP) ## The main job, offline: rehearse the v1 -> v2 canary (promoted), then a slow one (rolled back)
+	@mkdir -p $(REPORTS)
+	@echo "== 1/2  rehearsal: v1 -> v2, Canary10Percent5Minutes at 10x speed (expected: PROMOTED)"
+	$(PY) -m emulator rehearse --baseline v1 --canary v2 --html $(REPORTS)/rehearsal-v1-v2.html
+	@echo
+	@echo "== 2/2  rehearsal: v1 -> v2 with a canary 10x slower (expected: ROLLED BACK)"
+	@$(PY) -m emulator rehearse --baseline v1 --canary v2 --fault latency=10 \
+	  --html $(REPORTS)/rehearsal-v1-v2-slow.html; status=$$?; \
+	  test $$status -eq 3 || { echo "demo: expected exit 3 (rolled back), got $$status" >&2; exit 1; }
+	@echo
+	@echo "HTML reports (open in a browser): $(abspath $(REPORTS))/rehearsal-v1-v2.html"
+	@echo "                                  $(abspath $(REPORTS))/rehearsal-v1-v2-slow.html"
 
 test: $(STAMP) ## Run the whole test suite (unit, template, integration)
 	$(OFFLINE) $(PY) -m pytest
@@ -34,7 +45,7 @@ train: $(STAMP) ## Rebuild models/v1 and models/v2 from the data, deterministica
 	$(PY) -m training.train --data $(HATE_DATA) --out models
 
 ##@ Benchmarks (results go to BENCHMARKS.md)
-bench: bench-models bench-handler ## Run every benchmark
+bench: bench-models bench-handler bench-judge bench-gateway ## Run every benchmark
 
 bench-models: $(STAMP) ## v1, v2 and the natural-js peer on the test split
 	$(PY) -m bench.models --data $(HATE_DATA)
@@ -46,6 +57,11 @@ bench-judge: $(STAMP) ## Canary judge: verdict rates over 200 simulated deployme
 	$(PY) -m bench.judge --sims 200 --workers 2
 
 .PHONY: bench-judge
+
+bench-gateway: $(STAMP) ## Local gateway at the usage plan's 1,000 req/s for 30 s from a separate process
+	$(PY) -m bench.gateway_load --rate 1000 --duration 30
+
+.PHONY: bench-gateway
 
 ##@ Quality
 lint: $(STAMP) ## ruff (E, F, I, B, UP, C4)

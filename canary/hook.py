@@ -189,6 +189,19 @@ def golden_event(text: str, index: int, config: HookConfig, run_id: str) -> dict
     }
 
 
+def response_header(response: Mapping[str, Any], name: str) -> str | None:
+    """A header of a proxy response, from "headers" or "multiValueHeaders" (Powertools' REST
+    resolver answers with the latter only), case-insensitively."""
+    wanted = name.lower()
+    for key, value in (response.get("headers") or {}).items():
+        if str(key).lower() == wanted:
+            return str(value)
+    for key, values in (response.get("multiValueHeaders") or {}).items():
+        if str(key).lower() == wanted and values:
+            return str(values[-1])
+    return None
+
+
 def _ask(invoke: Invoke, event: dict[str, Any], deadline: float | None, clock: Callable[[], float]) -> Answer:
     if deadline is not None and clock() >= deadline:
         return Answer(None, None, None, 0.0, error="not sent: out of time")
@@ -201,8 +214,7 @@ def _ask(invoke: Invoke, event: dict[str, Any], deadline: float | None, clock: C
         )
     elapsed = (clock() - started) * 1000.0
     status = response.get("statusCode")
-    headers = {str(k).lower(): v for k, v in (response.get("headers") or {}).items()}
-    version = headers.get("x-model-version")
+    version = response_header(response, "X-Model-Version")
     if response.get("error"):
         return Answer(status, None, version, elapsed, error=str(response["error"]))
     if status != 200:

@@ -76,7 +76,7 @@ class JudgeConfig:
     errors_min_excess: float = 0.005  # canary 5xx rate minus baseline's (absolute) that is worth failing for
     latency_min_samples: int = 50  # successful requests per version below which `latency` is NoData
     latency_min_ratio: float = 1.2  # canary median / baseline median from which "slower" matters
-    latency_min_shift_ms: float = 0.5  # ...and the medians must also differ by at least this many ms
+    latency_min_shift_ms: float = 1.0  # ...and by this many ms (v2's own cost, +0.13 ms/text, stays under)
     labels_min_samples: int = 100  # labelled answers per version below which `labels` is NoData
     labels_min_jsd: float = 0.05  # JS distance (base 2), observed vs expected canary mix, that matters
     exact_below: float = 5.0  # expected cell count under which the label test is exact, not chi-square
@@ -460,7 +460,7 @@ def measure_labels(
         "critical": False,
         "n_baseline": n_b,
         "n_canary": n_c,
-        "effect_name": "Jensen-Shannon distance, observed vs expected canary mix",
+        "effect_name": "Jensen-Shannon distance net of sampling noise, observed vs expected canary mix",
         "threshold": cfg.labels_min_jsd,
         "details": details,
     }
@@ -500,7 +500,13 @@ def measure_labels(
         details["design_effect"] = deff
         test = "exact multinomial, Rao-Scott corrected (small expected counts)"
     common["test"] = test
-    jsd = stats.jensen_shannon_distance(shares_c, expected)
+    # Sampling noise alone makes the observed distance positive (E[JS divergence] ~
+    # sum_j V_jj / q_j / (8 ln 2) bits); the floor is compared with the distance net of it.
+    jsd_raw = stats.jensen_shannon_distance(shares_c, expected)
+    noise = sum(v[j][j] / pooled[j] for j in keep) / (8.0 * math.log(2.0))
+    jsd = math.sqrt(max(0.0, jsd_raw * jsd_raw - noise))
+    details["jsd_observed"] = jsd_raw
+    details["jsd_noise"] = math.sqrt(noise)
     details["expected_shares"] = dict(zip(LABELS, expected, strict=True))
     details["df"] = df
     return _Measure(
@@ -639,7 +645,9 @@ def _describe_effect(m: _Measure) -> str:
     if m.name == "latency":
         d = m.details
         return f"median {d['median_ms_canary']:.2f} vs {d['median_ms_baseline']:.2f} ms (x{m.effect:.2f})"
-    return f"JS distance {m.effect:.3f}"
+    observed = m.details.get("jsd_observed")
+    seen = f" (observed {observed:.3f})" if isinstance(observed, float) else ""
+    return f"JS distance {m.effect:.3f} net of noise{seen}"
 
 
 def _fmt_threshold(m: _Measure) -> str:

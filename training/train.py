@@ -30,6 +30,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
 from sklearn.pipeline import make_pipeline, make_union  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 from infer.model import LABELS  # noqa: E402
 from training import cards, evaluate  # noqa: E402
@@ -225,6 +226,13 @@ class Trained:
 
 def train_all(ds, out: Path, jobs: int = 2) -> Trained:
     """Fit v1 and v2 on the train split, evaluate on test, and prepare their artifacts."""
+    # The environment variables above only act if NumPy was not imported yet (a test run
+    # imports it first); this limit holds either way, so the bytes do not depend on it.
+    with threadpool_limits(limits=1):
+        return _train_all(ds, out, jobs)
+
+
+def _train_all(ds, out: Path, jobs: int) -> Trained:
     y_train = np.array([r.label for r in ds.train])
     folds = list(
         StratifiedKFold(FOLDS, shuffle=True, random_state=SEED).split(np.zeros(len(y_train)), y_train)

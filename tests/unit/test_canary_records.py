@@ -37,8 +37,8 @@ def test_store_is_safe_for_several_writer_processes(tmp_path):
     """Four processes appending at once lose and corrupt nothing."""
     path = str(tmp_path / "shared.sqlite")
     RecordStore(path)
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    # spawn, not fork: real writers are separate programs, and fork() of a threaded pytest is unsafe
+    context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=4, mp_context=context) as pool:
         written = sum(pool.map(_write_many, [(path, str(v), 150) for v in range(4)]))
     records = RecordStore(path).window(0, 1e12)

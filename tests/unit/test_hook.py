@@ -124,6 +124,19 @@ def test_tampered_artifact_fails_the_checksum(setup):
     assert "weights.json" in result.reason
 
 
+def test_model_version_is_read_from_multi_value_headers(setup):
+    """Powertools' REST resolver answers with multiValueHeaders only: the hook reads those too."""
+    config, _ = setup
+
+    def invoke(event: dict) -> dict:
+        i = int(json.loads(event["body"])["text"].split()[1])
+        body = json.dumps({"label": PREDICTED[i], "category": "x", "scores": {}})
+        return {"statusCode": 200, "multiValueHeaders": {"x-model-version": ["v9"]}, "body": body}
+
+    result = run_pretraffic(config, invoke)
+    assert result.passed, result.reason
+
+
 def test_answers_from_the_wrong_model_fail(setup):
     """X-Model-Version v1 when v9 is being deployed fails `model version`."""
     config, _ = setup

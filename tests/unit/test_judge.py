@@ -175,10 +175,10 @@ def test_latency_significant_without_meaningful_effect_passes():
 
 
 def test_latency_effect_without_significance_at_small_n_is_inconclusive():
-    """x1.3 median on 60 widely spread requests: meaningful but not significant: NoData, never PASS."""
+    """x1.4 median on 60 widely spread requests: meaningful but not significant: NoData, never PASS."""
     report = run(
         make_records(BASE, "v1", 540, seed=1, sigma=1.2),
-        make_records(CANARY, "v1", 60, seed=11, median_ms=3.9, sigma=1.2),
+        make_records(CANARY, "v1", 60, seed=11, median_ms=4.2, sigma=1.2),
         labels_min_samples=50,
         errors_min_requests=50,
     )
@@ -186,6 +186,17 @@ def test_latency_effect_without_significance_at_small_n_is_inconclusive():
     assert latency.effect >= 1.2 and latency.p_value > latency.alpha
     assert latency.classification is Classification.NODATA
     assert report.verdict is Verdict.INCONCLUSIVE
+
+
+def test_latency_small_absolute_shift_passes_even_when_relatively_large():
+    """0.5 ms -> 1.0 ms (x2, like a heavier model's known cost) stays under the 1 ms floor: Pass."""
+    report = run(
+        make_records(BASE, "v1", 2700, seed=1, median_ms=0.5),
+        make_records(CANARY, "v1", 300, seed=2, median_ms=1.0),
+    )
+    latency = metric(report, "latency")
+    assert latency.effect > 1.9 and latency.p_value < latency.alpha
+    assert latency.classification is Classification.PASS
 
 
 def test_latency_faster_canary_is_low_and_harmless():

@@ -1,0 +1,582 @@
+"""The local deployment controller: what CodeDeploy does with the template's DeploymentPreference,
+on a compressed clock.
+
+    BeforeAllowTraffic  the REAL PreTraffic hook core (canary.hook.run_pretraffic) checks the new
+                        version through an invoke that calls its FunctionVersion directly; Failed
+                        blocks the deployment before any user request reaches it
+    shift               the alias sends the canary its share (10 % for 5 minutes under
+                        Canary10Percent5Minutes; Linear* steps up; AllAtOnce jumps to 100 %)
+    every minute        the REAL judge (canary.judge) runs over the records in the store, then
+                        every alarm of DeploymentPreference.Alarms is evaluated over that minute's
+                        records as CloudWatch would (period, EvaluationPeriods, DatapointsToAlarm,
+                        TreatMissingData notBreaching)
+    first ALARM         rollback: the alias goes back to 0 % at once
+    end of the plan     promotion: 100 % to the new version
+
+One compressed minute lasts 60 / speed wall seconds; request timestamps stay wall-clock
+epochs, so the judge and the alarms read the store exactly as they would read real records.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from canary.config import HookConfig
+from canary.hook import HookError, HookResult, run_pretraffic
+from canary.judge import VERDICT_VALUE, JudgeConfig, JudgeReport, judge
+from canary.records import RecordSource, RequestRecord
+from canary.stats import quantile
+
+PROMOTED, ROLLED_BACK, BLOCKED = "PROMOTED", "ROLLED BACK", "BLOCKED"
+OK, ALARM, INSUFFICIENT = "OK", "ALARM", "INSUFFICIENT_DATA"
+# Lambda counts a crash or a timeout as an Errors datapoint; API Gateway answers those 502 / 504.
+# A 500 the handler chose to answer is no Lambda error (API 5XXError still counts it).
+FUNCTION_ERROR_STATUSES = frozenset({502, 504})
+
+Event = dict[str, Any]
+
+
+class Invocable(Protocol):
+    """The part of emulator.functions.FunctionVersion the controller uses."""
+
+    function_version: str
+    model_version: str
+
+    def invoke(self, event: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]: ...
+
+
+class Routable(Protocol):
+    """The part of emulator.functions.Alias the controller uses."""
+
+    def set_routing(self, canary: Any, weight: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class Step:
+    """One traffic step: the canary's share and how many minutes it is held."""
+
+    weight: float
+    minutes: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A CodeDeploy deployment configuration as a list of steps before 100 %."""
+
+    name: str  # e.g. Canary10Percent5Minutes
+    steps: tuple[Step, ...]  # empty for AllAtOnce
+
+    @property
+    def minutes(self) -> float:
+        return sum(s.minutes for s in self.steps)
+
+
+_CANARY = re.compile(r"Canary(\d+)Percent(\d+)Minutes?")
+_LINEAR = re.compile(r"Linear(\d+)PercentEvery(\d+)Minutes?")
+
+
+def plan_for(deployment_type: str) -> Plan:
+    """The steps of a predefined Lambda deployment configuration (CodeDeployDefault.Lambda*)."""
+    name = deployment_type.rsplit(".", 1)[-1].removeprefix("Lambda")
+    if name == "AllAtOnce":
+        return Plan(name, ())
+    if m := _CANARY.fullmatch(name):
+        percent, minutes = int(m.group(1)), int(m.group(2))
+        if not 0 < percent < 100:
+            raise ValueError(f"{deployment_type}: canary percent must be between 1 and 99")
+        return Plan(name, (Step(percent / 100.0, float(minutes)),))
+    if m := _LINEAR.fullmatch(name):
+        percent, minutes = int(m.group(1)), int(m.group(2))
+        if not 0 < percent < 100:
+            raise ValueError(f"{deployment_type}: linear percent must be between 1 and 99")
+        steps = tuple(Step(k * percent / 100.0, float(minutes)) for k in range(1, math.ceil(100 / percent)))
+        return Plan(name, steps)
+    raise ValueError(
+        f"deployment preference {deployment_type!r} is not one the local controller knows "
+        "(AllAtOnce, Canary<P>Percent<M>Minutes, Linear<P>PercentEvery<M>Minute(s))"
+    )
+
+
+@dataclass(frozen=True)
+class AlarmRule:
+    """One alarm of DeploymentPreference.Alarms, as the controller evaluates it locally."""
+
+    name: str  # AlarmName
+    namespace: str  # AWS/Lambda, AWS/ApiGateway or the project's (CanaryVerdict)
+    metric: str  # MetricName; see datapoint() for the ones evaluated locally
+    statistic: str  # Sum | Maximum | Minimum | Average | SampleCount | pNN
+    threshold: float
+    comparison: str  # GreaterThanThreshold | GreaterThanOrEqualToThreshold | LessThan...
+    period_s: float = 60.0  # one datapoint per period (compressed seconds)
+    evaluation_periods: int = 1
+    datapoints_to_alarm: int = 1
+    treat_missing_data: str = "notBreaching"  # notBreaching | breaching | ignore | missing
+    new_version_only: bool = False  # dimension ExecutedVersion: only the new version's invocations
+
+    @classmethod
+    def from_settings(cls, alarm: Any) -> AlarmRule:
+        """From an emulator.settings.AlarmSettings (the template's alarm, resolved)."""
+        return cls(
+            name=alarm.name,
+            namespace=alarm.namespace,
+            metric=alarm.metric,
+            statistic=alarm.statistic,
+            threshold=float(alarm.threshold),
+            comparison=alarm.comparison,
+            period_s=float(alarm.period_s),
+            evaluation_periods=int(alarm.evaluation_periods),
+            datapoints_to_alarm=int(alarm.datapoints_to_alarm),
+            treat_missing_data=alarm.treat_missing_data,
+            new_version_only="ExecutedVersion" in alarm.dimensions,
+        )
+
+    def breaches(self, value: float) -> bool:
+        op = self.comparison
+        if op == "GreaterThanThreshold":
+            return value > self.threshold
+        if op == "GreaterThanOrEqualToThreshold":
+            return value >= self.threshold
+        if op == "LessThanThreshold":
+            return value < self.threshold
+        if op == "LessThanOrEqualToThreshold":
+            return value <= self.threshold
+        raise ValueError(f"alarm {self.name}: comparison {op!r} is not supported locally")
+
+
+_SYMBOL = {
+    "GreaterThanThreshold": ">",
+    "GreaterThanOrEqualToThreshold": ">=",
+    "LessThanThreshold": "<",
+    "LessThanOrEqualToThreshold": "<=",
+}
+
+
+# The metrics the local stack can compute from its records (others stay INSUFFICIENT_DATA).
+LOCAL_METRICS = {
+    ("AWS/Lambda", "Errors"),
+    ("AWS/Lambda", "Invocations"),
+    ("AWS/Lambda", "Duration"),
+    ("AWS/ApiGateway", "5XXError"),
+    ("AWS/ApiGateway", "4XXError"),
+    ("AWS/ApiGateway", "Count"),
+    ("AWS/ApiGateway", "Latency"),
+}
+
+
+def datapoint(
+    rule: AlarmRule, records: Sequence[RequestRecord], new_version: str, verdict: int | None
+) -> float | None:
+    """The alarm metric's value over one period of records (None: no data in that period).
+
+    Lambda metrics scoped by ExecutedVersion count the new version's invocations only; API
+    metrics count every request; CanaryVerdict is what the judge published for that minute.
+    """
+    if rule.metric == "CanaryVerdict":
+        return None if verdict is None else float(verdict)
+    if (rule.namespace, rule.metric) not in LOCAL_METRICS:
+        return None
+    if rule.new_version_only:
+        records = [r for r in records if r.function_version == new_version]
+    if not records:
+        return None
+    if rule.metric == "Errors":
+        values = [1.0 if r.status in FUNCTION_ERROR_STATUSES else 0.0 for r in records]
+    elif rule.metric == "5XXError":
+        values = [1.0 if r.status >= 500 else 0.0 for r in records]
+    elif rule.metric == "4XXError":
+        values = [1.0 if 400 <= r.status < 500 else 0.0 for r in records]
+    elif rule.metric in ("Invocations", "Count"):
+        values = [1.0 for _ in records]
+    else:  # Duration, Latency
+        values = sorted(r.latency_ms for r in records)
+    return _statistic(rule.statistic, values)
+
+
+def _statistic(statistic: str, values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    if statistic.lower().startswith("p"):
+        return quantile(values, float(statistic[1:]) / 100.0)
+    return {
+        "Sum": float(sum(values)),
+        "Maximum": max(values),
+        "Minimum": min(values),
+        "Average": sum(values) / len(values),
+        "SampleCount": float(len(values)),
+    }.get(statistic)
+
+
+@dataclass
+class AlarmState:
+    """An alarm's datapoints so far and the state they put it in."""
+
+    rule: AlarmRule
+    values: list[float | None] = field(default_factory=list)
+    state: str = INSUFFICIENT
+    reason: str = "not evaluated yet"
+    updated: float | None = None
+
+    def evaluate(self, value: float | None, now: float) -> bool:
+        """Add one period's datapoint; True when this turned the alarm to ALARM.
+
+        M of the last N datapoints breaching -> ALARM, as CloudWatch does; a missing datapoint
+        counts as TreatMissingData says (notBreaching, breaching, or left out).
+        """
+        self.values.append(value)
+        rule = self.rule
+        recent = self.values[-rule.evaluation_periods :]
+        missing = rule.treat_missing_data
+        if missing in ("ignore", "missing"):
+            recent = [v for v in recent if v is not None]
+        breaching = [
+            v
+            for v in recent
+            if (v is None and missing == "breaching") or (v is not None and rule.breaches(v))
+        ]
+        before = self.state
+        symbol = _SYMBOL.get(rule.comparison, rule.comparison)
+        if (rule.namespace, rule.metric) not in LOCAL_METRICS and rule.metric != "CanaryVerdict":
+            self.state, self.reason = INSUFFICIENT, f"{rule.namespace} {rule.metric} is not measured locally"
+        elif len(breaching) >= rule.datapoints_to_alarm:
+            self.state = ALARM
+            shown = ", ".join("missing" if v is None else _num(v) for v in breaching)
+            self.reason = (
+                f"{len(breaching)} of the last {len(recent)} datapoints [{shown}] {symbol} "
+                f"{_num(rule.threshold)} ({rule.metric} {rule.statistic} per {rule.period_s:g} s)"
+            )
+        elif not recent:
+            self.state, self.reason = INSUFFICIENT, "no datapoints yet"
+        else:
+            self.state = OK
+            last = "no data (not breaching)" if value is None else f"latest {_num(value)}"
+            self.reason = (
+                f"{last}; alarms at {rule.datapoints_to_alarm} of {rule.evaluation_periods} "
+                f"datapoints {symbol} {_num(rule.threshold)}"
+            )
+        if self.state != before:
+            self.updated = now
+        return self.state == ALARM and before != ALARM
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.rule.name,
+            "state": self.state,
+            "reason": self.reason,
+            "updated": self.updated,
+            "metric": self.rule.metric,
+            "datapoints": list(self.values),
+        }
+
+
+def short_names(names: Sequence[str]) -> dict[str, str]:
+    """Alarm names without the prefix they all share ("hate-speech-prod-canary-errors" ->
+    "canary-errors"), for progress lines and chart labels."""
+    if len(names) < 2:
+        return {n: n for n in names}
+    parts = [n.split("-") for n in names]
+    common = 0
+    while all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
+        common += 1
+    return {n: "-".join(p[common:]) for n, p in zip(names, parts, strict=True)}
+
+
+def _num(x: float) -> str:
+    return f"{x:.0f}" if float(x).is_integer() else f"{x:.2f}"
+
+
+@dataclass
+class Deployment:
+    """What happened to one deployment, as it goes (read it after run() returns)."""
+
+    id: str
+    plan: Plan
+    baseline: str  # function version
+    canary: str  # function version
+    started: float = 0.0  # wall epoch
+    completed: float | None = None
+    outcome: str | None = None  # PROMOTED | ROLLED BACK | BLOCKED
+    stage: str = "created"  # where it is, or where it was decided
+    reasons: list[str] = field(default_factory=list)
+    hook: HookResult | None = None
+    hook_error: str | None = None
+    judge: JudgeReport | None = None  # the latest look
+    looks: list[dict[str, Any]] = field(default_factory=list)  # every look's verdict, in short
+    alarms: list[AlarmState] = field(default_factory=list)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    weight: float = 0.0
+    shift_started: float | None = None  # wall epoch of the first shifted request
+
+    @property
+    def status(self) -> str:
+        """CodeDeploy's word for it."""
+        if self.outcome is None:
+            return "InProgress"
+        return (
+            "Succeeded"
+            if self.outcome == PROMOTED
+            else "Stopped"
+            if self.outcome == ROLLED_BACK
+            else "Failed"
+        )
+
+
+class Controller:
+    """Runs one deployment of `canary` behind `alias`, time-compressed by `speed`."""
+
+    def __init__(
+        self,
+        *,
+        alias: Routable,
+        baseline: Invocable,
+        canary: Invocable,
+        plan: Plan,
+        alarms: Sequence[AlarmRule],
+        store: RecordSource,
+        manifests: Mapping[str, Mapping[str, Any]],
+        hook_config: HookConfig,
+        judge_config: JudgeConfig | None = None,
+        judge_window_minutes: float = 10.0,
+        hook_timeout_s: float = 300.0,
+        speed: float = 10.0,
+        deployment_id: str = "d-LOCAL",
+        on_event: Callable[[Event], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        stop: threading.Event | None = None,
+        flush: Callable[[], Any] | None = None,
+    ) -> None:
+        if not math.isfinite(speed) or speed <= 0:
+            raise ValueError(f"speed must be a positive number, got {speed}")
+        self.alias = alias
+        self.baseline = baseline
+        self.canary = canary
+        self.plan = plan
+        self.store = store
+        self.manifests = manifests
+        self.hook_config = hook_config
+        self.judge_config = judge_config or JudgeConfig()
+        self.judge_window_s = judge_window_minutes * 60.0 / speed
+        # The hook function's Timeout, less the margin it keeps to report, on the compressed clock.
+        self.hook_budget_s = max(1.0, hook_timeout_s - hook_config.time_margin_s) / speed
+        self.speed = speed
+        self.on_event = on_event or (lambda _event: None)
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        # Waits until the records of the requests answered so far are in the store (the gateway
+        # writes them in batches), as CloudWatch's ingestion delay is waited out by alarm periods.
+        self.flush = flush or (lambda: None)
+        self.deployment = Deployment(
+            id=deployment_id,
+            plan=plan,
+            baseline=baseline.function_version,
+            canary=canary.function_version,
+            alarms=[AlarmState(rule) for rule in alarms],
+        )
+
+    # ------------------------------------------------------------------ time
+
+    @property
+    def minute_s(self) -> float:
+        """Wall seconds in one compressed minute."""
+        return 60.0 / self.speed
+
+    def _sim(self, wall: float) -> float:
+        """Compressed seconds since the deployment started."""
+        return (wall - self.deployment.started) * self.speed
+
+    def _wait_until(self, wall: float) -> bool:
+        """Sleep until the wall time; False when asked to stop first."""
+        while not self.stop.is_set():
+            left = wall - self.clock()
+            if left <= 0:
+                return True
+            self.stop.wait(min(left, 0.25))
+        return False
+
+    # ------------------------------------------------------------------ events
+
+    def note(self, kind: str, message: str, **extra: Any) -> None:
+        """Add an entry to the timeline (and tell on_event): time, stage, weight, alarm states."""
+        now = self.clock()
+        d = self.deployment
+        entry = {
+            "kind": kind,
+            "at": now,
+            "t_wall_s": round(now - d.started, 3),
+            "t_sim_s": round(self._sim(now), 1),
+            "stage": d.stage,
+            "weight": d.weight,
+            "alarms": {a.rule.name: a.state for a in d.alarms},
+            "message": message,
+            **extra,
+        }
+        d.timeline.append(entry)
+        self.on_event(entry)
+
+    def _route(self, weight: float) -> None:
+        self.alias.set_routing(self.canary if weight > 0 else None, weight)
+        self.deployment.weight = weight
+
+    # ------------------------------------------------------------------ stages
+
+    def run(self) -> Deployment:
+        """The whole deployment; returns it decided (or stopped by `stop`, then rolled back)."""
+        d = self.deployment
+        d.started = self.clock()
+        d.stage = "pretraffic"
+        self.note(
+            "start",
+            f"deployment {d.id}: {self.baseline.model_version} (version {d.baseline}) -> "
+            f"{self.canary.model_version} (version {d.canary}), {self.plan.name}",
+        )
+        if not self._pretraffic():
+            return self._finish(BLOCKED)
+        for number, step in enumerate(self.plan.steps, 1):
+            if not self._hold(number, step):
+                return self._finish(ROLLED_BACK)
+        d.stage = "promotion"
+        if d.shift_started is None:  # AllAtOnce: the first user request to the canary is now
+            d.shift_started = self.clock()
+        self._route(1.0)
+        promote = getattr(self.alias, "promote", None)
+        if callable(promote):  # CodeDeploy's end state: the alias points at the new version alone
+            promote()
+        shifted = f"all traffic shifted to version {d.canary} ({self.canary.model_version})"
+        if self.plan.steps:
+            d.reasons.append(f"no alarm during {self.plan.minutes:g} minutes of {self.plan.name}; {shifted}")
+        else:
+            d.reasons.append(f"{self.plan.name}: {shifted} once the PreTraffic hook passed")
+        return self._finish(PROMOTED)
+
+    def _pretraffic(self) -> bool:
+        d = self.deployment
+        self.note(
+            "hook",
+            f"PreTraffic hook: {self._golden_n()} golden requests to version {d.canary} "
+            f"(within {self.hook_budget_s:.1f} s: the hook's timeout, compressed)",
+        )
+        try:
+            deadline = time.monotonic() + self.hook_budget_s
+            d.hook = run_pretraffic(self.hook_config, self._hook_invoke, run_id=d.id, deadline=deadline)
+        except (HookError, OSError, ValueError) as exc:
+            # The real hook reports Failed on any crash; so does the local one.
+            d.hook_error = f"hook crashed: {type(exc).__name__}: {exc}"
+            d.reasons.append(f"PreTraffic hook Failed: {d.hook_error}")
+            self.note("hook-failed", d.reasons[-1])
+            return False
+        if not d.hook.passed:
+            d.reasons.append(f"PreTraffic hook Failed: {d.hook.reason}")
+            self.note("hook-failed", d.reasons[-1], hook=d.hook.status)
+            return False
+        self.note("hook-passed", f"PreTraffic hook Succeeded: {d.hook.reason}", hook=d.hook.status)
+        return True
+
+    def _golden_n(self) -> str:
+        try:
+            with open(self.hook_config.golden_path, encoding="utf-8") as fh:
+                return str(sum(1 for line in fh if line.strip()))
+        except OSError:
+            return "the"
+
+    def _hook_invoke(self, event: dict[str, Any]) -> Mapping[str, Any]:
+        """Invoke the new version directly, as lambda invoke on its qualified ARN would."""
+        response = self.canary.invoke(event)
+        if isinstance(response, Mapping) and "statusCode" not in response and "errorType" in response:
+            return {
+                "statusCode": None,
+                "headers": {},
+                "body": "",
+                "error": f"function error {response['errorType']}",
+            }
+        return response
+
+    def _hold(self, number: int, step: Step) -> bool:
+        """Hold one traffic step, evaluating every compressed minute; False on rollback."""
+        d = self.deployment
+        d.stage = f"shift {number}" if len(self.plan.steps) > 1 else "canary"
+        self._route(step.weight)
+        start = self.clock()
+        if d.shift_started is None:
+            d.shift_started = start
+        self.note("shift", f"{step.weight:.0%} of traffic to version {d.canary} for {step.minutes:g} minutes")
+        minutes = max(1, math.ceil(step.minutes))
+        for minute in range(1, minutes + 1):
+            end = start + minute * self.minute_s
+            if not self._wait_until(end):
+                d.reasons.append("rehearsal interrupted: traffic returned to the baseline")
+                self._route(0.0)
+                return False
+            fired = self._evaluate(end, f"{d.stage} minute {minute}")
+            if fired:
+                d.stage = f"{d.stage} minute {minute}"
+                d.reasons += [f"{a.rule.name} in ALARM: {a.reason}" for a in fired]
+                if d.judge is not None and any(a.rule.metric == "CanaryVerdict" for a in fired):
+                    d.reasons.append(f"the judge said {d.judge.verdict.value}: {d.judge.reason}")
+                self._route(0.0)
+                names = short_names([a.rule.name for a in d.alarms])
+                self.note(
+                    "rollback", f"rollback to 0 %: {', '.join(names[a.rule.name] for a in fired)} in ALARM"
+                )
+                return False
+        return True
+
+    def _evaluate(self, end: float, label: str) -> list[AlarmState]:
+        """One compressed minute: the judge's look, then every alarm over that minute."""
+        d = self.deployment
+        self.flush()
+        records = self.store.window(end - self.judge_window_s, end)
+        d.judge = judge(
+            records,
+            baseline_version=d.baseline,
+            canary_version=d.canary,
+            manifests=self.manifests,
+            config=self.judge_config,
+        )
+        verdict = VERDICT_VALUE[d.judge.verdict]
+        d.looks.append(
+            {
+                "at": end,
+                "t_sim_s": round(self._sim(end), 1),
+                "verdict": d.judge.verdict.value,
+                "reason": d.judge.reason,
+                "metrics": {m.name: m.classification.value for m in d.judge.metrics},
+                "n": {"baseline": d.judge.baseline.get("requests"), "canary": d.judge.canary.get("requests")},
+            }
+        )
+        fired = []
+        for alarm in d.alarms:
+            period = [r for r in records if end - alarm.rule.period_s / self.speed <= r.timestamp <= end]
+            if alarm.evaluate(datapoint(alarm.rule, period, d.canary, verdict), end):
+                fired.append(alarm)
+        self.note(
+            "minute",
+            f"{label}: judge {d.judge.verdict.value} "
+            f"(n {d.judge.baseline.get('requests')}/{d.judge.canary.get('requests')}); "
+            + self._alarm_summary(),
+            verdict=d.judge.verdict.value,
+            judge_reason=d.judge.reason,
+        )
+        return fired
+
+    def _alarm_summary(self) -> str:
+        """ "alarms OK", or the ones that are not, by their short names."""
+        alarms = self.deployment.alarms
+        if not alarms:
+            return "no alarms"
+        names = short_names([a.rule.name for a in alarms])
+        odd = [f"{names[a.rule.name]} {a.state}" for a in alarms if a.state != OK]
+        return "alarms: " + ", ".join(odd) if odd else f"all {len(alarms)} alarms OK"
+
+    def _finish(self, outcome: str) -> Deployment:
+        d = self.deployment
+        d.outcome = outcome
+        d.completed = self.clock()
+        if outcome == BLOCKED:
+            d.stage = "pretraffic"
+        self.note("end", f"{outcome}: " + "; ".join(d.reasons))
+        return d

@@ -1,0 +1,754 @@
+"""Lambda, locally: function versions as execution environments, and a weighted alias.
+
+A FunctionVersion is one published version of the inference function with one execution
+environment: an OS process (emulator.worker) running the real `infer.app.lambda_handler`,
+with the environment variables the template gives the function plus the ones the Lambda
+runtime sets. Its cold start is real: the process starts, imports Powertools and loads and
+verifies the model before its first invocation. It runs one invocation at a time, as one
+Lambda execution environment does; concurrent invocations queue in its input pipe (so it
+never sits idle waiting for a caller's thread) and a reader thread hands each answer back.
+Unlike Lambda it does not add environments under concurrency: one version, one process.
+
+When the environment dies in the middle of an invocation (a crash, a kill, or the function's
+Timeout, after which Lambda stops it), that invocation fails as Lambda reports it (a function
+error, which API Gateway answers 502); the invocations queued behind it and the next ones run
+in a new environment, with a new cold start, as Lambda would. An environment that died while
+idle is replaced before the next invocation, which is served.
+
+An Alias routes each invocation to its primary version or, with probability `weight`, to
+its canary version, like a Lambda alias with AdditionalVersionWeights.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import random
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from emulator.settings import LOCAL_ACCOUNT, StackSettings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+# Kept from the parent's environment; everything else (credentials, HATE_API_KEY, ...) stays out,
+# as a Lambda environment only holds what the function configuration and the runtime give it.
+_INHERITED = ("PATH", "LANG", "LC_ALL", "TMPDIR", "HOME", "SYSTEMROOT")
+_READY_TIMEOUT_S = 60.0
+
+
+class InvokeError(RuntimeError):
+    """Lambda refused the invocation before any handler ran (the Invoke API's own errors)."""
+
+
+class RequestTooLarge(InvokeError):
+    """The event is over Lambda's synchronous invocation payload limit (6 MB)."""
+
+
+class CallerGaveUp(InvokeError):
+    """The caller stopped waiting (max_wait_s) before the invocation was answered; the environment
+    still runs it (API Gateway's integration timeout does the same to a Lambda function)."""
+
+    def __init__(self, message: str, version: FunctionVersion, waited_ms: float) -> None:
+        super().__init__(message)
+        self.version = version  # the version it was sent to
+        self.waited_ms = waited_ms
+
+
+class EnvironmentFailed(InvokeError):
+    """The execution environment could not be started at all (no Python, no worker module)."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One invocation as Lambda's Invoke API reports it."""
+
+    request_id: str  # the invocation's aws_request_id
+    executed_version: str  # the function version that ran it
+    payload: Any  # the handler's result, or Lambda's error payload {"errorType", "errorMessage", ...}
+    function_error: str | None  # None when the handler returned; "Unhandled" for a crash/timeout/exception
+    duration_ms: float  # handler time (Lambda's Duration); for a crash or timeout, until it was noticed
+    cold_start: bool  # True when this invocation started its execution environment
+    init_ms: float | None  # the environment's init duration, on a cold start
+
+
+@functools.lru_cache(maxsize=1)
+def default_settings() -> StackSettings:
+    """The local stack's settings (template.yaml + samconfig.toml, environment `local`)."""
+    return load_settings()
+
+
+def lambda_environment(
+    settings: StackSettings, function_version: str, model_version: str, models_dir: Path | None
+) -> dict[str, str]:
+    """The environment variables of one execution environment of the inference function: the
+    template's (Globals merged, ModelVersion replaced by this version's model) and the runtime's."""
+    fn = settings.inference
+    day = time.strftime("%Y/%m/%d", time.gmtime())
+    env = {key: os.environ[key] for key in _INHERITED if key in os.environ}
+    env.update(
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": fn.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": function_version,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_mb),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"{day}/[{function_version}]{uuid.uuid4().hex}",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_REGION": settings.region,
+            "AWS_DEFAULT_REGION": settings.region,
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{fn.runtime}",
+            "LAMBDA_TASK_ROOT": str(ROOT),
+            "LAMBDA_RUNTIME_DIR": str(Path(sys.executable).parent),
+            "_HANDLER": fn.handler,
+            "TZ": ":UTC",
+            "PYTHONPATH": str(ROOT),
+            # No X-Ray daemon runs locally (sam local turns the tracer off the same way); the
+            # Tracer is still imported and wraps the handler, so the cold start is unchanged.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+    )
+    env.update(fn.environment)
+    env["MODEL_VERSION"] = model_version
+    if models_dir is not None:
+        env["MODELS_DIR"] = str(models_dir)
+    return env
+
+
+class _Call:
+    """One invocation on its way through an execution environment."""
+
+    __slots__ = ("request_id", "data", "timeout_s", "done", "answer", "sent_at", "written", "cold", "init_ms")
+
+    def __init__(self, request_id: str, data: bytes, timeout_s: float) -> None:
+        self.request_id = request_id
+        self.data = data
+        self.timeout_s = timeout_s
+        # Released once, when the answer is in: a bare lock is the cheapest hand-over between
+        # the reader thread and the caller (an Event builds a Condition on every wait).
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.answer: dict[str, Any] | None = None  # the worker's answer, or a failure of ours
+        self.sent_at = 0.0
+        self.written = False  # all of it is in the environment's pipe
+        self.cold = False
+        self.init_ms: float | None = None
+
+
+class _Environment:
+    """One worker process and its pipes."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], to_worker: int, from_worker: int, workdir: Path
+    ) -> None:
+        self.proc = proc
+        self.to_worker = to_worker
+        self.from_worker = from_worker
+        self.workdir = workdir
+        self.poll = select.poll()
+        self.poll.register(from_worker, select.POLLIN | select.POLLHUP | select.POLLERR)
+        self.buffer = bytearray()
+        self.spawned_at = time.perf_counter()
+        self.ready_at = 0.0
+        self.init_ms: float | None = None
+        self.fresh = True  # has not answered its first invocation yet
+        self.last_answer_at = 0.0
+
+    def read_line(self, deadline: float) -> bytes | None:
+        """One line from the worker; None at end of file; b"" when the deadline passed first."""
+        buffer = self.buffer
+        while True:
+            end = buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(buffer[:end])
+                del buffer[: end + 1]
+                return line
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.poll.poll(max(1, int(remaining * 1000) + 1)):
+                if time.monotonic() >= deadline:
+                    return b""
+                continue
+            chunk = os.read(self.from_worker, 1 << 16)
+            if not chunk:
+                return None
+            buffer += chunk
+
+    def end(self, kill: bool = False) -> int | None:
+        """Close the input pipe (the worker exits by itself), or kill; returns the exit status.
+        The output pipe stays open for the reader thread, which alone closes it (release)."""
+        if self.to_worker >= 0:
+            try:
+                os.close(self.to_worker)
+            except OSError:
+                pass
+            self.to_worker = -1
+        if kill:
+            self.proc.kill()
+        try:
+            return self.proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def release(self) -> None:
+        """Close the output pipe and remove the scratch folder (the reader thread's last act)."""
+        if self.from_worker >= 0:
+            try:
+                os.close(self.from_worker)
+            except OSError:
+                pass
+            self.from_worker = -1
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class FunctionVersion:
+    """One published version of the inference function and its execution environment.
+
+    Invocations queue in the environment's input pipe and run one at a time, in order (one
+    Lambda execution environment serves one invocation at a time); a reader thread hands each
+    answer to its caller, so the environment never waits for a caller to come and fetch it."""
+
+    def __init__(
+        self,
+        function_version: str,
+        model_version: str,
+        faults: Sequence[str] = (),
+        models_dir: Path | None = None,
+        *,
+        settings: StackSettings | None = None,
+        log_path: Path | None = None,
+        seed: int | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        self.function_version = str(function_version)
+        self.model_version = str(model_version)
+        self.faults = tuple(faults)
+        if self.faults:
+            from emulator.faults import parse
+
+            parse(self.faults)  # raises FaultError now rather than inside the worker
+        self.models_dir = None if models_dir is None else Path(models_dir)
+        self.settings = settings or default_settings()
+        self.log_path = None if log_path is None else Path(log_path)
+        self.seed = seed
+        self.python = python
+        self.timeout_s = self.settings.inference.timeout_s
+        self.cold_start_ms: float | None = None  # start -> first answer of the latest environment
+        self.cold_starts_ms: list[float] = []  # the same for every environment this version started
+        self.init_ms: float | None = None  # the latest environment's init (imports + model load)
+        self.invocations = 0  # invocations answered (or failed) so far
+        self.function_errors = 0  # invocations that ended in a function error
+        self.environments = 0  # execution environments started so far
+        self._lock = threading.RLock()  # the environment, the pending calls, writes to the pipe
+        self._env: _Environment | None = None
+        self._pending: dict[str, _Call] = {}  # in the order sent: the worker answers in that order
+        self._reader: threading.Thread | None = None
+        self._log = None
+
+    def __repr__(self) -> str:
+        faults = list(self.faults)
+        return f"FunctionVersion({self.function_version!r}, {self.model_version!r}, faults={faults})"
+
+    # ------------------------------------------------------------------ names
+
+    @property
+    def name(self) -> str:
+        """The function's name (FunctionName in the template)."""
+        return self.settings.inference.name
+
+    @property
+    def unqualified_arn(self) -> str:
+        return f"arn:aws:lambda:{self.settings.region}:{LOCAL_ACCOUNT}:function:{self.name}"
+
+    @property
+    def arn(self) -> str:
+        """The qualified ARN of this version."""
+        return f"{self.unqualified_arn}:{self.function_version}"
+
+    @property
+    def pid(self) -> int | None:
+        """The execution environment's process id, None when none is running."""
+        env = self._env
+        return None if env is None or env.proc.poll() is not None else env.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> FunctionVersion:
+        """Start the execution environment now (its init runs before this returns); returns self."""
+        with self._lock:
+            if self._env is None:
+                self._spawn()
+        return self
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Stop the execution environment once the invocations already sent to it are answered
+        (waiting up to grace_s). An invocation that arrives later starts a new environment, as
+        Lambda does for a version that is invoked again."""
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._pending:
+                    break
+            time.sleep(0.01)
+        with self._lock:
+            env, self._env = self._env, None
+            calls = list(self._pending.values())
+            self._pending.clear()
+        if env is not None:
+            env.end(kill=bool(calls))  # the reader sees the end of its output and releases it
+        for call in calls:
+            self._finish(call, {"stopped": True})
+        reader = self._reader
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(timeout=5.0)
+        self._close_log()
+
+    def __enter__(self) -> FunctionVersion:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ invoking
+
+    def invoke(self, event: dict[str, Any], timeout: float | None = None) -> Any:
+        """Invoke this version directly (as lambda invoke on its qualified ARN): the handler's
+        result (the proxy response dict), or Lambda's error payload {"errorType", "errorMessage"}
+        when the invocation failed. Raises InvokeError when Lambda would refuse the call."""
+        return self.invoke_detailed(event, timeout=timeout).payload
+
+    def invoke_detailed(
+        self,
+        event: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        request_id: str | None = None,
+        invoked_function_arn: str | None = None,
+        trace_id: str | None = None,
+        max_wait_s: float | None = None,
+    ) -> Invocation:
+        """Invoke and report as the Invoke API does (function error, duration, cold start).
+        With max_wait_s, raise CallerGaveUp when no answer came within that many seconds (time
+        queued behind other invocations included)."""
+        request_id = request_id or str(uuid.uuid4())
+        timeout_s = self.timeout_s if timeout is None else float(timeout)
+        message = {
+            "id": request_id,
+            "event": event,
+            "invoked_function_arn": invoked_function_arn or self.arn,
+            "trace_id": trace_id or "",
+            "timeout_ms": int(timeout_s * 1000),
+        }
+        data = json.dumps(message).encode() + b"\n"
+        if len(data) > self.settings.invoke_payload_limit_bytes:
+            raise RequestTooLarge(
+                f"the event is {len(data)} bytes; Lambda accepts at most "
+                f"{self.settings.invoke_payload_limit_bytes} bytes per synchronous invocation"
+            )
+        call = _Call(request_id, data, timeout_s)
+        with self._lock:
+            if self._env is None:
+                self._spawn()  # no environment: this invocation pays the cold start
+            self._pending[request_id] = call
+            self._send(call)
+        give_up = None if max_wait_s is None else time.monotonic() + max_wait_s
+        while not call.done.acquire(
+            timeout=1.0 if give_up is None else max(0.0, min(1.0, give_up - time.monotonic()))
+        ):
+            if give_up is not None and time.monotonic() >= give_up:
+                raise CallerGaveUp(
+                    f"no answer from version {self.function_version} within {max_wait_s:g} s",
+                    self,
+                    (time.perf_counter() - call.sent_at) * 1000.0,
+                )
+            reader = self._reader
+            if reader is None or not reader.is_alive():  # nobody left to answer it
+                with self._lock:
+                    self._pending.pop(request_id, None)
+                if call.done.acquire(blocking=False):
+                    break
+                raise EnvironmentFailed(f"function version {self.function_version}: the environment is gone")
+        answer = call.answer or {}
+        if "spawn_failed" in answer:
+            raise EnvironmentFailed(answer["spawn_failed"])
+        self.invocations += 1
+        if answer.get("ok") is not True:
+            self.function_errors += 1
+        elapsed_ms = (time.perf_counter() - call.sent_at) * 1000.0
+        payload = answer.get("payload") if "payload" in answer else self._failure_payload(call, answer)
+        return Invocation(
+            request_id=request_id,
+            executed_version=self.function_version,
+            payload=payload,
+            function_error=None if answer.get("ok") is True else "Unhandled",
+            duration_ms=float(answer.get("duration_ms", elapsed_ms)),
+            cold_start=call.cold,
+            init_ms=call.init_ms,
+        )
+
+    # ------------------------------------------------------------------ internals
+
+    def _send(self, call: _Call) -> None:
+        """Write a call into the environment's pipe (under _lock). A dead environment is noticed
+        by the reader, which starts a new one and sends it again."""
+        env = self._env
+        assert env is not None
+        call.sent_at = time.perf_counter()
+        call.written = False
+        view = memoryview(call.data)
+        try:
+            while view:
+                view = view[os.write(env.to_worker, view) :]
+        except OSError:
+            return
+        call.written = True
+
+    def _spawn(self) -> None:
+        """Start a new execution environment and wait for its init (under _lock)."""
+        to_worker_r, to_worker_w = os.pipe()
+        from_worker_r, from_worker_w = os.pipe()
+        workdir = Path(tempfile.mkdtemp(prefix=f"emulator-{self.name}-{self.function_version}-"))
+        args = [
+            self.python,
+            "-m",
+            "emulator.worker",
+            "--requests",
+            str(to_worker_r),
+            "--responses",
+            str(from_worker_w),
+            "--workdir",
+            str(workdir),
+        ]
+        for spec in self.faults:
+            args += ["--fault", spec]
+        if self.seed is not None:
+            args += ["--seed", str(self.seed)]
+        env_vars = lambda_environment(
+            self.settings, self.function_version, self.model_version, self.models_dir
+        )
+        out: Any = subprocess.DEVNULL
+        if self.log_path is not None:
+            if self._log is None:
+                self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+            out = self._log
+        try:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env=env_vars,
+                cwd=ROOT,
+                pass_fds=(to_worker_r, from_worker_w),
+                # Its own session: Ctrl-C in the terminal reaches the gateway, which stops the
+                # environments in order, instead of killing them mid-invocation.
+                start_new_session=True,
+            )
+        except OSError as exc:
+            for fd in (to_worker_r, to_worker_w, from_worker_r, from_worker_w):
+                os.close(fd)
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise EnvironmentFailed(f"cannot start {self.python}: {exc.strerror}") from None
+        os.close(to_worker_r)
+        os.close(from_worker_w)
+        env = _Environment(proc, to_worker_w, from_worker_r, workdir)
+        self.environments += 1
+        ready = env.read_line(time.monotonic() + _READY_TIMEOUT_S)
+        if not ready:
+            code = env.end(kill=True)
+            env.release()
+            where = self.log_path or "its log (give the FunctionVersion a log_path to keep it)"
+            raise EnvironmentFailed(
+                f"function version {self.function_version} ({self.model_version}) did not start "
+                f"(exit status {code}); see {where}"
+            )
+        env.init_ms = self.init_ms = float(json.loads(ready).get("init_ms") or 0.0)
+        env.ready_at = env.last_answer_at = time.perf_counter()
+        self._env = env
+        if self._reader is None:
+            self._reader = threading.Thread(
+                target=self._read_answers_guarded, name=f"fn-{self.function_version}-answers", daemon=True
+            )
+            self._reader.start()
+
+    def _read_answers_guarded(self) -> None:
+        try:
+            self._read_answers()
+        except Exception as exc:  # a bug here must fail the waiting calls, not hang them
+            with self._lock:
+                calls = list(self._pending.values())
+                self._pending.clear()
+                env, self._env, self._reader = self._env, None, None
+            if env is not None:
+                env.end(kill=True)
+                env.release()
+            for call in calls:
+                self._finish(call, {"spawn_failed": f"the environment's reader failed: {type(exc).__name__}"})
+
+    def _read_answers(self) -> None:
+        """The reader thread: hands answers to their callers; notices crashes and timeouts."""
+        while True:
+            with self._lock:
+                env = self._env
+                if env is None:
+                    self._reader = None  # decided under the lock: the next _spawn starts a reader
+                    return
+                oldest = next(iter(self._pending.values()), None)
+            if oldest is None:
+                deadline = time.monotonic() + 0.25
+            else:
+                started = max(oldest.sent_at, env.last_answer_at)
+                deadline = time.monotonic() + oldest.timeout_s - (time.perf_counter() - started)
+                deadline = min(deadline, time.monotonic() + 0.25) if not oldest.written else deadline
+            try:
+                line = env.read_line(deadline)
+            except (OSError, ValueError):  # the environment was closed under us (stop)
+                line = None
+            if line == b"":
+                if oldest is not None and oldest.written and time.monotonic() >= deadline:
+                    self._lost(env, oldest, timed_out=True)
+                continue
+            if line is None:
+                self._lost(env, None, timed_out=False)
+                continue
+            answer = json.loads(line)
+            now = time.perf_counter()
+            with self._lock:
+                call = self._pending.pop(answer.get("id"), None)
+                if call is None:
+                    continue
+                if env.fresh:
+                    env.fresh = False
+                    call.cold, call.init_ms = True, env.init_ms
+                    self.cold_start_ms = (env.ready_at - env.spawned_at) * 1000.0 + (
+                        now - call.sent_at
+                    ) * 1000.0
+                    self.cold_starts_ms.append(self.cold_start_ms)
+                env.last_answer_at = now
+            self._finish(call, answer)
+
+    def _lost(self, env: _Environment, oldest: _Call | None, timed_out: bool) -> None:
+        """The environment died (or ran past the timeout, and Lambda stops it): the invocation it
+        was running fails; the ones queued behind it go to a new environment."""
+        with self._lock:
+            if self._env is not env:  # stopped meanwhile: only its output pipe is left to close
+                env.release()
+                return
+            self._env = None
+            code = env.end(kill=timed_out)
+            env.release()
+            failed = oldest if timed_out else next(iter(self._pending.values()), None)
+            if failed is not None and failed.written:
+                self._pending.pop(failed.request_id, None)
+            else:
+                failed = None
+            rest = list(self._pending.values())
+            if rest:
+                try:
+                    self._spawn()
+                except EnvironmentFailed as exc:
+                    self._pending.clear()
+                    for call in rest:
+                        self._finish(call, {"spawn_failed": str(exc)})
+                    rest = []
+                for call in rest:
+                    self._send(call)
+        if failed is not None:
+            self._finish(failed, {"timed_out": True} if timed_out else {"exit_status": code})
+
+    @staticmethod
+    def _finish(call: _Call, answer: dict[str, Any]) -> None:
+        """Hand the answer over (once: the call has just left _pending, under _lock)."""
+        call.answer = answer
+        try:
+            call.done.release()
+        except RuntimeError:  # already handed over
+            pass
+
+    def _failure_payload(self, call: _Call, answer: dict[str, Any]) -> dict[str, Any]:
+        request_id = call.request_id
+        if answer.get("timed_out"):
+            return {
+                "errorType": "Sandbox.Timedout",
+                "errorMessage": f"RequestId: {request_id} Error: Task timed out after {call.timeout_s:.2f} "
+                "seconds",
+                "requestId": request_id,
+            }
+        if answer.get("stopped"):
+            return {
+                "errorType": "Runtime.ExitError",
+                "errorMessage": f"RequestId: {request_id} Error: the execution environment was stopped",
+                "requestId": request_id,
+            }
+        code = answer.get("exit_status")
+        how = f"signal: {-code}" if isinstance(code, int) and code < 0 else f"exit status {code}"
+        return {
+            "errorType": "Runtime.ExitError",
+            "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: {how}",
+            "requestId": request_id,
+        }
+
+    def _close_log(self) -> None:
+        with self._lock:
+            if self._log is not None and self._env is None:
+                self._log.close()
+                self._log = None
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Where an alias sends traffic: the primary, and the canary with its share."""
+
+    primary: FunctionVersion
+    canary: FunctionVersion | None
+    weight: float  # share of invocations the canary gets, 0..1
+
+
+class Alias:
+    """A Lambda alias (e.g. `live`) over one or two versions with weighted routing."""
+
+    def __init__(
+        self,
+        name: str,
+        primary: FunctionVersion,
+        canary: FunctionVersion | None = None,
+        weight: float = 0.0,
+        seed: int | None = None,
+    ) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self._routing = Routing(primary, None, 0.0)
+        self._known: dict[int, FunctionVersion] = {id(primary): primary}
+        self.set_routing(canary, weight)
+
+    @property
+    def routing(self) -> Routing:
+        """The current routing (a snapshot)."""
+        return self._routing
+
+    @property
+    def primary(self) -> FunctionVersion:
+        return self._routing.primary
+
+    @property
+    def canary(self) -> FunctionVersion | None:
+        return self._routing.canary
+
+    @property
+    def weight(self) -> float:
+        return self._routing.weight
+
+    @property
+    def arn(self) -> str:
+        return f"{self._routing.primary.unqualified_arn}:{self.name}"
+
+    def versions(self) -> list[FunctionVersion]:
+        """Every version this alias has routed to (to stop them all at the end)."""
+        with self._lock:
+            return list(self._known.values())
+
+    def set_routing(self, canary: FunctionVersion | None, weight: float) -> None:
+        """Send `weight` (0..1) of the traffic to `canary`, the rest to the primary. Thread-safe:
+        an invocation already routed finishes on the version it was routed to."""
+        weight = float(weight)
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"alias {self.name}: weight must be between 0 and 1, got {weight}")
+        if canary is None and weight != 0.0:
+            raise ValueError(f"alias {self.name}: a weight of {weight} needs a canary version")
+        with self._lock:
+            if canary is not None and canary is self._routing.primary:
+                raise ValueError(
+                    f"alias {self.name}: version {canary.function_version} is already the primary"
+                )
+            if canary is not None:
+                self._known[id(canary)] = canary
+            self._routing = Routing(self._routing.primary, canary, weight if canary is not None else 0.0)
+
+    def set_primary(self, primary: FunctionVersion) -> None:
+        """Point the alias at `primary` alone (what CodeDeploy does when a deployment completes)."""
+        with self._lock:
+            self._known[id(primary)] = primary
+            self._routing = Routing(primary, None, 0.0)
+
+    def promote(self) -> FunctionVersion:
+        """Make the canary the primary, with no canary left; returns the new primary."""
+        with self._lock:
+            canary = self._routing.canary
+            if canary is None:
+                raise ValueError(f"alias {self.name}: no canary to promote")
+            self._routing = Routing(canary, None, 0.0)
+            return canary
+
+    def pick(self) -> FunctionVersion:
+        """The version the next invocation goes to."""
+        with self._lock:
+            routing = self._routing
+            if routing.canary is not None and routing.weight > 0.0 and self._rng.random() < routing.weight:
+                return routing.canary
+            return routing.primary
+
+    def invoke(self, event: dict[str, Any], timeout: float | None = None) -> tuple[FunctionVersion, Any]:
+        """Invoke through the alias: (the version that ran it, its payload)."""
+        version, invocation = self.invoke_detailed(event, timeout=timeout)
+        return version, invocation.payload
+
+    def invoke_detailed(
+        self,
+        event: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        trace_id: str | None = None,
+        max_wait_s: float | None = None,
+    ) -> tuple[FunctionVersion, Invocation]:
+        """Invoke through the alias: (the version it was routed to, the invocation's report).
+        Raises CallerGaveUp past max_wait_s."""
+        version = self.pick()
+        invocation = version.invoke_detailed(
+            event,
+            timeout=timeout,
+            invoked_function_arn=f"{version.unqualified_arn}:{self.name}",
+            trace_id=trace_id,
+            max_wait_s=max_wait_s,
+        )
+        return version, invocation
+
+    def start(self) -> Alias:
+        """Start every version's execution environment (in parallel: each init takes ~0.5 s)."""
+        errors: list[BaseException] = []
+
+        def run(version: FunctionVersion) -> None:
+            try:
+                version.start()
+            except BaseException as exc:  # reported below, in the caller's thread
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=run, args=(v,), daemon=True) for v in self.versions() if not v.running
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return self
+
+    def stop(self) -> None:
+        """Stop every version's execution environment."""
+        for version in self.versions():
+            version.stop()

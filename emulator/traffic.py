@@ -1,0 +1,254 @@
+"""Replayed user traffic for a rehearsal: a separate process that POSTs texts to the gateway over
+real HTTP with the API key, at a steady rate, until told to stop.
+
+    python -m emulator.traffic      (started by Traffic; reads its plan as JSON on stdin)
+
+It is its own OS process so that the client's work never competes with the gateway's for one
+interpreter, as real clients never do. A few threads share one open-loop schedule (request i
+is due at start + i / rate); each keeps its connection alive. A 429 is retried after a short
+back-off, as AWS SDKs do; anything that is not an HTTP answer (refused or reset connection,
+timeout) counts as lost, which a rehearsal must never see. The process prints its counters as
+a JSON line every 100 ms and a summary line at the end; a line "stop" (or end of input) on
+stdin stops it, after the requests in flight are answered.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+COUNTERS = ("sent", "answered", "lost", "5xx", "4xx", "throttled")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class TrafficPlan:
+    """What the traffic process sends, where, and how fast."""
+
+    url: str  # full URL of the route, e.g. http://127.0.0.1:PORT/v1/infer/hate-speech
+    api_key: str  # sent as x-api-key (never printed)
+    texts: tuple[str, ...]  # replayed in this order, from the start again when exhausted
+    rate: float  # requests per wall second
+    threads: int = 8  # concurrent keep-alive connections
+    timeout_s: float = 35.0  # per request; past API Gateway's 29 s integration timeout
+    max_retries: int = 6  # retries of a 429 before the request counts as lost
+
+
+# --------------------------------------------------------------------------- the child process
+
+
+def run(plan: TrafficPlan, stop: threading.Event, emit: Any) -> dict[str, Any]:
+    """Send until `stop` is set; emit(counters) every 100 ms; returns the summary."""
+    import requests
+
+    lock = threading.Lock()
+    counts: Counter[str] = Counter()
+    statuses: Counter[int] = Counter()
+    models: Counter[str] = Counter()
+    latencies: list[float] = []
+    next_index = 0
+    started = time.monotonic()
+
+    def worker() -> None:
+        nonlocal next_index
+        session = requests.Session()
+        headers = {"x-api-key": plan.api_key, "content-type": "application/json"}
+        while not stop.is_set():
+            with lock:
+                i = next_index
+                next_index += 1
+            due = started + i / plan.rate
+            while not stop.is_set() and (wait := due - time.monotonic()) > 0:
+                stop.wait(min(wait, 0.2))
+            if stop.is_set():
+                break
+            body = json.dumps({"text": plan.texts[i % len(plan.texts)]})
+            with lock:
+                counts["sent"] += 1
+            for attempt in range(plan.max_retries + 1):
+                t0 = time.perf_counter()
+                try:
+                    response = session.post(plan.url, data=body, headers=headers, timeout=plan.timeout_s)
+                except requests.RequestException:
+                    with lock:
+                        counts["lost"] += 1
+                    session.close()
+                    session = requests.Session()
+                    break
+                elapsed = (time.perf_counter() - t0) * 1000.0
+                status = response.status_code
+                if status == 429 and attempt < plan.max_retries:
+                    with lock:
+                        counts["throttled"] += 1
+                    time.sleep(0.05 * 2**attempt)
+                    continue
+                with lock:
+                    counts["answered"] += 1
+                    counts["5xx" if status >= 500 else "4xx" if status >= 400 else "2xx"] += 1
+                    statuses[status] += 1
+                    models[response.headers.get("x-model-version") or "-"] += 1
+                    latencies.append(elapsed)
+                break
+        session.close()
+
+    def snapshot() -> dict[str, int]:
+        with lock:
+            return {k: counts.get(k, 0) for k in COUNTERS}
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(plan.threads)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        emit(snapshot())
+        stop.wait(0.1)
+        if stop.is_set():
+            for t in threads:
+                t.join(timeout=plan.timeout_s + 5)
+    latencies.sort()
+    return {
+        **snapshot(),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "model_versions": dict(models),
+        "round_trip_ms": _percentiles(latencies),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p90": None, "p99": None, "max": None}
+
+    def q(p: float) -> float:
+        return round(values[min(len(values) - 1, int(p * len(values)))], 3)
+
+    return {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": round(values[-1], 3)}
+
+
+def _child() -> int:
+    # Ctrl-C in a terminal reaches the whole process group; the parent decides when to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    plan_data = json.loads(sys.stdin.readline())
+    plan = TrafficPlan(**{**plan_data, "texts": tuple(plan_data["texts"])})
+    stop = threading.Event()
+    out_lock = threading.Lock()
+
+    def emit(payload: dict[str, Any]) -> None:
+        with out_lock:
+            sys.stdout.write(json.dumps(payload) + "\n")
+            sys.stdout.flush()
+
+    def watch_stdin() -> None:
+        for line in sys.stdin:
+            if line.strip() == "stop":
+                break
+        stop.set()
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    summary = run(plan, stop, emit)
+    emit({"summary": summary})
+    return 0
+
+
+# --------------------------------------------------------------------------- the parent's handle
+
+
+class Traffic:
+    """The traffic process: start(), counts() while it runs, stop() -> its summary."""
+
+    def __init__(self, plan: TrafficPlan, python: str = sys.executable) -> None:
+        if not plan.texts:
+            raise ValueError("no texts to replay")
+        if not plan.rate > 0:
+            raise ValueError(f"rate must be positive, got {plan.rate}")
+        self.plan = plan
+        self.python = python
+        self.summary: dict[str, Any] | None = None
+        self._latest: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self._final: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> Traffic:
+        self._proc = subprocess.Popen(
+            [self.python, "-m", "emulator.traffic"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps({**asdict(self.plan), "texts": list(self.plan.texts)}) + "\n")
+        self._proc.stdin.flush()
+        self._reader = threading.Thread(target=self._read, name="traffic-reader", daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            with self._lock:
+                if "summary" in data:
+                    self._final = data["summary"]
+                else:
+                    self._latest = data
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._latest)
+
+    def wait_for(self, answered: int, timeout_s: float) -> bool:
+        """Block until at least `answered` requests were answered (False on timeout or exit)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.counts().get("answered", 0) >= answered:
+                return True
+            if self._proc is None or self._proc.poll() is not None:
+                return False
+            time.sleep(0.05)
+        return False
+
+    def stop(self, timeout_s: float = 60.0) -> dict[str, Any]:
+        """Stop sending, let the requests in flight be answered, and return the summary."""
+        proc = self._proc
+        if proc is None:
+            return self.summary or {}
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write("stop\n")
+            proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5.0)
+        self._proc = None
+        with self._lock:
+            final = self._final
+        if final is None:
+            final = {
+                **self.counts(),
+                "error": f"traffic process ended without a summary (exit {proc.returncode})",
+            }
+        self.summary = {**final, "rate": self.plan.rate, "threads": self.plan.threads}
+        return self.summary
+
+
+if __name__ == "__main__":
+    sys.exit(_child())

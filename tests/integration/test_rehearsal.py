@@ -1,0 +1,166 @@
+"""The rollout rehearsal end to end: the local stack, replayed traffic over HTTP, the real hook,
+judge and alarms, on a compressed clock. Each fault must be stopped at the stage meant to catch it.
+
+Speed 30 (a compressed minute lasts 2 s) at 200 req/s gives the judge ~40 canary requests per
+minute, so the judge has its minimum samples by the third minute; each rehearsal takes 2-12 s.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emulator.controller import BLOCKED, PROMOTED, ROLLED_BACK
+from emulator.rehearse import EXIT_NOT_PROMOTED, EXIT_PROMOTED, EXIT_USAGE, Options, main, rehearse
+
+pytestmark = [pytest.mark.integration, pytest.mark.data, pytest.mark.slow]
+
+FAST = {"speed": 30.0, "rate": 200.0, "after_s": 0.5}
+
+
+def _run(dataset, *faults: str, **overrides):
+    """One in-process rehearsal (v1 -> v2 unless overridden) with these faults in the canary."""
+    return rehearse(Options(faults=faults, **{**FAST, **overrides}))
+
+
+def _assert_stack_kept_its_promises(report: dict) -> None:
+    traffic = report["traffic"]
+    assert traffic["lost"] == 0, "a request got no HTTP answer"
+    assert traffic["sent"] == traffic["answered"]
+    assert traffic["gateway_5xx"] == 0, "the gateway answered a 5xx of its own"
+    baseline = next(v for v in report["versions"] if v["role"] == "baseline")
+    assert baseline["errors"] == 0, "the baseline must answer throughout"
+    assert baseline["requests"] > 0
+
+
+def _canary(report: dict) -> dict | None:
+    return next((v for v in report["versions"] if v["role"] == "canary"), None)
+
+
+def test_rehearsal_promotes_v2_through_the_cli(dataset, tmp_path, capsys):
+    """v1 -> v2 with no fault: the hook passes, the judge sees the intended label change as PASS,
+    no alarm fires, traffic goes 0 -> 10 % -> 100 %; exit 0, JSON on stdout, HTML written."""
+    html = tmp_path / "report.html"
+    status = main(
+        ["--speed", "30", "--rate", "200", "--json", "--html", str(html), "--quiet", "--seed", "11"]
+    )
+    out = capsys.readouterr().out
+    report = json.loads(out)
+    assert status == EXIT_PROMOTED, report["reasons"]
+    assert report["outcome"]["state"] == PROMOTED
+    assert report["pretraffic"]["status"] == "Succeeded"
+    assert all(a["state"] == "OK" for a in report["alarms"])
+    weights = [e["weight"] for e in report["timeline"]]
+    assert weights[0] == 0.0 and 0.1 in weights and weights[-1] == 1.0
+    looks = report["looks"]
+    assert len(looks) == 5, "one judge look per compressed minute of Canary10Percent5Minutes"
+    assert looks[-1]["verdict"] == "PASS", looks[-1]["reason"]
+    canary = _canary(report)
+    assert canary["model_version"] == "v2" and canary["requests"] >= 200
+    _assert_stack_kept_its_promises(report)
+    page = html.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 3
+    assert "http://" not in page.replace("http://www.w3.org", ""), "the page must not load anything"
+
+
+def test_corrupt_canary_is_blocked_before_any_user_traffic(dataset):
+    """corrupt: the canary's model fails its checksum; the PreTraffic hook sees every golden request
+    answer 500 and blocks the deployment; no user request ever reaches version 2."""
+    result = _run(dataset, "corrupt")
+    report = result.report
+    assert result.exit_status == EXIT_NOT_PROMOTED
+    assert report["outcome"]["state"] == BLOCKED and report["stage"] == "pretraffic"
+    failed = {c["name"] for c in report["pretraffic"]["checks"] if not c["passed"]}
+    assert "errors" in failed
+    assert _canary(report) is None, "a user request reached the blocked version"
+    assert max(e["weight"] for e in report["timeline"]) == 0.0
+    assert report["looks"] == []
+    _assert_stack_kept_its_promises(report)
+
+
+def test_erroring_canary_is_blocked_by_the_pretraffic_hook(dataset):
+    """errors=0.05 from the first invocation: some of the 300 golden requests crash, and the hook
+    (no golden request may fail) blocks it before traffic."""
+    result = _run(dataset, "errors=0.05")
+    report = result.report
+    assert report["outcome"]["state"] == BLOCKED and result.exit_status == EXIT_NOT_PROMOTED
+    errors = next(c for c in report["pretraffic"]["checks"] if c["name"] == "errors")
+    assert not errors["passed"]
+    assert _canary(report) is None
+    _assert_stack_kept_its_promises(report)
+
+
+def test_forced_labels_are_blocked_by_the_pretraffic_hook(dataset):
+    """labels=hate_speech:0.2: the golden set's label mix moves far from the manifest's, so the hook
+    blocks the canary before traffic."""
+    result = _run(dataset, "labels=hate_speech:0.2")
+    report = result.report
+    assert report["outcome"]["state"] == BLOCKED
+    failed = {c["name"] for c in report["pretraffic"]["checks"] if not c["passed"]}
+    assert "label distribution" in failed
+    assert _canary(report) is None
+
+
+def test_errors_under_live_traffic_roll_back_at_the_first_minute(dataset):
+    """errors=0.05@300: the hook's golden requests pass, live requests crash (API Gateway 502); the
+    canary-errors alarm fires on the first compressed minute and traffic returns to 0 %."""
+    result = _run(dataset, "errors=0.05@300")
+    report = result.report
+    assert report["outcome"]["state"] == ROLLED_BACK and result.exit_status == EXIT_NOT_PROMOTED
+    assert report["pretraffic"]["status"] == "Succeeded"
+    assert report["stage"] == "canary minute 1"
+    firing = {a["name"] for a in report["alarms"] if a["state"] == "ALARM"}
+    assert any(name.endswith("canary-errors") for name in firing)
+    assert report["timeline"][-1]["weight"] == 0.0
+    canary = _canary(report)
+    assert canary["errors"] > 0 and set(canary["statuses"]) <= {"200", "502"}
+    assert report["traffic"]["5xx"] == canary["errors"], "every 5xx must come from the canary"
+    _assert_stack_kept_its_promises(report)
+
+
+def test_slow_canary_is_rolled_back_by_the_judge(dataset):
+    """latency=10 on a v2 -> v2 deployment (so slowness is the only difference): the hook's median
+    stays far under its limit and p99 under the SLO, but the judge finds the canary significantly
+    and meaningfully slower (Mann-Whitney + median ratio) and its verdict alarm rolls it back
+    before the five minutes are up."""
+    result = _run(dataset, "latency=10", baseline="v2")
+    report = result.report
+    assert report["outcome"]["state"] == ROLLED_BACK
+    assert report["pretraffic"]["status"] == "Succeeded"
+    firing = {a["name"] for a in report["alarms"] if a["state"] == "ALARM"}
+    assert any(name.endswith("canary-judge-fail") for name in firing)
+    latency = next(m for m in report["judge"]["metrics"] if m["name"] == "latency")
+    assert latency["classification"] == "High"
+    assert report["stage"] != "canary minute 5" or len(report["looks"]) <= 5
+    _assert_stack_kept_its_promises(report)
+
+
+def test_label_drift_under_live_traffic_is_rolled_back_by_the_judge(dataset):
+    """labels=hate_speech:0.3@300 on a v2 -> v2 deployment: right on the golden set, wrong on live
+    traffic; the judge's label test (canary mix against what the baseline's mix predicts) fails
+    and its verdict alarm rolls the canary back."""
+    result = _run(dataset, "labels=hate_speech:0.3@300", baseline="v2")
+    report = result.report
+    assert report["outcome"]["state"] == ROLLED_BACK
+    labels = next(m for m in report["judge"]["metrics"] if m["name"] == "labels")
+    assert labels["classification"] == "High"
+    assert _canary(report)["label_shares"]["hate_speech"] > 0.25
+    _assert_stack_kept_its_promises(report)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--fault", "explode"], "unknown fault"),
+        (["--fault", "errors=1.5"], "between 0 and 1"),
+        (["--canary", "v9"], "no model v9"),
+        (["--speed", "0"], "--speed"),
+        (["--env", "nowhere"], "no environment"),
+    ],
+)
+def test_usage_errors_exit_2_before_starting_anything(dataset, capsys, argv, message):
+    """A bad flag, fault, model, speed or environment: one clear line on stderr and exit 2."""
+    assert main([*argv, "--quiet", "--no-html"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
