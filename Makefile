@@ -37,7 +37,7 @@ demo: $(STAMP) ## The main job, offline: rehearse the v1 -> v2 canary (promoted)
 	@echo "HTML reports (open in a browser): $(abspath $(REPORTS))/rehearsal-v1-v2.html"
 	@echo "                                  $(abspath $(REPORTS))/rehearsal-v1-v2-slow.html"
 
-test: $(STAMP) ## Run the whole test suite (unit, template, integration)
+test: $(STAMP) ## Run the whole test suite (unit, training, template, integration; e2e needs a stack)
 	$(OFFLINE) $(PY) -m pytest
 
 ##@ Models

@@ -18,28 +18,18 @@ from pathlib import Path
 
 from bench import peer
 from infer.model import LABELS, load_model
-from training.data import load
+from training import evaluate
+from training.data import data_path, load
 
 ROOT = Path(__file__).resolve().parent.parent
 LOADS = 15
 
 
-def f1_scores(y_true: list[str], y_pred: list[str]) -> dict:
-    f1 = {}
-    for label in LABELS:
-        tp = sum(t == p == label for t, p in zip(y_true, y_pred, strict=True))
-        fp = sum(p == label != t for t, p in zip(y_true, y_pred, strict=True))
-        fn = sum(t == label != p for t, p in zip(y_true, y_pred, strict=True))
-        prec = tp / (tp + fp) if tp + fp else 0.0
-        rec = tp / (tp + fn) if tp + fn else 0.0
-        f1[label] = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-    support = {label: y_true.count(label) for label in LABELS}
-    return {
-        "accuracy": sum(t == p for t, p in zip(y_true, y_pred, strict=True)) / len(y_true),
-        "macro_f1": sum(f1.values()) / len(f1),
-        "weighted_f1": sum(f1[k] * support[k] for k in LABELS) / len(y_true),
-        "hate_f1": f1["hate_speech"],
-    }
+def quality(truth: list[str], preds: list[str]) -> dict:
+    """The headline figures of training.evaluate.report, the same code the manifests use."""
+    r = evaluate.report([LABELS.index(t) for t in truth], [LABELS.index(p) for p in preds])
+    keys = ("accuracy", "macro_f1", "weighted_f1")
+    return {**{k: r[k] for k in keys}, "hate_f1": r["per_class"]["hate_speech"]["f1"]}
 
 
 def measure_model(version: str, texts: list[str], truth: list[str]) -> dict:
@@ -58,7 +48,7 @@ def measure_model(version: str, texts: list[str], truth: list[str]) -> dict:
     size = sum(f["bytes"] for f in model.manifest["files"].values())
     return {
         "model": f"{version} ({model.manifest['model']['kind']})",
-        **f1_scores(truth, preds),
+        **quality(truth, preds),
         "artifact_mb": size / 1e6,
         "load_ms": statistics.median(loads),
         "per_text_ms_p50": lat[len(lat) // 2],
@@ -109,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = [r.text for r in ds.test]
     truth = [LABELS[r.label] for r in ds.test]
     rows = [measure_model(v, texts, truth) for v in ("v1", "v2")]
-    peer_row = measure_peer(Path(args.data) if args.data else ROOT.parent / "shared/data/labeled_data.csv")
+    peer_row = measure_peer(data_path(args.data))
     if peer_row:
         rows.append(peer_row)
     print(json.dumps(rows, indent=2) if args.json else render(rows))

@@ -15,10 +15,12 @@ import sys
 from typing import TextIO
 
 from infer.artifacts import ArtifactError
+from infer.config import Config
 from infer.model import LinearTextModel, load_model
 from infer.request import RequestError, read_text
 
-MAX_TEXT_CHARS = 5000
+# The API's default limit, so a batch accepts exactly what the endpoint accepts.
+MAX_TEXT_CHARS = Config.__dataclass_fields__["max_text_chars"].default
 
 
 def score_line(model: LinearTextModel, line: str, max_chars: int = MAX_TEXT_CHARS) -> dict:
