@@ -3,7 +3,9 @@
     python -m infer.predict --model models/v2 < texts.jsonl > scores.jsonl
 
 Each input line is {"text": "..."}; each output line is {"label", "category", "scores"}, or
-{"line": N, "issue": "..."} for a line that cannot be scored (the rest are still scored).
+{"line": N, "issue": "..."} for a line that cannot be scored (the rest are still scored): a line is
+checked by the API's own infer.request.read_text, so it is refused exactly when the API would refuse
+that body, with the same issue (a text with nothing to classify, say).
 Exit status: 0 all lines scored, 1 some lines failed, 2 the model could not be loaded.
 """
 

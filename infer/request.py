@@ -10,7 +10,15 @@ import base64
 import binascii
 import json
 
+from infer.text import classifiable
+
 EXAMPLE = '{"text": "..."}'
+# 422 for a text with nothing a model can read (infer.text.classifiable): every entry point that takes
+# texts (the Lambda, python -m infer.predict) goes through read_text, so they all refuse the same texts.
+NOTHING_TO_CLASSIFY = (
+    '"text" has no letters, digits, punctuation or emoji to classify, only invisible characters '
+    "(control, format or zero-width characters, lone surrogates): send the text to classify."
+)
 
 
 class RequestError(Exception):
@@ -82,4 +90,7 @@ def read_text(body: str | None, is_base64_encoded: bool | None, max_chars: int) 
             "shorten it or split it into several requests.",
             text_chars=len(text),
         )
+    # After the length check, so this scan never reads more than max_chars characters.
+    if not classifiable(text):
+        raise RequestError(422, NOTHING_TO_CLASSIFY, text_chars=len(text))
     return text

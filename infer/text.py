@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _MENTION = re.compile(r"@[\w_]+")
@@ -17,6 +18,17 @@ _SPACE = re.compile(r"\s+")
 _REPEAT = re.compile(r"(.)\1{2,}")
 _WORD = re.compile(r"[#\w']+|[^\w\s]")
 _ALNUM = re.compile(r"\w+")
+# What a text needs for the API to classify it (see `classifiable`): characters of these Unicode
+# general categories. Letters and numbers are what both models read; punctuation and symbols (emoji
+# are symbols, So) are what v2's word and character n-grams read, and punctuation-only or emoji-only
+# tweets are real tweets. Private use (Co) holds the pre-Unicode Apple and Google emoji that tweets of
+# the data set carry and v2 has features for. Unassigned code points (Cn) may be emoji newer than this
+# Python's Unicode tables (3.11 knows Unicode 14, the 3.12 runtime 15): counting them keeps the
+# Lambda and a 3.11 batch run in agreement, and such a text is no less a text.
+_CONTENT_CATEGORIES = frozenset("Lu Ll Lt Lm Lo Nd Nl No Pc Pd Ps Pe Pi Pf Po Sm Sc Sk So Co Cn".split())
+# U+FFFD stands for bytes that could not be decoded (the batch CLI reads stdin with errors="replace",
+# html.unescape turns bad character references into it): it says nothing about the text.
+_REPLACEMENT = "\ufffd"
 
 
 def normalize(text: str) -> str:
@@ -27,6 +39,33 @@ def normalize(text: str) -> str:
     text = _MENTION.sub(" mentionhere ", text)
     text = _REPEAT.sub(r"\1\1", text.lower())
     return _SPACE.sub(" ", text).strip()
+
+
+def _is_content(char: str) -> bool:
+    category = unicodedata.category(char)
+    if category not in _CONTENT_CATEGORIES:
+        return False
+    if category == "Cn":
+        # Noncharacters (U+FDD0..U+FDEF and the last two code points of every plane) will never be
+        # assigned, so they cannot be an emoji this Python does not know yet.
+        code = ord(char)
+        return not (0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE)
+    return char != _REPLACEMENT
+
+
+def classifiable(text: str) -> bool:
+    """True when the text has something a model can read: at least one letter, number, punctuation
+    mark, symbol or emoji, once HTML entities are decoded as `normalize` decodes them.
+
+    Texts made only of white space, control characters (NUL included), format characters
+    (zero-width spaces and joiners, byte-order marks, direction marks), lone surrogates, combining
+    marks with nothing to combine with, noncharacters or U+FFFD are not: the models' analyzers find
+    no feature in them (v2's vocabularies hold no term made of such characters but two marks that the
+    data set only has after an emoji, a digit or a punctuation mark), so any answer would be the
+    training set's prior, not a reading of the text.
+    Decided on characters, not on a model's vocabulary, so every model version accepts the same texts.
+    """
+    return any(map(_is_content, html.unescape(text)))
 
 
 def lowercase(text: str) -> str:

@@ -1,9 +1,13 @@
 """Train models/v1 (legacy Naive Bayes) and models/v2 (TF-IDF + logistic regression).
 
-    python -m training.train [--data CSV] [--out models] [--jobs 2]
+    python -m training.train [--data CSV] [--out models] [--jobs 2] [--check | --force]
 
-Deterministic: the same data gives the same artifact bytes. Tunes on the train split only
-(stratified 5-fold cross-validation) and touches the test split once, to report.
+Trains into a temporary folder, then compares each version with the one in --out under the
+reproduction contract of training/reproduce.py (byte-identical except v2's fitted arrays, which
+may differ by the CPU's BLAS kernel within a tolerance; same behaviour on the test split).
+A version not in --out yet is written; one that reproduces is left untouched; one that does not
+is refused (exit 1) unless --force. --check compares and writes nothing. Tunes on the train
+split only (stratified 5-fold cross-validation) and touches the test split once, to report.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -33,7 +38,7 @@ from sklearn.pipeline import make_pipeline, make_union  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from infer.model import LABELS  # noqa: E402
-from training import cards, evaluate  # noqa: E402
+from training import cards, evaluate, reproduce  # noqa: E402
 from training.data import golden_set, load  # noqa: E402
 from training.export import ModelWriter  # noqa: E402
 from training.features import stem_block, stem_table, tfidf_block  # noqa: E402
@@ -325,6 +330,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="labelled CSV (default $HATE_DATA or ../shared/data)")
     parser.add_argument("--out", default="models", type=Path, help="where models/v1 and models/v2 go")
     parser.add_argument("--jobs", type=int, default=2, help="parallel CV workers (default 2)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--check", action="store_true", help="only check that the retrain reproduces --out (exit 1 if not)"
+    )
+    mode.add_argument(
+        "--force", action="store_true", help="overwrite committed versions the retrain does not reproduce"
+    )
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     try:
@@ -333,9 +345,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     log(f"data: {len(ds.train)} train / {len(ds.test)} test rows, sha256 {ds.sha256[:12]}")
-    write_all(train_all(ds, args.out, args.jobs))
+    with tempfile.TemporaryDirectory(prefix="retrain-") as tmp:
+        trained = train_all(ds, Path(tmp), args.jobs)
+        write_all(trained)
+        print(f"BLAS kernels: {reproduce.blas_kernels()}", flush=True)
+        status = reproduce.publish(
+            Path(tmp),
+            args.out,
+            trained.pipelines,
+            [r.text for r in ds.test],
+            check=args.check,
+            force=args.force,
+            emit=lambda line: print(line, flush=True),
+        )
     log(f"done in {time.perf_counter() - t0:.0f} s")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

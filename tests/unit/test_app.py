@@ -8,6 +8,7 @@ import json
 import pytest
 
 from infer.model import CATEGORIES, LABELS
+from infer.request import NOTHING_TO_CLASSIFY
 from tests.unit._infer_harness import ROUTE, event, invoke, load_app
 
 # Error answers publish no metrics, and Powertools warns about each of them.
@@ -157,6 +158,45 @@ def test_empty_text_is_422(app):
 def test_whitespace_text_is_422(app):
     """Only spaces, tabs, newlines and a no-break space -> 422."""
     assert_issue(invoke(app, event("infer-post-text-whitespace")), 422, "white space")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "infer-post-text-no-words-control",
+        "infer-post-text-no-words-zero-width",
+        "infer-post-text-no-words-lone-surrogate",
+        "infer-post-text-no-words-entities",
+    ],
+)
+def test_text_with_nothing_to_classify_is_422(app, name):
+    """NULs and controls, zero-width characters, an escaped lone surrogate, entities for invisible
+    characters -> 422 saying there is nothing to classify, never a prediction."""
+    answer = invoke(app, event(name))
+    assert_issue(answer, 422, "no letters, digits, punctuation or emoji")
+    assert answer.body["issue"] == NOTHING_TO_CLASSIFY
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_every_version_refuses_the_same_texts(version):
+    """The rule is the request's, not a model's: v1 refuses the zero-width text as v2 does."""
+    module = load_app({"MODEL_VERSION": version})
+    try:
+        answer = invoke(module, event("infer-post-text-no-words-zero-width"))
+        assert answer.status == 422
+        assert answer.headers["x-model-version"] == version
+    finally:
+        load_app({"MODEL_VERSION": "v2"})
+
+
+@pytest.mark.parametrize("name", ["infer-post-text-emoji-only", "infer-post-text-punctuation-only"])
+def test_emoji_only_and_punctuation_only_texts_are_scored(app, name):
+    """Real tweets can be only emoji (sent as an escaped surrogate pair) or only "?!": they are scored."""
+    answer = invoke(app, event(name))
+    assert answer.status == 200
+    assert_prediction(answer.body)
+    text = json.loads(event(name)["body"])["text"]
+    assert answer.body == app.SERVICE.model.predict(text).as_dict()
 
 
 def test_text_over_the_limit_is_413(app):

@@ -99,6 +99,17 @@ def test_request_record_of_a_long_text_counts_its_characters(app):
     assert record["status"] == 413 and record["text_chars"] == 5001
 
 
+def test_request_record_of_a_text_with_nothing_to_classify(app, capsys):
+    """A 422 for an invisible-only text: label null, its length counted, no Prediction metric, so the
+    canary judge's label shares never count these texts."""
+    capsys.readouterr()
+    with captured_logs(app) as logs:
+        invoke(app, event("infer-post-text-no-words-zero-width"))
+    (record,) = request_records(logs)
+    assert record["status"] == 422 and record["label"] is None and record["text_chars"] == 6
+    assert not any("Prediction" in doc for doc in emf_records(capsys.readouterr().out))
+
+
 def test_correlation_id_is_the_api_gateway_request_id(app):
     """Records carry API Gateway's request id as correlation_id, and the Lambda context."""
     ev = event("infer-post-valid")

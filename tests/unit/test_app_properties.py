@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infer.model import LABELS
+from infer.model import LABELS, load_model
+from infer.predict import run
+from infer.request import NOTHING_TO_CLASSIFY
+from infer.text import classifiable
 from tests.unit._infer_harness import ROUTE, event, invoke, load_app
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -104,12 +108,72 @@ def test_any_event_gets_a_json_answer_below_500(app, ev):
 @given(obj=json_objects, text=text_fields)
 def test_any_json_object_on_the_route_is_scored_or_refused_with_4xx(app, obj, text):
     """POST to the route with any JSON object: 200 exactly when "text" is a non-blank string of at
-    most MAX_TEXT_CHARS characters, else a 4xx."""
+    most MAX_TEXT_CHARS characters with something to classify, else a 4xx."""
     ev = event("infer-post-valid", body=json.dumps({**obj, "text": text}))
     answer = invoke(app, ev)
-    if isinstance(text, str) and text.strip() != "" and len(text) <= 5000:
+    if isinstance(text, str) and text.strip() != "" and len(text) <= 5000 and classifiable(text):
         assert answer.status == 200
         assert answer.body["label"] in LABELS
     else:
         assert answer.status in (413, 422)
         assert set(answer.body) == {"issue"}
+
+
+# Characters with nothing to read (white space, control, format, lone surrogates, combining marks,
+# U+FFFD, noncharacters), some written as HTML entities as tweets carry them.
+invisible_chars = st.characters(categories=["Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Mn", "Mc", "Me"]) | (
+    st.sampled_from(["\ufffd", "\ufdd0", "\uffff", "\U0010fffe"])
+)
+invisible_entities = st.characters(categories=["Zs", "Cf"], min_codepoint=0xA0).map(lambda c: f"&#{ord(c)};")
+invisible_texts = st.lists(invisible_chars | invisible_entities, min_size=1, max_size=40).map("".join)
+readable_chars = st.characters(categories=["L", "N", "P", "S"]).filter(lambda c: c != "\ufffd")
+
+
+@SETTINGS
+@given(text=invisible_texts)
+def test_no_text_without_words_gets_a_label(app, text):
+    """Property: a text of invisible characters only (raw, JSON-escaped or as entities) never gets a 200
+    with a label: 422, with the white-space issue when Python calls it blank, else the no-words one."""
+    for body in (json.dumps({"text": text}), json.dumps({"text": text}, ensure_ascii=False)):
+        try:
+            body.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate can only travel JSON-escaped
+            continue
+        answer = invoke(app, event("infer-post-valid", body=body))
+        assert answer.status == 422
+        assert "label" not in answer.body
+        if text.strip():
+            assert answer.body["issue"] == NOTHING_TO_CLASSIFY
+
+
+@SETTINGS
+@given(before=invisible_texts, readable=readable_chars, after=st.text(max_size=20))
+def test_one_readable_character_among_invisible_ones_is_scored(app, before, readable, after):
+    """Property: a letter, digit, punctuation mark or symbol anywhere among invisible characters gets a
+    200 with the model's own prediction: the rule refuses only texts with nothing to read."""
+    text = before + readable + after
+    answer = invoke(app, event("infer-post-valid", body=json.dumps({"text": text})))
+    assert answer.status == 200
+    assert answer.body == app.SERVICE.model.predict(text).as_dict()
+
+
+@pytest.fixture(scope="module")
+def v2_model(models_dir):
+    """The committed v2 model, loaded as the batch CLI loads it."""
+    return load_model(models_dir / "v2")
+
+
+@SETTINGS
+@given(text=st.one_of(invisible_texts, st.text(max_size=60), st.text(alphabet=st.characters() | surrogates)))
+def test_batch_cli_and_lambda_agree_on_every_text(app, v2_model, text):
+    """Property: python -m infer.predict writes, for any text, the Lambda's body: the same prediction
+    or the same issue (both read texts through infer.request.read_text)."""
+    line = json.dumps({"text": text})
+    out = io.StringIO()
+    run(v2_model, io.StringIO(line + "\n"), out)
+    row = json.loads(out.getvalue())
+    answer = invoke(app, event("infer-post-valid", body=line))
+    if answer.status == 200:
+        assert row == answer.body
+    else:
+        assert row == {"line": 1, "issue": answer.body["issue"]}

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+from infer.request import NOTHING_TO_CLASSIFY
+
 
 def run_cli(stdin: bytes, models_dir, *args):
     return subprocess.run(
@@ -63,3 +65,22 @@ def test_missing_model_exits_2_with_a_clear_message(tmp_path):
     assert out.returncode == 2
     assert b"cannot load model" in out.stderr
     assert b"Traceback" not in out.stderr
+
+
+def test_lines_with_nothing_to_classify_get_the_api_s_issue(models_dir):
+    """NULs, zero-width characters, an escaped lone surrogate and undecodable bytes only: each line gets
+    the API's 422 issue instead of a label; emoji-only and punctuation-only lines are scored."""
+    stdin = (
+        b'{"text": "\\u0000\\u0007"}\n'
+        b'{"text": "\\u200b\\ufeff"}\n'
+        b'{"text": "\\ud800"}\n'
+        b'{"text": "\xff\xfe"}\n'
+        b'{"text": "\\ud83d\\ude02"}\n'
+        b'{"text": "?!"}\n'
+    )
+    out = run_cli(stdin, models_dir)
+    assert out.returncode == 1
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert rows[:4] == [{"line": n, "issue": NOTHING_TO_CLASSIFY} for n in (1, 2, 3, 4)]
+    assert [r["label"] in {"hate_speech", "offensive_language", "neither"} for r in rows[4:]] == [True, True]
+    assert b"4 line(s) could not be scored" in out.stderr
