@@ -152,6 +152,59 @@ class Cleaned:
 
 
 @dataclass(frozen=True)
+class Floor:
+    """One bar a metric's number must reach before the metric may decide anything: the minimum
+    sample to judge at all, or an effect size from which a difference matters (Kayenta's
+    effect-size thresholds). Reached means observed >= floor, in the harmful direction."""
+
+    key: str  # the JudgeConfig field that sets it, e.g. "latency_min_shift_ms"
+    name: str  # short name used in sentences and tables: "shift", "ratio", "sample"...
+    kind: str  # "sample" (enough data to judge) | "effect" (big enough to matter)
+    floor: float
+    observed: float | None  # the number compared with the floor (None: not measurable)
+    unit: str  # how both are written: "count" | "pct" | "ratio" | "ms" | "dist"
+    noun: str = ""  # what a sample floor counts ("successful requests")
+
+    @property
+    def reached(self) -> bool:
+        return self.observed is not None and math.isfinite(self.observed) and self.observed >= self.floor
+
+    def show(self, x: float | None, *, as_floor: bool = False) -> str:
+        """A value of this floor's quantity in its unit: observed "+0.32 ms", floor "+1 ms"."""
+        if x is None or not math.isfinite(x):
+            return "n/a"
+        if self.unit == "count":
+            return f"{x:.0f}"
+        if self.unit == "pct":
+            return f"{x:.2%}" if as_floor else f"{x:+.2%}"
+        if self.unit == "ratio":
+            return f"x{x:.2f}"
+        if self.unit == "ms":
+            return f"{x:+g} ms" if as_floor else f"{x:+.2f} ms"
+        return f"{x:.3f}"
+
+    @property
+    def title(self) -> str:
+        """The floor as sentences name it: "the +1 ms shift floor"."""
+        if self.kind == "sample":
+            return f"the minimum sample floor ({self.floor:g} {self.noun} per version)"
+        return f"the {self.show(self.floor, as_floor=True)} {self.name} floor"
+
+    @property
+    def text(self) -> str:
+        """Observed against floor in a table cell of <= 30 characters: "shift +0.32 ms < +1 ms"."""
+        sign = ">=" if self.reached else "<"
+        label = "n" if self.kind == "sample" else self.name
+        return f"{label} {self.show(self.observed)} {sign} {self.show(self.floor, as_floor=True)}"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["observed"] = _finite(self.observed)
+        out.update(reached=self.reached, seen=self.show(self.observed), title=self.title, text=self.text)
+        return out
+
+
+@dataclass(frozen=True)
 class MetricResult:
     """One metric's classification and everything needed to explain it."""
 
@@ -166,9 +219,11 @@ class MetricResult:
     alpha: float | None  # the level the p-value was compared with (Holm, this look)
     effect_name: str
     effect: float | None
-    threshold: float  # the effect size from which a difference matters
-    reason: str  # one sentence for on-call
+    threshold: float  # the effect size from which a difference matters (the first effect floor)
+    reason: str  # one sentence for on-call, naming what decided
     details: Mapping[str, Any] = field(default_factory=dict)
+    floors: tuple[Floor, ...] = ()  # every floor that can decide this metric: sample first, then effect
+    decided_by: tuple[str, ...] = ()  # the JudgeConfig fields that decided ("alpha": significance)
 
     @property
     def failed(self) -> bool:
@@ -179,6 +234,8 @@ class MetricResult:
         out["classification"] = self.classification.value
         for key in ("statistic", "p_value", "alpha", "effect"):
             out[key] = _finite(out[key])
+        out["floors"] = [{**f.as_dict(), "decided": f.key in self.decided_by} for f in self.floors]
+        out["decided_by"] = list(self.decided_by)
         return out
 
 
@@ -584,7 +641,9 @@ def classify(measures: Sequence[_Measure], cfg: JudgeConfig) -> list[MetricResul
     results = []
     for m in measures:
         significant, level = decisions.get(m.name, (False, None))
-        cls, reason = _classify_one(m, significant, level)
+        wording = wording_for(m.name)
+        floors = wording.floors(m, cfg)
+        cls, reason, decided_by = _classify_one(m, significant, level, wording, floors)
         results.append(
             MetricResult(
                 name=m.name,
@@ -601,61 +660,176 @@ def classify(measures: Sequence[_Measure], cfg: JudgeConfig) -> list[MetricResul
                 threshold=m.threshold,
                 reason=reason,
                 details=m.details,
+                floors=floors,
+                decided_by=decided_by,
             )
         )
     return results
 
 
-def _classify_one(m: _Measure, significant: bool, level: float | None) -> tuple[Classification, str]:
+def _classify_one(
+    m: _Measure, significant: bool, level: float | None, w: MetricWording, floors: Sequence[Floor]
+) -> tuple[Classification, str, tuple[str, ...]]:
+    """The class (from the measure's own `meaningful`, never from the wording), the sentence and
+    the config fields that decided it: a missed floor, or "alpha" when significance did."""
+    effects = [f for f in floors if f.kind == "effect"]
     if m.not_enough is not None:
-        return Classification.NODATA, m.not_enough[0].upper() + m.not_enough[1:] + "."
-    effect = _describe_effect(m)
+        missed = _keys(f for f in floors if f.kind == "sample" and not f.reached)
+        return Classification.NODATA, w.not_enough(m, floors), missed
+    effect = w.effect(m)
     p = f"p={_fmt_p(m.p_value)} vs alpha={_fmt_p(level)}"
+    missed = _keys(f for f in effects if not f.reached)
     if significant and m.meaningful:
-        return (
-            Classification.HIGH,
-            f"{_worse(m)}: {effect} reaches {_fmt_threshold(m)} and {p} is significant.",
-        )
+        sentence = f"{w.worse}: {effect} reaches {_titles(effects)}, and {p} is significant."
+        return Classification.HIGH, sentence, (*_keys(effects), "alpha")
     if significant:
         return (
             Classification.PASS,
-            f"Significant ({p}) but {effect} is below {_fmt_threshold(m)}: not meaningful.",
+            f"Significant ({p}) but not meaningful: {effect} is {_against(effects)}.",
+            missed,
         )
     if m.meaningful:
-        return Classification.NODATA, f"{effect} reaches {_fmt_threshold(m)} but {p} is not significant yet."
+        sentence = f"{_cap(effect)} reaches {_titles(effects)} but {p} is not significant yet."
+        return Classification.NODATA, sentence, ("alpha",)
     if level is not None and m.low_p_value <= level:
-        return Classification.LOW, f"Canary faster: {effect}, p={_fmt_p(m.low_p_value)}; harmless."
-    return Classification.PASS, f"No meaningful difference: {effect} below {_fmt_threshold(m)}, {p}."
+        return Classification.LOW, w.harmless(m, effects), (*_keys(effects), "alpha")
+    return Classification.PASS, f"No meaningful difference: {effect} is {_against(effects)}; {p}.", missed
 
 
-def _worse(m: _Measure) -> str:
-    return {
-        "errors": "Canary answers more 5xx than the baseline",
-        "latency": "Canary is slower than the baseline",
-        "labels": "Canary's labels differ from what it should predict",
-    }.get(m.name, "Canary worse")
+class MetricWording:
+    """How one metric explains itself (after Kayenta's per-metric judge): the harm it looks for,
+    its floors (read from the measure and the config) and how its effect is written. Wording
+    only: the numbers come from measure_*, the class from _classify_one. A metric without its
+    own wording still gets a sentence and its one threshold as a floor."""
+
+    worse = "Canary worse than the baseline"  # what High means; every metric here harms upwards
+    sample_key = ""  # JudgeConfig field of the minimum sample
+    sample_noun = "samples"
+
+    def floors(self, m: _Measure, cfg: JudgeConfig) -> tuple[Floor, ...]:
+        """Every floor that can decide the metric: the minimum sample, then the effect floors."""
+        if not self.sample_key:
+            return self.effect_floors(m, cfg)
+        smaller = float(min(m.n_baseline, m.n_canary))
+        minimum = float(getattr(cfg, self.sample_key))
+        sample = Floor(self.sample_key, "sample", "sample", minimum, smaller, "count", self.sample_noun)
+        return (sample, *self.effect_floors(m, cfg))
+
+    def effect_floors(self, m: _Measure, cfg: JudgeConfig) -> tuple[Floor, ...]:
+        return (Floor("threshold", "effect", "effect", m.threshold, _finite(m.effect), "dist"),)
+
+    def effect(self, m: _Measure) -> str:
+        if _finite(m.effect) is None:
+            return f"{m.effect_name} unknown"
+        return f"{m.effect_name} {m.effect:.3g}"
+
+    def not_enough(self, m: _Measure, floors: Sequence[Floor]) -> str:
+        missed = [f for f in floors if f.kind == "sample" and not f.reached]
+        if not missed:  # e.g. no expected label mix: the measure says why
+            return _cap(m.not_enough or "not enough data") + "."
+        text = (
+            f"Too few {self.sample_noun} to judge: baseline {m.n_baseline}, canary {m.n_canary}, "
+            f"under {missed[0].title}"
+        )
+        if m.not_enough and not m.not_enough.startswith("too few"):
+            text += f"; and {m.not_enough}"
+        return text + "."
+
+    def harmless(self, m: _Measure, effects: Sequence[Floor]) -> str:
+        return f"Canary better, which is harmless: {self.effect(m)}, p={_fmt_p(m.low_p_value)}."
 
 
-def _describe_effect(m: _Measure) -> str:
-    if m.effect is None or (isinstance(m.effect, float) and math.isnan(m.effect)):
-        return f"{m.effect_name} unknown"
-    if m.name == "errors":
+class ErrorsWording(MetricWording):
+    worse = "Canary answers more 5xx than the baseline"
+    sample_key = "errors_min_requests"
+    sample_noun = "requests"
+
+    def effect_floors(self, m: _Measure, cfg: JudgeConfig) -> tuple[Floor, ...]:
+        return (Floor("errors_min_excess", "excess", "effect", m.threshold, _finite(m.effect), "pct"),)
+
+    def effect(self, m: _Measure) -> str:
         d = m.details
         return f"5xx rate {d['rate_canary']:.2%} vs {d['rate_baseline']:.2%} (excess {m.effect:+.2%})"
-    if m.name == "latency":
+
+
+class LatencyWording(MetricWording):
+    worse = "Canary is slower than the baseline"
+    sample_key = "latency_min_samples"
+    sample_noun = "successful requests"
+
+    def effect_floors(self, m: _Measure, cfg: JudgeConfig) -> tuple[Floor, ...]:
+        min_shift = float(m.details.get("min_shift_ms", cfg.latency_min_shift_ms))
+        shift = m.details.get("median_shift_ms")
+        return (
+            Floor("latency_min_ratio", "ratio", "effect", m.threshold, _finite(m.effect), "ratio"),
+            Floor("latency_min_shift_ms", "shift", "effect", min_shift, shift, "ms"),
+        )
+
+    def effect(self, m: _Measure) -> str:
         d = m.details
-        return f"median {d['median_ms_canary']:.2f} vs {d['median_ms_baseline']:.2f} ms (x{m.effect:.2f})"
-    observed = m.details.get("jsd_observed")
-    seen = f" (observed {observed:.3f})" if isinstance(observed, float) else ""
-    return f"JS distance {m.effect:.3f} net of noise{seen}"
+        med_c, med_b = d.get("median_ms_canary"), d.get("median_ms_baseline")
+        if med_c is None or med_b is None:
+            return "median latency unknown"
+        ratio = "x?" if _finite(m.effect) is None else f"x{m.effect:.2f}"
+        return f"median {med_c:.2f} vs {med_b:.2f} ms ({ratio}, {med_c - med_b:+.2f} ms)"
+
+    def harmless(self, m: _Measure, effects: Sequence[Floor]) -> str:
+        ratio, shift = effects
+        return (
+            f"Canary faster, which is harmless: {self.effect(m)} is past the x{1.0 / ratio.floor:.2f} ratio "
+            f"and -{shift.floor:g} ms shift floors the other way, p={_fmt_p(m.low_p_value)}."
+        )
 
 
-def _fmt_threshold(m: _Measure) -> str:
-    if m.name == "errors":
-        return f"the {m.threshold:.2%} floor"
-    if m.name == "latency":
-        return f"the x{m.threshold:.2f} and +{m.details['min_shift_ms']:g} ms floors"
-    return f"the {m.threshold:.3f} floor"
+class LabelsWording(MetricWording):
+    worse = "Canary's labels differ from what it should predict"
+    sample_key = "labels_min_samples"
+    sample_noun = "labelled answers"
+
+    def effect_floors(self, m: _Measure, cfg: JudgeConfig) -> tuple[Floor, ...]:
+        return (Floor("labels_min_jsd", "JS distance", "effect", m.threshold, _finite(m.effect), "dist"),)
+
+    def effect(self, m: _Measure) -> str:
+        if _finite(m.effect) is None:
+            return "JS distance unknown"
+        observed = m.details.get("jsd_observed")
+        seen = f" (observed {observed:.3f})" if isinstance(observed, float) else ""
+        return f"JS distance {m.effect:.3f} net of noise{seen}"
+
+
+WORDING: dict[str, MetricWording] = {
+    "errors": ErrorsWording(),
+    "latency": LatencyWording(),
+    "labels": LabelsWording(),
+}
+
+
+def wording_for(name: str) -> MetricWording:
+    return WORDING.get(name) or MetricWording()
+
+
+def _keys(floors: Iterable[Floor]) -> tuple[str, ...]:
+    return tuple(f.key for f in floors)
+
+
+def _titles(floors: Sequence[Floor]) -> str:
+    return " and ".join(f.title for f in floors) or "no floor"
+
+
+def _against(effects: Sequence[Floor]) -> str:
+    """Where the effect stands against each floor: "above the x1.20 ratio floor but under the +1 ms
+    shift floor"."""
+    reached = [f for f in effects if f.reached]
+    missed = [f for f in effects if not f.reached]
+    if reached and missed:
+        return f"above {_titles(reached)} but under {_titles(missed)}"
+    if missed:
+        return f"under {_titles(missed)}"
+    return f"not past {_titles(reached)}"  # only if the measure's floors and ours ever disagree
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _fmt_p(p: float | None) -> str:

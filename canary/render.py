@@ -12,10 +12,13 @@ same dict (schema "canary-report/1") and print it with render_report. Every part
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+from canary.judge import VERDICT_VALUE
 
 REPORT_SCHEMA = "canary-report/1"
 LABEL_HEADINGS = (("hate_speech", "hate"), ("offensive_language", "offens"), ("neither", "neither"))
@@ -52,13 +55,13 @@ def render_report(report: Mapping[str, Any], width: int = 80) -> str:
     out.append("=" * width)
     outcome = report.get("outcome") or {}
     out.append(f"Outcome: {outcome.get('state', 'UNKNOWN')}")
-    out += _wrap(outcome.get("reason"), width, "  ")
+    out += _wrap(reasons_in_words(str(outcome.get("reason") or "")), width, "  ")
     out += _deployment(report.get("deployment"), width)
     out += _pretraffic(report.get("pretraffic"), width)
     out += _alarms(report.get("alarms"), width)
     out += _judge(report.get("judge"), width)
     for note in report.get("notes") or ():
-        out += _wrap(f"Note: {note}", width, "", "  ")
+        out += _wrap(f"Note: {reasons_in_words(str(note))}", width, "", "  ")
     # Tables are laid out for 80 columns; anything wider than `width` is cut with an ellipsis.
     return "\n".join(_fit(line.rstrip(), width) for line in out) + "\n"
 
@@ -72,7 +75,7 @@ def _deployment(dep: Mapping[str, Any] | None, width: int) -> list[str]:
     )
     lines = ["", _fit(head, width)]
     if dep.get("error"):
-        lines += _wrap(f"error: {dep['error']}", width, "  ", "    ")
+        lines += _wrap(f"error: {reasons_in_words(str(dep['error']))}", width, "  ", "    ")
     return lines
 
 
@@ -98,7 +101,7 @@ def _alarms(alarms: Sequence[Mapping[str, Any]] | None, width: int) -> list[str]
         state = str(alarm.get("state", "?"))
         lines.append(_fit(f"  {state:<17} {alarm.get('name', '?')}", width))
         if state != "OK" and alarm.get("reason"):
-            lines += _wrap(str(alarm["reason"]), width, " " * 20)
+            lines += _wrap(alarm_in_words(alarm) or str(alarm["reason"]), width, " " * 20)
     return lines
 
 
@@ -137,17 +140,14 @@ def _judge(judge: Mapping[str, Any] | None, width: int) -> list[str]:
             f"{_pct(expected.get(k)):>8}" for k, _ in LABEL_HEADINGS
         )
         lines.append(_fit(row, width))
-    head = f"  {'metric':<8} {'result':<7} {'n base/canary':<15} {'p-value':>7}"
-    lines += ["", f"{head} {'alpha':>8} {'effect':>9} {'floor':>9}"]
+    head = f"  {'metric':<8} {'result':<7} {'n base/canary':<13} {'p-value':>8} {'alpha':>8}"
+    lines += ["", f"{head}  floors: seen vs floor"]
     for m in judge.get("metrics") or ():
         n = f"{m.get('n_baseline', 0)}/{m.get('n_canary', 0)}"
-        lines.append(
-            _fit(
-                f"  {m.get('name', ''):<8} {m.get('classification', ''):<7} {n:<15} {_p(m.get('p_value')):>7}"
-                f" {_p(m.get('alpha')):>8} {_num(m.get('effect')):>9} {_num(m.get('threshold')):>9}",
-                width,
-            )
-        )
+        row = f"  {m.get('name', ''):<8} {m.get('classification', ''):<7} {n:<13} {_p(m.get('p_value')):>8}"
+        row += f" {_p(m.get('alpha')):>8}  "
+        for i, floor in enumerate(floor_cells(m)):
+            lines.append(_fit((row if i == 0 else " " * len(row)) + floor, width))
     for m in judge.get("metrics") or ():
         lines.append("")
         lines += _wrap(
@@ -160,8 +160,13 @@ def _judge(judge: Mapping[str, Any] | None, width: int) -> list[str]:
         lines += _wrap(
             f"False alarms: alpha {mt.get('alpha_per_deployment')} per deployment split over "
             f"{mt.get('looks')} looks ({_p(mt.get('alpha_per_look'))} per look), Holm across the "
-            "metrics of a look. A metric fails only when significant AND its effect reaches its floor; "
-            "below the minimum sample it is NoData (INCONCLUSIVE), never PASS.",
+            "metrics of a look. A metric fails only when significant AND its effect reaches every "
+            "effect floor; below its minimum sample floor it is NoData (INCONCLUSIVE), never PASS."
+            + (
+                " Floors read seen >= floor (reached) or seen < floor; * marks the ones that decided."
+                if any(m.get("floors") for m in judge.get("metrics") or ())
+                else ""
+            ),
             width,
             "  ",
         )
@@ -169,6 +174,147 @@ def _judge(judge: Mapping[str, Any] | None, width: int) -> list[str]:
     if dropped:
         lines += _wrap("Left out: " + ", ".join(f"{v} {k}" for k, v in dropped.items()) + ".", width, "  ")
     return lines
+
+
+def floor_cells(metric: Mapping[str, Any]) -> list[str]:
+    """One cell per floor of a judged metric, "shift +0.32 ms < +1 ms", the deciding ones marked
+    "*"; a report from a judge that predates floors shows its effect and single threshold."""
+    floors = metric.get("floors")
+    if not floors:
+        floor = metric.get("threshold", metric.get("floor"))
+        return [f"effect {_num(metric.get('effect'))}, floor {_num(floor)}"]
+    return [f"{f.get('text', '?')}{' *' if f.get('decided') else ''}" for f in floors]
+
+
+# --------------------------------------------------------------------------- alarms in words
+
+_OPERATORS = {
+    "GreaterThanThreshold": ">",
+    "GreaterThanOrEqualToThreshold": ">=",
+    "LessThanThreshold": "<",
+    "LessThanOrEqualToThreshold": "<=",
+}
+_OPERATOR_WORDS = {">": "above", ">=": "at or above", "<": "below", "<=": "at or below"}
+_VERDICT_NAMES = {value: verdict.value for verdict, value in VERDICT_VALUE.items()}
+# The local controller's wording (emulator/controller.py), read back while its alarm dicts do not
+# carry threshold and comparison as fields; anything else is shown as it is.
+_LOCAL_ALARM = re.compile(
+    r"^\d+ of the last (?P<n>\d+) datapoints \[(?P<values>[^\]]*)\] (?P<op>>=|>|<=|<) (?P<threshold>\S+) "
+    r"\((?P<metric>\S+) (?P<statistic>\S+) per (?P<period>[\d.]+) s\)$"
+)
+_LOCAL_ALARM_IN_TEXT = re.compile(_LOCAL_ALARM.pattern[1:-1])
+_LOCAL_OK = re.compile(
+    r"^(?:latest (?P<latest>\S+)|no data \(not breaching\)); alarms at (?P<k>\d+) of (?P<n>\d+) "
+    r"datapoints (?P<op>>=|>|<=|<) (?P<threshold>\S+)$"
+)
+
+
+def alarm_in_words(alarm: Mapping[str, Any]) -> str | None:
+    """An alarm's state as a sentence ("Judge's verdict: 2 = FAIL in the last minute, at or above
+    the alarm threshold (2 = FAIL)."), or None when its dict says too little to word it."""
+    state, reason = alarm.get("state"), str(alarm.get("reason") or "")
+    if state == "INSUFFICIENT_DATA" and reason in ("", "no datapoints yet"):
+        return "No data yet."
+    facts = _alarm_facts(alarm)
+    if facts is None or state not in ("ALARM", "OK"):
+        return None
+    label, show = _alarm_metric(str(facts.get("metric") or alarm.get("metric") or ""), facts.get("statistic"))
+    op, threshold = facts["op"], show(facts["threshold"])
+    period = "minute" if facts["period_s"] == 60.0 else f"{facts['period_s']:g}-second period"
+    if state == "ALARM":
+        values = " and ".join("no data" if v is None else show(v) for v in facts["breaching"]) or "no data"
+        n = facts["evaluated"]
+        when = (
+            f"in the last {period}" if n <= 1 else f"in {len(facts['breaching'])} of the last {n} {period}s"
+        )
+        return f"{label}: {values} {when}, {_OPERATOR_WORDS[op]} the alarm threshold ({threshold})."
+    latest = "no data (not breaching)" if facts["latest"] is None else show(facts["latest"])
+    k, n = facts["datapoints_to_alarm"], facts["evaluation_periods"]
+    rule = "" if n <= 1 else f" in {k} of {n} {period}s"
+    return f"{label}: {latest} at the last check; the alarm fires {_OPERATOR_WORDS[op]} {threshold}{rule}."
+
+
+def reasons_in_words(text: str) -> str:
+    """Text that quotes the local controller's alarm reasons ("<alarm> in ALARM: 1 of the last 1
+    datapoints [2] >= 2 (...)"), each quoted reason in words."""
+
+    def worded(match: re.Match[str]) -> str:
+        words = alarm_in_words({"state": "ALARM", "reason": match[0]})
+        return words.rstrip(".") if words else match[0]
+
+    return _LOCAL_ALARM_IN_TEXT.sub(worded, text)
+
+
+def _alarm_facts(alarm: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Threshold, comparison, periods and datapoints: from the alarm's own fields (describe_alarms,
+    or a local alarm that carries them), else read back from the local controller's reason."""
+    op = _OPERATORS.get(str(alarm.get("comparison")), alarm.get("comparison"))
+    if alarm.get("threshold") is not None and op in _OPERATOR_WORDS:
+        n = int(alarm.get("evaluation_periods") or 1)
+        recent = list(alarm.get("datapoints") or ())[-n:]
+        threshold = float(alarm["threshold"])
+        return {
+            "metric": alarm.get("metric"),
+            "statistic": alarm.get("statistic"),
+            "op": op,
+            "threshold": threshold,
+            "period_s": float(alarm.get("period_s") or 60.0),
+            "evaluation_periods": n,
+            "datapoints_to_alarm": int(alarm.get("datapoints_to_alarm") or n),
+            "evaluated": len(recent),
+            "breaching": [v for v in recent if v is not None and _breaches(float(v), op, threshold)],
+            "latest": recent[-1] if recent else None,
+        }
+    reason = str(alarm.get("reason") or "")
+    facts: dict[str, Any] = {"period_s": 60.0, "evaluation_periods": 1, "datapoints_to_alarm": 1}
+    facts.update(evaluated=1, breaching=[], latest=None)
+    try:
+        if match := _LOCAL_ALARM.match(reason):
+            values = [v.strip() for v in match["values"].split(",") if v.strip()]
+            breaching = [None if v == "missing" else float(v) for v in values]
+            facts.update(metric=match["metric"], statistic=match["statistic"], op=match["op"])
+            facts.update(threshold=float(match["threshold"]), period_s=float(match["period"]))
+            facts.update(evaluated=int(match["n"]), breaching=breaching)
+            return facts
+        if match := _LOCAL_OK.match(reason):
+            facts.update(op=match["op"], threshold=float(match["threshold"]))
+            facts.update(evaluation_periods=int(match["n"]), datapoints_to_alarm=int(match["k"]))
+            facts["latest"] = None if match["latest"] is None else float(match["latest"])
+            return facts
+    except ValueError:  # a number that is not one: show the reason as it is
+        return None
+    return None
+
+
+def _breaches(value: float, op: str, threshold: float) -> bool:
+    return {
+        ">": value > threshold,
+        ">=": value >= threshold,
+        "<": value < threshold,
+        "<=": value <= threshold,
+    }[op]
+
+
+def _alarm_metric(metric: str, statistic: Any) -> tuple[str, Any]:
+    """What an alarm watches, in words, and how its values are written."""
+
+    def count(x: float) -> str:
+        return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.1f}"
+
+    def verdict(x: float) -> str:
+        name = _VERDICT_NAMES.get(int(x)) if float(x).is_integer() else None
+        return f"{x:g} = {name}" if name else f"{x:g}"
+
+    if metric == "CanaryVerdict":
+        return "Judge's verdict", verdict
+    if metric == "Errors":
+        return "Canary errors", count
+    if metric == "5XXError":
+        return "API 5XX answers", count
+    if metric == "Duration":
+        stat = f" {statistic}" if statistic else ""
+        return f"Canary{stat} duration", lambda x: f"{count(x)} ms"
+    return (f"{metric} {statistic or ''}".strip() or "The metric"), count
 
 
 def _version_row(name: str, side: Mapping[str, Any]) -> str:

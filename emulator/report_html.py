@@ -11,12 +11,13 @@ terminal did. Charts: the latency distribution per version, the label shares per
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
+from itertools import pairwise
 from typing import Any
 
-from canary.render import render_report
+from canary.render import alarm_in_words, reasons_in_words, render_report
 from emulator.controller import short_names
 
 LABELS = (("hate_speech", "hate speech"), ("offensive_language", "offensive"), ("neither", "neither"))
@@ -24,6 +25,7 @@ COLORS = {"baseline": "#3b6ea8", "canary": "#d9822b", "expected": "#9a9a9a"}
 STATE_COLORS = {"OK": "#4c9a5b", "ALARM": "#c0392b", "INSUFFICIENT_DATA": "#b8b8b8"}
 OUTCOME_COLORS = {"PROMOTED": "#2e7d32", "ROLLED BACK": "#c0392b", "BLOCKED": "#8e2420"}
 VERDICT_COLORS = {"PASS": "#4c9a5b", "INCONCLUSIVE": "#e0b64a", "FAIL": "#c0392b"}
+_STATE_WORDS = {"INSUFFICIENT_DATA": "no data yet"}
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;margin:0;
@@ -71,57 +73,135 @@ def _fmt_ms_tick(v: float) -> str:
     return f"{v:g}" if v >= 1 else f"{v:.2g}"
 
 
+# --------------------------------------------------------------------------- label layout
+
+# Average glyph width over font size for the page's sans-serif (DejaVu Sans, the widest usual
+# fallback, is ~0.6): every label is laid out from this estimate so that none overlaps another.
+GLYPH = 0.62
+ROW = 13  # px between rows of marker labels above a plot
+
+
+def _width(text: str, size: float) -> float:
+    return len(text) * size * GLYPH
+
+
+def _thin(
+    ticks: Sequence[tuple[float, str, int]], half: Callable[[str], float], gap: float
+) -> list[tuple[float, str]]:
+    """The ticks whose labels fit along an axis: the most important first (priority 0), then any
+    label that stays `gap` px clear of those kept; `half(label)` is its half extent on the axis."""
+    kept: list[tuple[float, str]] = []
+    for pos, label, _ in sorted(ticks, key=lambda t: (t[2], t[0])):
+        if all(label != other and abs(pos - p) >= half(label) + half(other) + gap for p, other in kept):
+            kept.append((pos, label))
+    return sorted(kept)
+
+
+def _stack(
+    marks: Sequence[tuple[float, str]], size: float, lo: float, hi: float
+) -> list[tuple[float, str, int]]:
+    """Rows for the labels of vertical markers, drawn above the plot rather than inside it: each
+    label starts just right of its marker (ends just left of it near the right edge), on the
+    first row where it stays clear of the others. Returns (x, text-anchor, row) per mark."""
+    rows: list[list[tuple[float, float]]] = []
+    placed = []
+    for x, text in marks:
+        w = _width(text, size)
+        if x + 3 + w <= hi:
+            x0, tx, anchor = max(x + 3, lo), max(x + 3, lo), "start"
+        else:
+            x0, tx, anchor = x - 3 - w, x - 3, "end"
+        x1 = x0 + w
+        row = next(
+            (r for r, taken in enumerate(rows) if all(x1 + 6 <= a or x0 >= b + 6 for a, b in taken)),
+            len(rows),
+        )
+        if row == len(rows):
+            rows.append([])
+        rows[row].append((x0, x1))
+        placed.append((tx, anchor, row))
+    return placed
+
+
+def _log_ticks(x: Callable[[float], float], lo: float, hi: float) -> list[tuple[float, str]]:
+    """Ticks of a log axis: 1-2-5 in every decade, else 1-5, else each decade, else every other
+    decade... the densest of these whose labels all stay 8 px apart."""
+    decades = [10.0**k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)]
+    plans = [(1, 2, 5), (1, 5), (1,)]
+    for every in range(1, len(decades) + 1):
+        for mults in plans if every == 1 else [(1,)]:
+            ticks = [
+                (x(d * m), _fmt_ms_tick(d * m))
+                for i, d in enumerate(decades)
+                if i % every == 0
+                for m in mults
+                if lo <= d * m <= hi * 1.0001
+            ]
+            if all(
+                b - a >= (_width(la, 11) + _width(lb, 11)) / 2 + 8 for (a, la), (b, lb) in pairwise(ticks)
+            ):
+                return ticks
+    return []
+
+
+def _share_axis(top_share: float) -> tuple[float, int]:
+    """A round step (1 %, 2 %, 2.5 %, 5 %...) giving at most five gridlines above the tallest bar."""
+    for step in (0.01, 0.02, 0.025, 0.05, 0.1, 0.2, 0.25):
+        if top_share <= 5 * step:
+            return step, max(1, math.ceil(top_share / step - 1e-9))
+    return 0.25, 4
+
+
 # --------------------------------------------------------------------------- charts
 
 
 def latency_chart(versions: Sequence[Mapping[str, Any]], slo_ms: float | None = None) -> str:
-    """Histogram of latencies per version on a log axis (share of each version's requests)."""
+    """Histogram of latencies per version on a log axis (share of each version's requests); the
+    p99 of each version and the SLO are marked, their labels in rows above the plot."""
     series = [v for v in versions if (v.get("latency_histogram") or {}).get("counts")]
     if not series:
         return '<p class="muted">No latencies recorded.</p>'
     edges = [float(x) for x in series[0]["latency_histogram"]["edges"]]
-    w, h, left, right, top, bottom = 720, 260, 52, 16, 14, 40
-    pw, ph = w - left - right, h - top - bottom
+    w, ph, left, right, bottom = 720, 206, 52, 16, 40
+    pw = w - left - right
     lo, hi = math.log10(edges[0]), math.log10(edges[-1])
 
     def x(v: float) -> float:
-        return left + pw * (math.log10(max(v, edges[0])) - lo) / (hi - lo)
+        return left + pw * (math.log10(min(max(v, edges[0]), edges[-1])) - lo) / (hi - lo)
 
     shares = []
     for v in series:
         counts = [int(c) for c in v["latency_histogram"]["counts"]]
         total = sum(counts) or 1
         shares.append([c / total for c in counts])
-    top_share = max(max(s) for s in shares) or 1.0
-    ymax = min(1.0, math.ceil(top_share * 10) / 10) or 0.1
+    step, steps = _share_axis(max(max(s) for s in shares) or 0.01)
+    ymax = step * steps
+    marks = _latency_marks(series, slo_ms, x, edges, left, pw)
+    placed = _stack([(mx, text) for mx, text, _, _ in marks], 10, left, left + pw)
+    rows = 1 + max((row for _, _, row in placed), default=-1)
+    top = 12 + ROW * rows
+    h = top + ph + bottom
 
     def y(share: float) -> float:
         return top + ph * (1 - share / ymax)
 
     parts = [f'<svg viewBox="0 0 {w} {h}" role="img" aria-label="Latency distribution per version">']
-    for i in range(5):
-        s = ymax * i / 4
+    for i in range(steps + 1):
+        s = step * i
         parts.append(
             f'<line x1="{left}" x2="{w - right}" y1="{y(s):.1f}" y2="{y(s):.1f}" stroke="#eee"/>'
-            f'<text x="{left - 6}" y="{y(s) + 4:.1f}" font-size="11" text-anchor="end">{s:.0%}</text>'
+            f'<text x="{left - 6}" y="{y(s) + 4:.1f}" font-size="11" text-anchor="end">{100 * s:g}%</text>'
         )
-    decade = 10 ** math.floor(lo)
-    while decade <= edges[-1] * 1.0001:
-        for m in (1, 2, 5):
-            t = decade * m
-            if edges[0] <= t <= edges[-1]:
-                parts.append(
-                    f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top + ph}" y2="{top + ph + 4}" '
-                    'stroke="#999"/>'
-                    f'<text x="{x(t):.1f}" y="{top + ph + 16}" font-size="11" text-anchor="middle">'
-                    f"{_fmt_ms_tick(t)}</text>"
-                )
-        decade *= 10
+    for tx, label in _log_ticks(x, edges[0], edges[-1]):
+        parts.append(
+            f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{top + ph}" y2="{top + ph + 4}" stroke="#999"/>'
+            f'<text x="{tx:.1f}" y="{top + ph + 16}" font-size="11" text-anchor="middle">{_e(label)}</text>'
+        )
     parts.append(
         f'<text x="{left + pw / 2}" y="{h - 4}" font-size="12" text-anchor="middle">'
         "latency per request (ms, log scale)</text>"
     )
-    for k, (v, share) in enumerate(zip(series, shares, strict=True)):
+    for v, share in zip(series, shares, strict=True):
         color = COLORS.get(str(v.get("role")), "#555")
         path = [f"M{x(edges[0]):.1f},{y(0):.1f}"]
         for i, s in enumerate(share):
@@ -131,25 +211,15 @@ def latency_chart(versions: Sequence[Mapping[str, Any]], slo_ms: float | None = 
             f'<path d="{"".join(path)}" fill="{color}" fill-opacity="0.28" stroke="{color}" '
             'stroke-width="1.5"/>'
         )
-        p99 = (v.get("latency_ms") or {}).get("p99")
-        if p99:
+    for (mx, text, color, line), (tx, anchor, row) in zip(marks, placed, strict=True):
+        if line:
+            dash = "" if text.startswith("p99 SLO") else ' stroke-dasharray="4 3"'
             parts.append(
-                f'<line x1="{x(p99):.1f}" x2="{x(p99):.1f}" y1="{top}" y2="{top + ph}" stroke="{color}" '
-                f'stroke-dasharray="4 3"/><text x="{x(p99) + 3:.1f}" y="{top + 10 + 12 * k}" font-size="10" '
-                f'fill="{color}">p99 {_e(v.get("role"))}</text>'
+                f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{top - 4}" y2="{top + ph}" stroke="{color}"{dash}/>'
             )
-    if slo_ms and edges[0] <= slo_ms <= edges[-1]:
         parts.append(
-            f'<line x1="{x(slo_ms):.1f}" x2="{x(slo_ms):.1f}" y1="{top}" y2="{top + ph}" stroke="#c0392b"/>'
-            f'<text x="{x(slo_ms) - 3:.1f}" y="{top + 22}" font-size="10" text-anchor="end" fill="#c0392b">'
-            f"p99 SLO {slo_ms:g} ms</text>"
-        )
-    elif slo_ms:
-        parts.append(
-            f'<text x="{w - right}" y="{top + 10}" font-size="10" text-anchor="end" fill="#c0392b">'
-            f"p99 SLO {slo_ms:g} ms "
-            + ("→ (right of the axis)" if slo_ms > edges[-1] else "← (left of the axis)")
-            + "</text>"
+            f'<text x="{tx:.1f}" y="{top - 6 - ROW * row}" font-size="10" text-anchor="{anchor}" '
+            f'fill="{color}">{_e(text)}</text>'
         )
     parts.append(f'<line x1="{left}" x2="{w - right}" y1="{top + ph}" y2="{top + ph}" stroke="#999"/></svg>')
     return "".join(parts) + _legend(
@@ -158,6 +228,30 @@ def latency_chart(versions: Sequence[Mapping[str, Any]], slo_ms: float | None = 
             for v in series
         ]
     )
+
+
+def _latency_marks(
+    series: Sequence[Mapping[str, Any]],
+    slo_ms: float | None,
+    x: Callable[[float], float],
+    edges: Sequence[float],
+    left: float,
+    pw: float,
+) -> list[tuple[float, str, str, bool]]:
+    """(x, label, colour, draw a line) of each version's p99 and of the SLO, in x order so that
+    their label rows fill from the left."""
+    marks = []
+    for v in series:
+        p99 = (v.get("latency_ms") or {}).get("p99")
+        if p99:
+            marks.append((x(p99), f"p99 {v.get('role')}", COLORS.get(str(v.get("role")), "#555"), True))
+    if slo_ms and edges[0] <= slo_ms <= edges[-1]:
+        marks.append((x(slo_ms), f"p99 SLO {slo_ms:g} ms", "#c0392b", True))
+    elif slo_ms:
+        right_of = slo_ms > edges[-1]
+        text = f"p99 SLO {slo_ms:g} ms " + ("→ (right of the axis)" if right_of else "← (left of the axis)")
+        marks.append((left + pw if right_of else left, text, "#c0392b", False))
+    return sorted(marks, key=lambda m: m[0])
 
 
 def labels_chart(versions: Sequence[Mapping[str, Any]], expected: Mapping[str, float] | None) -> str:
@@ -175,6 +269,12 @@ def labels_chart(versions: Sequence[Mapping[str, Any]], expected: Mapping[str, f
     h = 12 + group * len(LABELS) + 24
     pw = w - left - 70
     parts = [f'<svg viewBox="0 0 {w} {h}" role="img" aria-label="Label shares per version">']
+    for i in range(5):
+        xx = left + pw * i / 4
+        parts.append(
+            f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="6" y2="{h - 20}" stroke="#eee"/>'
+            f'<text x="{xx:.1f}" y="{h - 6}" font-size="11" text-anchor="middle">{25 * i}%</text>'
+        )
     for gi, (label, name) in enumerate(LABELS):
         y0 = 10 + gi * group
         parts.append(
@@ -190,12 +290,6 @@ def labels_chart(versions: Sequence[Mapping[str, Any]], expected: Mapping[str, f
                 f'fill="{COLORS.get(role, "#555")}"/>'
                 f'<text x="{left + width + 4:.1f}" y="{yy + bar - 5}" font-size="11">{_pct(share)}</text>'
             )
-    for i in range(5):
-        xx = left + pw * i / 4
-        parts.append(
-            f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="6" y2="{h - 20}" stroke="#eee"/>'
-            f'<text x="{xx:.1f}" y="{h - 6}" font-size="11" text-anchor="middle">{25 * i} %</text>'
-        )
     parts.append("</svg>")
     return "".join(parts) + _legend([(COLORS.get(role, "#555"), title) for role, title, _ in rows])
 
@@ -206,12 +300,11 @@ def timeline_chart(report: Mapping[str, Any]) -> str:
     if not timeline:
         return '<p class="muted">No timeline.</p>'
     alarms = [str(a.get("name")) for a in report.get("alarms") or ()]
-    shown = short_names(alarms)
     looks = list(report.get("looks") or ())
     end_t = max(float(e.get("t_sim_s") or 0.0) for e in timeline)
     span = max(end_t, 60.0)
     lane, w, left, right, top = 18, 720, 200, 16, 12
-    wh = 120  # weight plot height
+    wh = 150  # weight plot height: 10 % of it clears an 11 px label
     h = top + wh + 26 + lane * (len(alarms) + 1) + 44
     pw = w - left - right
 
@@ -222,12 +315,15 @@ def timeline_chart(report: Mapping[str, Any]) -> str:
         return top + wh * (1 - weight)
 
     parts = [f'<svg viewBox="0 0 {w} {h}" role="img" aria-label="Weight and alarm timeline">']
-    for frac in (0.0, 0.1, 0.5, 1.0):
+    weights = {float(e.get("weight") or 0.0) for e in timeline}
+    ticks = [(yw(0.0), "0%", 0), (yw(1.0), "100%", 0), (yw(0.5), "50%", 2)]
+    ticks += [(yw(wt), f"{100 * wt:g}%", 1) for wt in sorted(weights) if 0.0 < wt < 1.0]
+    for ty, label in _thin(ticks, lambda _: 11 / 2, 2):
         parts.append(
-            f'<line x1="{left}" x2="{w - right}" y1="{yw(frac):.1f}" y2="{yw(frac):.1f}" stroke="#eee"/>'
-            f'<text x="{left - 6}" y="{yw(frac) + 4:.1f}" font-size="11" text-anchor="end">{frac:.0%}</text>'
+            f'<line x1="{left}" x2="{w - right}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#eee"/>'
+            f'<text x="{left - 6}" y="{ty + 4:.1f}" font-size="11" text-anchor="end">{label}</text>'
         )
-    parts.append(f'<text x="12" y="{top + wh / 2:.0f}" font-size="12">traffic to the canary</text>')
+    parts.append(f'<text x="12" y="{top + wh / 2:.0f}" font-size="12">canary traffic</text>')
     # the weight as a step line
     points, weight = [], 0.0
     for e in timeline:
@@ -243,20 +339,43 @@ def timeline_chart(report: Mapping[str, Any]) -> str:
     for e in timeline:
         if e.get("kind") in ("hook-passed", "hook-failed", "rollback", "end", "shift"):
             t = float(e.get("t_sim_s") or 0.0)
+            said = reasons_in_words(str(e.get("message") or ""))
             parts.append(
                 f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top}" y2="{top + wh}" stroke="#bbb" '
-                f'stroke-dasharray="2 3"><title>{_e(e.get("message"))}</title></line>'
+                f'stroke-dasharray="2 3"><title>{_e(said)}</title></line>'
             )
-    # alarm lanes, then the judge's looks
+    # alarm lanes, then the judge's looks, then the time axis
     y0 = top + wh + 26
+    parts += _lanes(timeline, alarms, looks, x, span, left, y0, lane)
+    parts += _minute_axis(x, span, left, pw, w - right, y0 + (len(alarms) + 1) * lane + 6)
+    legend = [(c, _STATE_WORDS.get(s, s)) for s, c in STATE_COLORS.items()] + [
+        (c, f"judge {v}") for v, c in VERDICT_COLORS.items()
+    ]
+    return "".join(parts) + _legend(legend)
+
+
+def _lanes(
+    timeline: Sequence[Mapping[str, Any]],
+    alarms: Sequence[str],
+    looks: Sequence[Mapping[str, Any]],
+    x: Callable[[float], float],
+    span: float,
+    left: float,
+    y0: float,
+    lane: float,
+) -> list[str]:
+    """A lane per alarm, its state over time, and a last lane with the judge's looks."""
+    shown = short_names(alarms)
+    fits = int((left - 12) / (11 * GLYPH))  # characters of a lane name left of the plot
+    parts = []
     for i, name in enumerate(alarms):
         yy = y0 + i * lane
+        label = shown[name] if len(shown[name]) <= fits else shown[name][: fits - 1] + "…"
         parts.append(
             f'<text x="{left - 6}" y="{yy + lane - 6}" font-size="11" text-anchor="end">'
-            f"{_e(shown[name])}</text>"
+            f"<title>{_e(name)}</title>{_e(label)}</text>"
         )
-        segments = _segments(timeline, name, span)
-        for t0, t1, state in segments:
+        for t0, t1, state in _segments(timeline, name, span):
             parts.append(
                 f'<rect x="{x(t0):.1f}" y="{yy + 2}" width="{max(x(t1) - x(t0), 1):.1f}" height="{lane - 5}" '
                 f'fill="{STATE_COLORS.get(state, "#ddd")}"><title>{_e(name)}: {_e(state)}</title></rect>'
@@ -271,25 +390,29 @@ def timeline_chart(report: Mapping[str, Any]) -> str:
         parts.append(
             f'<circle cx="{x(t):.1f}" cy="{yy + lane / 2:.1f}" r="5" '
             f'fill="{VERDICT_COLORS.get(verdict, "#555")}">'
-            f"<title>{_e(verdict)}: {_e(look.get('reason'))}</title></circle>"
+            f"<title>{_e(verdict)}: {_e(reasons_in_words(str(look.get('reason') or '')))}</title></circle>"
         )
-    axis_y = yy + lane + 6
-    parts.append(f'<line x1="{left}" x2="{w - right}" y1="{axis_y}" y2="{axis_y}" stroke="#999"/>')
-    step = 60.0 if span <= 600 else 120.0
+    return parts
+
+
+def _minute_axis(
+    x: Callable[[float], float], span: float, left: float, pw: float, end: float, axis_y: float
+) -> list[str]:
+    """The time axis: a round step in minutes that leaves each label room, and its title."""
+    parts = [f'<line x1="{left}" x2="{end}" y1="{axis_y}" y2="{axis_y}" stroke="#999"/>']
+    per_minute = pw / (span / 60.0)
+    step = next((m for m in (0.5, 1, 2, 5, 10, 15, 30, 60) if m * per_minute >= 40), 120)
     t = 0.0
-    while t <= span + 1e-6:
+    while t <= span / 60.0 + 1e-6:
         parts.append(
-            f'<text x="{x(t):.1f}" y="{axis_y + 14}" font-size="11" text-anchor="middle">{t / 60:g}</text>'
+            f'<text x="{x(t * 60.0):.1f}" y="{axis_y + 14}" font-size="11" text-anchor="middle">{t:g}</text>'
         )
         t += step
     parts.append(
         f'<text x="{left + pw / 2}" y="{axis_y + 32}" font-size="12" text-anchor="middle">'
         "compressed minutes since the deployment started</text></svg>"
     )
-    legend = [(c, s) for s, c in STATE_COLORS.items()] + [
-        (c, f"judge {v}") for v, c in VERDICT_COLORS.items()
-    ]
-    return "".join(parts) + _legend(legend)
+    return parts
 
 
 def _segments(
@@ -332,7 +455,7 @@ def _versions_table(versions: Sequence[Mapping[str, Any]]) -> str:
         rows.append(
             f"<tr><td>{_e(v.get('role'))} {_e(v.get('function_version'))}</td>"
             f"<td>{_e(v.get('model_version'))}</td>"
-            f"<td class=num>{_e(v.get('requests'))}</td><td class=num>{_e(v.get('errors'))}</td>"
+            f"<td class=num>{_count(v.get('requests'))}</td><td class=num>{_count(v.get('errors'))}</td>"
             f"<td class=num>{_ms(lat.get('p50'))}</td><td class=num>{_ms(lat.get('p90'))}</td>"
             f"<td class=num>{_ms(lat.get('p99'))}</td>"
             + "".join(f"<td class=num>{_pct(shares.get(k))}</td>" for k, _ in LABELS)
@@ -350,10 +473,29 @@ def _hook_table(hook: Mapping[str, Any] | None) -> str:
         for c in hook.get("checks") or ()
     )
     return (
-        f"<p><b>{_e(hook.get('status'))}</b> on {_e(hook.get('sent'))} golden requests "
-        f"({_e(hook.get('answered'))} answered).</p><table><tr><th></th><th>check</th><th>result</th></tr>"
-        f"{rows}</table>"
+        f"<p><b>{_e(hook.get('status'))}</b> on {_count(hook.get('sent'))} golden requests "
+        f"({_count(hook.get('answered'))} answered).</p>"
+        f"<table><tr><th></th><th>check</th><th>result</th></tr>{rows}</table>"
     )
+
+
+def _floors_cell(metric: Mapping[str, Any]) -> str:
+    """Each floor of a judged metric in words, one a line; the one(s) that decided in bold."""
+    floors = metric.get("floors")
+    if not floors:  # a judge from before floors were reported: its effect and single threshold
+        floor = metric.get("threshold", metric.get("floor"))
+        return f"effect {_num(metric.get('effect'))}, floor {_num(floor)}"
+    lines = []
+    for f in floors:
+        name = "sample" if f.get("kind") == "sample" else f.get("name")
+        if f.get("seen") is None or f.get("title") is None:
+            text = str(f.get("text"))
+        else:
+            text = f"{name} {f['seen']}: {'reaches' if f.get('reached') else 'under'} {f['title']}"
+        lines.append(
+            f"<div><b>{_e(text)} (decided)</b></div>" if f.get("decided") else f"<div>{_e(text)}</div>"
+        )
+    return "".join(lines)
 
 
 def _judge_table(judge: Mapping[str, Any] | None) -> str:
@@ -362,19 +504,18 @@ def _judge_table(judge: Mapping[str, Any] | None) -> str:
     rows = "".join(
         f"<tr><td>{_e(m.get('name'))}</td><td class={'bad' if m.get('classification') == 'High' else ''}>"
         f"{_e(m.get('classification'))}</td>"
-        f"<td class=num>{_e(m.get('n_baseline'))}/{_e(m.get('n_canary'))}</td>"
-        f"<td>{_e(m.get('test'))}</td><td class=num>{_num(m.get('p_value'))}</td>"
-        f"<td class=num>{_num(m.get('alpha'))}</td><td class=num>{_num(m.get('effect'))}</td>"
-        f"<td class=num>{_num(m.get('threshold'))}</td></tr><tr><td></td><td colspan=7 class=muted>"
-        f"{_e(m.get('reason'))}</td></tr>"
+        f"<td class=num>{_count(m.get('n_baseline'))}/{_count(m.get('n_canary'))}</td>"
+        f"<td class=num>{_num(m.get('p_value'))}</td><td class=num>{_num(m.get('alpha'))}</td>"
+        f"<td>{_floors_cell(m)}</td></tr>"
+        f"<tr><td></td><td colspan=5 class=muted>{_e(m.get('reason'))} Test: {_e(m.get('test'))}.</td></tr>"
         for m in judge.get("metrics") or ()
     )
     return (
         f"<p><b>{_e(judge.get('verdict'))}</b>: {_e(judge.get('reason'))}</p>"
-        "<table><tr><th>metric</th><th>result</th><th class=num>n base/canary</th><th>test</th>"
-        "<th class=num>p-value</th><th class=num>alpha</th><th class=num>effect</th>"
-        "<th class=num>floor</th></tr>"
-        f"{rows}</table>"
+        "<table><tr><th>metric</th><th>result</th><th class=num>n base/canary</th>"
+        "<th class=num>p-value</th><th class=num>alpha</th><th>floors: what was seen against each</th></tr>"
+        f"{rows}</table><p class=muted>A metric fails only when its p-value is below alpha and it reaches "
+        "every effect floor; under its minimum sample floor it has no data (INCONCLUSIVE), never PASS.</p>"
     )
 
 
@@ -383,10 +524,31 @@ def _alarms_table(alarms: Sequence[Mapping[str, Any]]) -> str:
         return '<p class="muted">No alarms.</p>'
     rows = "".join(
         f"<tr><td style='color:{STATE_COLORS.get(str(a.get('state')), '#222')};font-weight:600'>"
-        f"{_e(a.get('state'))}</td><td>{_e(a.get('name'))}</td><td>{_e(a.get('reason'))}</td></tr>"
+        f"{_e(_STATE_WORDS.get(str(a.get('state')), a.get('state')))}</td><td>{_e(a.get('name'))}</td>"
+        f"<td>{_e(alarm_in_words(a) or a.get('reason'))}</td></tr>"
         for a in alarms
     )
     return f"<table><tr><th>state</th><th>alarm</th><th>why</th></tr>{rows}</table>"
+
+
+def _traffic(traffic: Mapping[str, Any]) -> str:
+    statuses = traffic.get("statuses")
+    if isinstance(statuses, Mapping):
+        codes = ", ".join(f"{_e(code)}: {_count(n)}" for code, n in sorted(statuses.items())) or "none"
+    else:
+        codes = _e(statuses)
+    return (
+        f"{_count(traffic.get('sent'))} requests sent over HTTP, {_count(traffic.get('answered'))} answered, "
+        f"{_count(traffic.get('lost'))} lost; answers by status code: {codes}; "
+        f"5xx made up by the gateway itself: {_count(traffic.get('gateway_5xx'))}."
+    )
+
+
+def _count(x: Any) -> str:
+    """A count with thousands separators ("6,764"); anything else as text."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return _e(x)
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.2f}"
 
 
 def _num(x: Any) -> str:
@@ -418,12 +580,10 @@ def render_html(report: Mapping[str, Any]) -> str:
         else ""
     )
     title = f"Rehearsal {rehearsal.get('baseline', '?')} → {rehearsal.get('canary', '?')}: {state}"
-    reasons = "".join(f"<li>{_e(r)}</li>" for r in report.get("reasons") or ())
-    traffic_line = (
-        f"{_e(traffic.get('sent'))} requests sent over HTTP, {_e(traffic.get('answered'))} answered, "
-        f"{_e(traffic.get('lost'))} lost; statuses {_e(traffic.get('statuses'))}; "
-        f"5xx from the gateway itself: {_e(traffic.get('gateway_5xx'))}."
-    )
+    alarms = report.get("alarms") or ()
+    reasons = "".join(f"<li>{_e(reasons_in_words(str(r)))}</li>" for r in report.get("reasons") or ())
+    outcome_reason = reasons_in_words(str(outcome.get("reason") or ""))
+    traffic_line = _traffic(traffic)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
@@ -434,7 +594,7 @@ def render_html(report: Mapping[str, Any]) -> str:
 {_e(rehearsal.get("plan"))} at {_e(rehearsal.get("speed"))}× speed · faults: {_e(faults)} ·
 seed {_e(rehearsal.get("seed"))} · {_when(report.get("generated_at"))}{what_if}</p>
 <div class="card"><span class="badge" style="background:{badge}">{_e(state)}</span>
-at stage <b>{_e(report.get("stage"))}</b>. {_e(outcome.get("reason"))}<ul>{reasons}</ul>
+at stage <b>{_e(report.get("stage"))}</b>. {_e(outcome_reason)}<ul>{reasons}</ul>
 <p class="muted">{traffic_line}</p></div>
 
 <h2>Traffic weight and alarms</h2>
@@ -453,7 +613,7 @@ at stage <b>{_e(report.get("stage"))}</b>. {_e(outcome.get("reason"))}<ul>{reaso
 <div class="card">{_hook_table(report.get("pretraffic"))}</div>
 
 <h2>Alarms (DeploymentPreference.Alarms)</h2>
-<div class="card">{_alarms_table(report.get("alarms") or ())}</div>
+<div class="card">{_alarms_table(alarms)}</div>
 
 <h2>Canary judge, last look</h2>
 <div class="card">{_judge_table(judge)}</div>

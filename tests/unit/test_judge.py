@@ -20,6 +20,7 @@ from canary.judge import (
     measure_labels,
 )
 from canary.records import LABELS, RequestRecord
+from canary.render import render_report
 
 BASE, CANARY = "6", "7"
 V1_MIX = (0.21, 0.63, 0.16)
@@ -384,3 +385,137 @@ def test_config_fields_each_have_a_one_line_doc():
     docs = JudgeConfig.field_docs()
     assert set(docs) == set(JudgeConfig.__dataclass_fields__)
     assert all(docs.values())
+
+
+# --------------------------------------------------------------------------- floors and wording
+
+FLOOR_KEYS = {
+    "errors": ["errors_min_requests", "errors_min_excess"],
+    "latency": ["latency_min_samples", "latency_min_ratio", "latency_min_shift_ms"],
+    "labels": ["labels_min_samples", "labels_min_jsd"],
+}
+
+
+def _too_few():
+    """45 canary answers: under every metric's minimum sample."""
+    return run(make_records(BASE, "v1", 540, seed=1), make_records(CANARY, "v1", 45, seed=2))
+
+
+def _errors_under_excess():
+    """60 5xx in 20,000 canary requests (+0.3 points): significant, under the 0.5-point floor."""
+    canary = [
+        RequestRecord(r.function_version, r.model_version, r.latency_ms, None, 500, r.timestamp)
+        if i < 60
+        else r
+        for i, r in enumerate(make_records(CANARY, "v1", 20000, seed=2))
+    ]
+    return run(make_records(BASE, "v1", 60000, seed=1), canary)
+
+
+def _latency_under_ratio():
+    """10 -> 11 ms: +1.1 ms clears the shift floor but x1.11 is under the x1.20 ratio floor."""
+    return run(
+        make_records(BASE, "v1", 2700, seed=1, median_ms=10.0),
+        make_records(CANARY, "v1", 300, seed=2, median_ms=11.5),
+    )
+
+
+def _latency_under_shift():
+    """0.5 -> 1.0 ms: x2 clears the ratio floor but +0.5 ms is under the +1 ms shift floor."""
+    return run(
+        make_records(BASE, "v1", 2700, seed=1, median_ms=0.5),
+        make_records(CANARY, "v1", 300, seed=2, median_ms=1.0),
+    )
+
+
+def _labels_under_jsd():
+    """A 2-point shift over 30,000 answers a side: significant, under the 0.05 JS distance floor."""
+    return run(
+        make_records(BASE, "v1", 30000, seed=1),
+        make_records(CANARY, "v1", 30000, seed=2, mix=(0.21, 0.61, 0.18)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "scenario", "key", "classification", "named"),
+    [
+        ("errors", _too_few, "errors_min_requests", "NoData", "minimum sample floor (100 requests per"),
+        ("errors", _errors_under_excess, "errors_min_excess", "Pass", "under the 0.50% excess floor"),
+        ("latency", _too_few, "latency_min_samples", "NoData", "floor (50 successful requests per"),
+        ("latency", _latency_under_ratio, "latency_min_ratio", "Pass", "under the x1.20 ratio floor"),
+        ("latency", _latency_under_shift, "latency_min_shift_ms", "Pass", "under the +1 ms shift floor"),
+        ("labels", _too_few, "labels_min_samples", "NoData", "floor (100 labelled answers per"),
+        ("labels", _labels_under_jsd, "labels_min_jsd", "Pass", "under the 0.050 JS distance floor"),
+    ],
+)
+def test_each_floor_decides_and_the_sentence_and_table_name_it(name, scenario, key, classification, named):
+    """For each metric, a case decided by each of its floors: the result says which floor decided,
+    the sentence names that floor as the one missed, and the on-call table shows every
+    floor of the metric with the deciding one marked."""
+    report = scenario()
+    m = metric(report, name)
+    assert m.classification.value == classification
+    assert m.decided_by == (key,)
+    assert named in m.reason
+    assert [f.key for f in m.floors] == FLOOR_KEYS[name]
+    assert key in {f.key for f in m.floors if not f.reached}  # the deciding floor is one missed
+    # the same floors, marked, in the JSON and in the 80-column text table
+    as_dict = next(x for x in report.as_dict()["metrics"] if x["name"] == name)
+    assert [(f["key"], f["decided"]) for f in as_dict["floors"]] == [(k, k == key) for k in FLOOR_KEYS[name]]
+    text = render_report({"judge": report.as_dict()})
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for f in as_dict["floors"]:
+        assert (f["text"] + (" *" if f["decided"] else "")) in text.splitlines()[_row(text, name, f)]
+
+
+def _row(text: str, name: str, floor: dict) -> int:
+    """Index of the table line of `name` that shows `floor` (the metric's row or one under it)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"  {name:<8} "))
+    return next(i for i in range(start, start + 4) if floor["text"] in lines[i])
+
+
+def test_a_mixed_latency_sentence_says_which_floor_was_cleared_and_which_missed():
+    """x1.9 but +0.5 ms: "above the x1.20 ratio floor but under the +1 ms shift floor", never the
+    old contradiction of a ratio "below" a floor it is above."""
+    m = metric(_latency_under_shift(), "latency")
+    assert "above the x1.20 ratio floor but under the +1 ms shift floor" in m.reason
+    assert "below the x1.20" not in m.reason
+
+
+def test_a_failure_names_every_effect_floor_and_significance():
+    """High: every effect floor was reached and the p-value was significant: all of them decided."""
+    report = run(
+        make_records(BASE, "v1", 2700, seed=1), make_records(CANARY, "v1", 300, seed=2, median_ms=4.5)
+    )
+    m = metric(report, "latency")
+    assert m.classification is Classification.HIGH
+    assert m.decided_by == ("latency_min_ratio", "latency_min_shift_ms", "alpha")
+    assert "reaches the x1.20 ratio floor and the +1 ms shift floor" in m.reason
+    assert all(f.reached for f in m.floors)
+
+
+def test_an_effect_not_yet_significant_is_decided_by_alpha():
+    """NoData with every floor reached: significance decided, and the sentence says so."""
+    m = metric(
+        run(
+            make_records(BASE, "v1", 540, seed=1, sigma=1.2),
+            make_records(CANARY, "v1", 60, seed=11, median_ms=4.2, sigma=1.2),
+            labels_min_samples=50,
+            errors_min_requests=50,
+        ),
+        "latency",
+    )
+    assert m.classification is Classification.NODATA and m.decided_by == ("alpha",)
+    assert "not significant yet" in m.reason and all(f.reached for f in m.floors)
+
+
+def test_floors_follow_the_config_and_agree_with_the_classification():
+    """Floors are read from JudgeConfig (JUDGE_* overrides show up in the table), and High always
+    means every floor reached: with a +2 ms shift floor the same x1.5 canary passes on the shift."""
+    baseline = make_records(BASE, "v1", 2700, seed=1)
+    canary = make_records(CANARY, "v1", 300, seed=2, median_ms=4.5)
+    m = metric(run(baseline, canary, latency_min_shift_ms=2.0), "latency")
+    assert m.classification is Classification.PASS and m.decided_by == ("latency_min_shift_ms",)
+    assert "under the +2 ms shift floor" in m.reason
+    assert {f.key for f in m.floors} <= set(JudgeConfig.__dataclass_fields__)

@@ -11,7 +11,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from canary import report as cli
-from canary.render import outcome_of, render_report
+from canary.render import alarm_in_words, outcome_of, render_report
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CREDS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -259,3 +259,71 @@ def test_report_turns_aws_errors_into_one_line(capsys):
     code = cli.main(["--stack", "nope"], session_factory=Session)
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "does not exist" in err
+
+
+def test_alarms_are_worded_from_their_fields():
+    """An alarm dict that carries threshold, comparison and datapoints (describe_alarms' fields)
+    reads as a sentence: which values breached, against what, over how many periods."""
+    p99 = {
+        "state": "ALARM",
+        "metric": "Duration",
+        "statistic": "p99",
+        "threshold": 100.0,
+        "comparison": "GreaterThanThreshold",
+        "evaluation_periods": 2,
+        "datapoints_to_alarm": 2,
+        "datapoints": [3.0, 120.5, 130.25],
+    }
+    assert alarm_in_words(p99) == (
+        "Canary p99 duration: 120.5 ms and 130.2 ms in 2 of the last 2 minutes, "
+        "above the alarm threshold (100 ms)."
+    )
+    verdict = {
+        "state": "OK",
+        "metric": "CanaryVerdict",
+        "threshold": 2,
+        "comparison": ">=",
+        "datapoints": [1.0],
+    }
+    assert alarm_in_words(verdict) == (
+        "Judge's verdict: 1 = INCONCLUSIVE at the last check; the alarm fires at or above 2 = FAIL."
+    )
+
+
+def test_local_alarm_reasons_are_worded_and_unknown_ones_kept(rolled_back):
+    """The local controller's "[2] >= 2" becomes the verdict in words in the text report; a reason
+    it cannot read (CloudWatch's own) is printed as it is."""
+    judge_alarm = {
+        "name": "hs-prod-canary-judge-fail",
+        "state": "ALARM",
+        "metric": "CanaryVerdict",
+        "reason": "1 of the last 1 datapoints [2] >= 2 (CanaryVerdict Maximum per 60 s)",
+    }
+    text = render_report({**rolled_back, "alarms": [judge_alarm]})
+    assert "[2] >= 2" not in text
+    assert "Judge's verdict: 2 = FAIL in the last minute, at or above" in " ".join(text.split())
+    cloudwatch = rolled_back["alarms"][0]
+    assert alarm_in_words(cloudwatch) is None
+    assert "Threshold Crossed: 1 out of the last 1 datapoints" in render_report(rolled_back)
+    assert alarm_in_words({"state": "INSUFFICIENT_DATA", "reason": "no datapoints yet"}) == "No data yet."
+
+
+def test_an_old_judge_report_without_floors_still_renders(rolled_back):
+    """A verdict logged by a judge that predates floors shows its effect and single threshold."""
+    judge = json.loads(json.dumps(rolled_back["judge"]))
+    for m in judge["metrics"]:
+        del m["floors"], m["decided_by"]
+    text = render_report({**rolled_back, "judge": judge})
+    assert "effect 0.2701, floor 0.0500" in text
+    assert "* marks" not in text
+
+
+def test_floor_cells_line_up_in_80_columns(rolled_back):
+    """Every floor starts in one column, whatever the width of the p-value (here 2.6e-299)."""
+    rolled_back["judge"]["metrics"][1]["p_value"] = 2.6e-299
+    text = render_report(rolled_back)
+    cells = [f["text"] for m in rolled_back["judge"]["metrics"] for f in m["floors"]]
+    lines = [line for line in text.splitlines() if any(line.rstrip(" *").endswith(c) for c in cells)]
+    assert len(lines) == len(cells) == 7
+    assert len({line.index(c) for line, c in zip(lines, cells, strict=True)}) == 1
+    assert max(len(line) for line in text.splitlines()) <= 80

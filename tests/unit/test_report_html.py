@@ -3,7 +3,11 @@ every outcome, including a deployment blocked before any traffic."""
 
 from __future__ import annotations
 
+import html
+import json
 import re
+from pathlib import Path
+from xml.etree import ElementTree
 
 from emulator.report_html import render_html
 
@@ -91,3 +95,129 @@ def test_a_blocked_deployment_renders_without_canary_data():
     )
     assert "BLOCKED" in page and "The judge made no look" in page
     assert page.count("<svg") == 3
+
+
+# --------------------------------------------------------------------------- plain words, no overlap
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "canary_report_rolled_back.json"
+# Python reprs that must never reach a reader: dicts, lists, a bare [2], None/True/False (not the
+# words "False alarms" of the judge's note).
+REPR = re.compile(r"\{'|'\}|\['|'\]|\[\d+(?:\.\d+)?\]|\b(?:None|True|False)\b(?! alarms)")
+JUDGE_ALARM = "hate-speech-prod-canary-judge-fail"
+
+
+def visible_text(page: str) -> str:
+    """What a reader sees (and hovers): the page without style, tags and entities."""
+    page = re.sub(r"<style>.*?</style>", " ", page, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
+
+
+def text_boxes(svg: str) -> list[tuple[str, float, float, float, float]]:
+    """(text, x0, y0, x1, y1) of every <text> of one SVG, at 0.6 em a glyph (DejaVu Sans's
+    average) from its anchor and baseline."""
+    boxes = []
+    for el in ElementTree.fromstring(svg).iter("{http://www.w3.org/2000/svg}text"):
+        label = (el.text or "") + "".join(child.tail or "" for child in el)
+        size = float(el.get("font-size", "16"))
+        width = len(label) * size * 0.6
+        x, y = float(el.get("x", "0")), float(el.get("y", "0"))
+        x0 = {"start": x, "middle": x - width / 2, "end": x - width}[el.get("text-anchor", "start")]
+        boxes.append((label, x0, y - 0.75 * size, x0 + width, y + 0.2 * size))
+    return boxes
+
+
+def overlaps(page: str) -> list[str]:
+    """Pairs of labels that share space in any chart of the page, and labels off the canvas."""
+    found = []
+    for svg in re.findall(r"<svg .*?</svg>", page, flags=re.S):
+        svg = svg.replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1)
+        width = float(re.search(r'viewBox="0 0 ([\d.]+)', svg)[1])
+        boxes = text_boxes(svg)
+        for i, (a, ax0, ay0, ax1, ay1) in enumerate(boxes):
+            if ax0 < 0 or ax1 > width:
+                found.append(f"{a!r} off the canvas ({ax0:.0f}..{ax1:.0f} of {width:.0f})")
+            for b, bx0, by0, bx1, by1 in boxes[i + 1 :]:
+                if ax0 < bx1 and bx0 < ax1 and ay0 < by1 and by0 < ay1:
+                    found.append(f"{a!r} overlaps {b!r}")
+    return found
+
+
+def _crowded() -> dict:
+    """A report that crowded the old charts: p99s and the SLO close together, eight decades of
+    latency, a 30-minute linear rollout (10 % steps) and a long alarm name."""
+    versions = [_version("baseline", "1", "v1"), _version("canary", "2", "v2")]
+    for v, p99 in zip(versions, (1.4, 1.5), strict=True):
+        v["latency_ms"]["p99"] = p99
+        v["latency_histogram"] = {"edges": [0.001 * 2**i for i in range(27)], "counts": [1] * 26}
+    names = ["x-canary-errors", "x-a-much-longer-alarm-name-than-the-lane-can-hold-on-the-left"]
+    timeline = [
+        {"t_sim_s": 180.0 * i, "kind": "shift", "weight": i / 10, "alarms": dict.fromkeys(names, "OK")}
+        for i in range(11)
+    ]
+    return _report(
+        versions=versions,
+        timeline=timeline,
+        alarms=[{"name": n, "state": "OK", "reason": "no datapoints yet"} for n in names],
+        rehearsal={"baseline": "v1", "canary": "v2", "faults": [], "speed": 10, "latency_slo_ms": 2.3},
+    )
+
+
+def test_alarms_traffic_and_the_judge_speak_plain_words():
+    """No Python repr reaches the page, the on-call text in it included: the judge alarm's
+    `[2] >= 2` becomes its verdict in words, the status dict "200: 6,764", floors sentences."""
+    reason = "1 of the last 1 datapoints [2] >= 2 (CanaryVerdict Maximum per 60 s)"
+    alarm = {"name": JUDGE_ALARM, "state": "ALARM", "reason": reason, "metric": "CanaryVerdict"}
+    ok = {"name": "x-canary-errors", "state": "OK", "reason": "latest 0; alarms at 1 of 1 datapoints > 0"}
+    ok["metric"] = "Errors"
+    report = _report(
+        alarms=[alarm, ok],
+        reasons=[f"{JUDGE_ALARM} in ALARM: {reason}"],
+        deployment={
+            "id": "d-1",
+            "status": "Stopped",
+            "error": f"{JUDGE_ALARM} in ALARM: {reason}; rolled back",
+        },
+        traffic={
+            "sent": 6767,
+            "answered": 6767,
+            "lost": 0,
+            "gateway_5xx": 0,
+            "statuses": {"200": 6764, "502": 3},
+        },
+        judge=json.loads(FIXTURE.read_text())["judge"],
+    )
+    text = visible_text(render_html(report))
+    assert not REPR.findall(text), REPR.findall(text)
+    assert "200: 6,764, 502: 3" in text
+    assert "Judge's verdict: 2 = FAIL in the last minute, at or above the alarm threshold (2 = FAIL)" in text
+    assert "Canary errors: 0 at the last check; the alarm fires above 0" in text
+    assert "JS distance 0.270: reaches the 0.050 JS distance floor (decided)" in text
+
+
+def test_the_judge_table_shows_every_floor_and_bolds_the_deciding_one():
+    """Each metric's floors (minimum sample and effect) are listed; only the deciding ones are bold."""
+    page = render_html(_report(judge=json.loads(FIXTURE.read_text())["judge"]))
+    page = page[page.index("<h2>Canary judge") : page.index("<h2>On-call report")]
+    assert page.count("reaches the minimum sample floor") == 3
+    for title in ("0.50% excess floor", "x1.20 ratio floor", "+1 ms shift floor", "0.050 JS distance floor"):
+        assert title in page
+    bold = re.findall(r"<b>([^<]*\(decided\))</b>", page)
+    assert len(bold) == 4 and not any("minimum sample" in b for b in bold)
+
+
+def test_chart_labels_never_share_a_position():
+    """Tick, marker and lane labels of all three charts stay apart and on the canvas, even when the
+    p99s and the SLO nearly coincide, latencies span decades and the rollout has ten steps."""
+    for report in (_report(), _crowded()):
+        page = render_html(report)
+        assert page.count("<svg") == 3
+        assert overlaps(page) == []
+
+
+def test_the_overlap_check_sees_an_overlap():
+    """The checker itself: two labels drawn at one spot are reported."""
+    svg = (
+        '<svg viewBox="0 0 100 50"><text x="10" y="20" font-size="11">a b</text>'
+        '<text x="12" y="22" font-size="11">c</text></svg>'
+    )
+    assert overlaps(svg) == ["'a b' overlaps 'c'"]
