@@ -40,9 +40,22 @@ demo: $(STAMP) ## The main job, offline: rehearse the v1 -> v2 canary (promoted)
 test: $(STAMP) ## Run the whole test suite (unit, training, template, integration; e2e needs a stack)
 	$(OFFLINE) $(PY) -m pytest
 
+# MODEL goes to serve only when given (make serve MODEL=v1): otherwise serve picks the newest
+# trained model itself, rather than the v2 this Makefile defaults MODEL to for rollouts.
+# ARGS passes any other flag of `python -m emulator serve --help` (e.g. ARGS=--access-log).
+serve: $(STAMP) ## The API locally on 127.0.0.1: make serve [MODEL=v1] [PORT=3000] [ARGS=...]; Ctrl-C stops it
+	$(PY) -m emulator serve --port $(or $(PORT),3000)$(if $(filter-out file,$(origin MODEL)), --model $(MODEL)) $(ARGS)
+
+.PHONY: serve
+
 ##@ Models
-train: $(STAMP) ## Rebuild models/v1 and models/v2 from the data, deterministically
-	$(PY) -m training.train --data $(HATE_DATA) --out models
+train: $(STAMP) ## Retrain models/v1 and v2; never overwrites a committed one that does not reproduce (FORCE=1 does)
+	$(PY) -m training.train --data $(HATE_DATA) --out models $(if $(FORCE),--force)
+
+train-check: $(STAMP) ## Retrain in a temp folder and check it reproduces models/ (writes nothing)
+	$(PY) -m training.train --check --data $(HATE_DATA) --out models
+
+.PHONY: train-check
 
 ##@ Benchmarks (results go to BENCHMARKS.md)
 bench: bench-models bench-handler bench-judge bench-gateway ## Run every benchmark
@@ -107,9 +120,15 @@ include deploy/lambda.mk
 ##@ Environment
 venv: $(STAMP) ## Create .venv from pyproject.toml and constraints.txt
 
+# First run only (and after pyproject.toml or constraints.txt change): pip prints little while it
+# installs ~100 pinned packages, so say what is going on and how long it takes.
 $(STAMP): pyproject.toml constraints.txt
+	@echo "== setting up $(VENV): installing the pinned packages (first run only; about 1-4 minutes)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,dev]'
+	@start=$$(date +%s); \
+	  $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,dev]' \
+	  || { echo "== setting up $(VENV) failed: see pip's message above; 'rm -rf $(VENV)' and retry" >&2; exit 1; }; \
+	  echo "== $(VENV) ready in $$(( $$(date +%s) - start )) s"
 	@touch $@
 
 constraints: $(STAMP) ## Regenerate constraints.txt from the current .venv

@@ -12,9 +12,15 @@ on a compressed clock.
                         TreatMissingData notBreaching)
     first ALARM         rollback: the alias goes back to 0 % at once
     end of the plan     promotion: 100 % to the new version
+    traffic failure     with a `traffic` gauge: a generator that died or stalled stops the
+                        deployment (ABORTED, back to 0 %): no verdict on missing evidence
 
-One compressed minute lasts 60 / speed wall seconds; request timestamps stay wall-clock
-epochs, so the judge and the alarms read the store exactly as they would read real records.
+One compressed minute lasts at least 60 / speed wall seconds. With a `traffic` gauge it also
+lasts until the requests planned for it (rate x 60 / speed) have been answered, so a slow or
+busy machine stretches the minute instead of thinning its evidence: the compressed clock
+stops at the minute's end until its traffic is in. Request timestamps stay wall-clock epochs;
+the judge's window and each alarm period are mapped from compressed time to the wall-clock
+spans the minutes really took, so they read the store as they would read real records.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from canary.records import RecordSource, RequestRecord
 from canary.stats import quantile
 
 PROMOTED, ROLLED_BACK, BLOCKED = "PROMOTED", "ROLLED BACK", "BLOCKED"
+# Stopped with no verdict: the evidence itself failed (the rehearsal's traffic died or stalled).
+ABORTED = "ABORTED"
 OK, ALARM, INSUFFICIENT = "OK", "ALARM", "INSUFFICIENT_DATA"
 # Lambda counts a crash or a timeout as an Errors datapoint; API Gateway answers those 502 / 504.
 # A 500 the handler chose to answer is no Lambda error (API 5XXError still counts it).
@@ -49,6 +57,20 @@ class Invocable(Protocol):
     model_version: str
 
     def invoke(self, event: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]: ...
+
+
+class TrafficGauge(Protocol):
+    """The replayed traffic, as the controller watches it (emulator.traffic.Traffic)."""
+
+    rate: float  # requests planned per wall second
+
+    def outcomes(self) -> int:
+        """Requests answered or lost so far."""
+        ...
+
+    def failure(self) -> str | None:
+        """Why the traffic stopped on its own (e.g. "died (killed by SIGKILL)"), None while it runs."""
+        ...
 
 
 class Routable(Protocol):
@@ -300,7 +322,7 @@ class Deployment:
     canary: str  # function version
     started: float = 0.0  # wall epoch
     completed: float | None = None
-    outcome: str | None = None  # PROMOTED | ROLLED BACK | BLOCKED
+    outcome: str | None = None  # PROMOTED | ROLLED BACK | BLOCKED | ABORTED
     stage: str = "created"  # where it is, or where it was decided
     reasons: list[str] = field(default_factory=list)
     hook: HookResult | None = None
@@ -321,7 +343,7 @@ class Deployment:
             "Succeeded"
             if self.outcome == PROMOTED
             else "Stopped"
-            if self.outcome == ROLLED_BACK
+            if self.outcome in (ROLLED_BACK, ABORTED)
             else "Failed"
         )
 
@@ -349,6 +371,9 @@ class Controller:
         clock: Callable[[], float] = time.time,
         stop: threading.Event | None = None,
         flush: Callable[[], Any] | None = None,
+        traffic: TrafficGauge | None = None,
+        stall_s: float = 40.0,
+        pretraffic: Callable[..., HookResult] = run_pretraffic,
     ) -> None:
         if not math.isfinite(speed) or speed <= 0:
             raise ValueError(f"speed must be a positive number, got {speed}")
@@ -360,7 +385,7 @@ class Controller:
         self.manifests = manifests
         self.hook_config = hook_config
         self.judge_config = judge_config or JudgeConfig()
-        self.judge_window_s = judge_window_minutes * 60.0 / speed
+        self.judge_window_sim_s = judge_window_minutes * 60.0
         # The hook function's Timeout, less the margin it keeps to report, on the compressed clock.
         self.hook_budget_s = max(1.0, hook_timeout_s - hook_config.time_margin_s) / speed
         self.speed = speed
@@ -370,6 +395,17 @@ class Controller:
         # Waits until the records of the requests answered so far are in the store (the gateway
         # writes them in batches), as CloudWatch's ingestion delay is waited out by alarm periods.
         self.flush = flush or (lambda: None)
+        # Paces the compressed minutes and is watched for death; stall_s without a single answer
+        # counts as a stall (past the traffic's own per-request timeout, so a slow canary is not one).
+        self.traffic = traffic
+        self.stall_s = stall_s
+        self.pretraffic = pretraffic
+        # Where the compressed clock was set, (wall, compressed s): the start, the shifts and every
+        # minute's end. Between two it runs `speed` times faster than the wall clock; while a
+        # minute waits for its traffic it stops at the minute's end (_sim_cap).
+        self._anchors: list[tuple[float, float]] = []
+        self._sim_cap: float | None = None
+        self._outcomes_at_anchor = 0
         self.deployment = Deployment(
             id=deployment_id,
             plan=plan,
@@ -386,17 +422,67 @@ class Controller:
         return 60.0 / self.speed
 
     def _sim(self, wall: float) -> float:
-        """Compressed seconds since the deployment started."""
-        return (wall - self.deployment.started) * self.speed
+        """Compressed seconds since the deployment started, at a wall time."""
+        if not self._anchors:
+            return (wall - self.deployment.started) * self.speed
+        a_wall, a_sim = next((a for a in reversed(self._anchors) if a[0] <= wall), self._anchors[0])
+        sim = a_sim + (wall - a_wall) * self.speed
+        if self._sim_cap is not None and a_wall == self._anchors[-1][0]:
+            sim = min(sim, self._sim_cap)
+        return sim
 
-    def _wait_until(self, wall: float) -> bool:
-        """Sleep until the wall time; False when asked to stop first."""
+    def _wall_at(self, sim: float) -> float:
+        """The wall time at which the compressed clock read `sim` (the end of a minute that waited
+        for its traffic maps to when it really ended)."""
+        if not self._anchors:
+            return self.deployment.started + sim / self.speed
+        # A minute's end, computed as start + 60 s, may land an ulp off its anchor: tolerate it.
+        a_wall, a_sim = next((a for a in reversed(self._anchors) if a[1] <= sim + 1e-6), self._anchors[0])
+        offset = sim - a_sim
+        return a_wall + (0.0 if abs(offset) <= 1e-6 else offset / self.speed)
+
+    def _anchor(self, wall: float, sim: float) -> None:
+        self._anchors.append((wall, sim))
+        self._sim_cap = None
+        if self.traffic is not None:
+            self._outcomes_at_anchor = self.traffic.outcomes()
+
+    def _close_minute(self, label: str) -> tuple[float | None, str | None]:
+        """Wait for the end of the compressed minute that began at the latest anchor: its wall
+        time has passed and (with a traffic gauge) the requests planned for it have been answered.
+        Returns (its end, None), or (None, why not): "interrupted", or the traffic's failure."""
+        a_wall, a_sim = self._anchors[-1]
+        nominal = a_wall + self.minute_s
+        self._sim_cap = a_sim + 60.0
+        traffic = self.traffic
+        target = (
+            None if traffic is None else self._outcomes_at_anchor + math.ceil(traffic.rate * self.minute_s)
+        )
+        seen, progressed, waited_noted = self._outcomes_at_anchor, self.clock(), False
         while not self.stop.is_set():
-            left = wall - self.clock()
-            if left <= 0:
-                return True
-            self.stop.wait(min(left, 0.25))
-        return False
+            now = self.clock()
+            if traffic is not None:
+                failure = traffic.failure()
+                if failure is not None:
+                    return None, failure
+                count = traffic.outcomes()
+                if count > seen:
+                    seen, progressed = count, now
+                elif now - progressed >= self.stall_s:
+                    return None, f"stalled: no request answered for {now - progressed:.0f} s"
+            if now >= nominal and (target is None or seen >= target):
+                self._anchor(now, a_sim + 60.0)
+                return now, None
+            if target is not None and not waited_noted and now >= nominal + self.minute_s:
+                waited_noted = True  # said once per minute: the clock holds for the evidence
+                self.note(
+                    "traffic-wait",
+                    f"{label}: the compressed clock holds for this minute's traffic "
+                    f"({seen - self._outcomes_at_anchor} of {target - self._outcomes_at_anchor} planned "
+                    "requests answered so far): the machine is slower than the replay",
+                )
+            self.stop.wait(min(nominal - now, 0.25) if now < nominal else 0.02)
+        return None, "interrupted"
 
     # ------------------------------------------------------------------ events
 
@@ -428,6 +514,7 @@ class Controller:
         """The whole deployment; returns it decided (or stopped by `stop`, then rolled back)."""
         d = self.deployment
         d.started = self.clock()
+        self._anchor(d.started, 0.0)
         d.stage = "pretraffic"
         self.note(
             "start",
@@ -436,9 +523,13 @@ class Controller:
         )
         if not self._pretraffic():
             return self._finish(BLOCKED)
+        failure = self.traffic.failure() if self.traffic is not None else None
+        if failure is not None:  # no traffic to judge the canary on: do not start the shift
+            return self._abort(failure)
         for number, step in enumerate(self.plan.steps, 1):
-            if not self._hold(number, step):
-                return self._finish(ROLLED_BACK)
+            ended = self._hold(number, step)
+            if ended is not None:
+                return self._finish(ended)
         d.stage = "promotion"
         if d.shift_started is None:  # AllAtOnce: the first user request to the canary is now
             d.shift_started = self.clock()
@@ -462,7 +553,7 @@ class Controller:
         )
         try:
             deadline = time.monotonic() + self.hook_budget_s
-            d.hook = run_pretraffic(self.hook_config, self._hook_invoke, run_id=d.id, deadline=deadline)
+            d.hook = self.pretraffic(self.hook_config, self._hook_invoke, run_id=d.id, deadline=deadline)
         except (HookError, OSError, ValueError) as exc:
             # The real hook reports Failed on any crash; so does the local one.
             d.hook_error = f"hook crashed: {type(exc).__name__}: {exc}"
@@ -495,23 +586,30 @@ class Controller:
             }
         return response
 
-    def _hold(self, number: int, step: Step) -> bool:
-        """Hold one traffic step, evaluating every compressed minute; False on rollback."""
+    def _hold(self, number: int, step: Step) -> str | None:
+        """Hold one traffic step, evaluating every compressed minute; the outcome when the
+        deployment ended in it (ROLLED BACK, ABORTED), None when the step was held to its end."""
         d = self.deployment
         d.stage = f"shift {number}" if len(self.plan.steps) > 1 else "canary"
         self._route(step.weight)
         start = self.clock()
+        self._anchor(start, self._sim(start))  # minutes count from the shift
         if d.shift_started is None:
             d.shift_started = start
         self.note("shift", f"{step.weight:.0%} of traffic to version {d.canary} for {step.minutes:g} minutes")
         minutes = max(1, math.ceil(step.minutes))
         for minute in range(1, minutes + 1):
-            end = start + minute * self.minute_s
-            if not self._wait_until(end):
+            label = f"{d.stage} minute {minute}"
+            end, failure = self._close_minute(label)
+            if failure == "interrupted":
                 d.reasons.append("rehearsal interrupted: traffic returned to the baseline")
                 self._route(0.0)
-                return False
-            fired = self._evaluate(end, f"{d.stage} minute {minute}")
+                return ROLLED_BACK
+            if end is None:
+                d.stage = label
+                self._abort(failure or "failed")
+                return ABORTED
+            fired = self._evaluate(end, label)
             if fired:
                 d.stage = f"{d.stage} minute {minute}"
                 d.reasons += [f"{a.rule.name} in ALARM: {a.reason}" for a in fired]
@@ -522,14 +620,27 @@ class Controller:
                 self.note(
                     "rollback", f"rollback to 0 %: {', '.join(names[a.rule.name] for a in fired)} in ALARM"
                 )
-                return False
-        return True
+                return ROLLED_BACK
+        return None
+
+    def _abort(self, failure: str) -> Deployment:
+        """Stop the deployment without a verdict: the replayed traffic, the evidence, failed. Traffic
+        returns to the baseline as a stopped CodeDeploy deployment's does."""
+        d = self.deployment
+        d.reasons.append(
+            f"the rehearsal's traffic generator {failure}: the deployment was stopped with no verdict "
+            "(too little evidence to promote or roll back on); traffic returned to the baseline"
+        )
+        self._route(0.0)
+        self.note("aborted", f"stopped: the traffic generator {failure}")
+        return self._finish(ABORTED)
 
     def _evaluate(self, end: float, label: str) -> list[AlarmState]:
         """One compressed minute: the judge's look, then every alarm over that minute."""
         d = self.deployment
         self.flush()
-        records = self.store.window(end - self.judge_window_s, end)
+        sim_end = self._sim(end)
+        records = self.store.window(self._wall_at(sim_end - self.judge_window_sim_s), end)
         d.judge = judge(
             records,
             baseline_version=d.baseline,
@@ -541,7 +652,7 @@ class Controller:
         d.looks.append(
             {
                 "at": end,
-                "t_sim_s": round(self._sim(end), 1),
+                "t_sim_s": round(sim_end, 1),
                 "verdict": d.judge.verdict.value,
                 "reason": d.judge.reason,
                 "metrics": {m.name: m.classification.value for m in d.judge.metrics},
@@ -550,7 +661,8 @@ class Controller:
         )
         fired = []
         for alarm in d.alarms:
-            period = [r for r in records if end - alarm.rule.period_s / self.speed <= r.timestamp <= end]
+            since = self._wall_at(sim_end - alarm.rule.period_s)
+            period = [r for r in records if since <= r.timestamp <= end]
             if alarm.evaluate(datapoint(alarm.rule, period, d.canary, verdict), end):
                 fired.append(alarm)
         self.note(
@@ -574,6 +686,8 @@ class Controller:
 
     def _finish(self, outcome: str) -> Deployment:
         d = self.deployment
+        if d.outcome is not None:  # decided already (an abort finishes itself)
+            return d
         d.outcome = outcome
         d.completed = self.clock()
         if outcome == BLOCKED:

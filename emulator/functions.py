@@ -111,7 +111,9 @@ def lambda_environment(
             "LAMBDA_RUNTIME_DIR": str(Path(sys.executable).parent),
             "_HANDLER": fn.handler,
             "TZ": ":UTC",
-            "PYTHONPATH": str(ROOT),
+            # The task root, then the caller's PYTHONPATH: the worker runs the caller's interpreter
+            # and must see the packages the caller sees (the deployment package's dependencies).
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
             # No X-Ray daemon runs locally (sam local turns the tracer off the same way); the
             # Tracer is still imported and wraps the handler, so the cold start is unchanged.
             "POWERTOOLS_TRACE_DISABLED": "true",
@@ -148,7 +150,7 @@ class _Environment:
     """One worker process and its pipes."""
 
     def __init__(
-        self, proc: subprocess.Popen[bytes], to_worker: int, from_worker: int, workdir: Path
+        self, proc: subprocess.Popen[bytes], to_worker: int, from_worker: int, workdir: Path | None
     ) -> None:
         self.proc = proc
         self.to_worker = to_worker
@@ -200,14 +202,17 @@ class _Environment:
             return self.proc.wait()
 
     def release(self) -> None:
-        """Close the output pipe and remove the scratch folder (the reader thread's last act)."""
+        """Close the output pipe and remove the scratch folder (the reader thread's last act, or
+        stop()'s once the reader is gone); safe to call again."""
         if self.from_worker >= 0:
             try:
                 os.close(self.from_worker)
             except OSError:
                 pass
             self.from_worker = -1
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
 
 
 class FunctionVersion:
@@ -232,10 +237,11 @@ class FunctionVersion:
         self.function_version = str(function_version)
         self.model_version = str(model_version)
         self.faults = tuple(faults)
+        self._needs_workdir = False  # the corrupt fault serves a damaged copy of the model from one
         if self.faults:
             from emulator.faults import parse
 
-            parse(self.faults)  # raises FaultError now rather than inside the worker
+            self._needs_workdir = parse(self.faults).corrupt  # raises FaultError now, not in the worker
         self.models_dir = None if models_dir is None else Path(models_dir)
         self.settings = settings or default_settings()
         self.log_path = None if log_path is None else Path(log_path)
@@ -248,6 +254,9 @@ class FunctionVersion:
         self.invocations = 0  # invocations answered (or failed) so far
         self.function_errors = 0  # invocations that ended in a function error
         self.environments = 0  # execution environments started so far
+        # The latest environment's init failure ({"errorType", "errorMessage", "missingModule"?}):
+        # Lambda answers every invocation of such an environment with that error.
+        self.init_error: dict[str, Any] | None = None
         self._lock = threading.RLock()  # the environment, the pending calls, writes to the pipe
         self._env: _Environment | None = None
         self._pending: dict[str, _Call] = {}  # in the order sent: the worker answers in that order
@@ -314,6 +323,9 @@ class FunctionVersion:
         reader = self._reader
         if reader is not None and reader is not threading.current_thread():
             reader.join(timeout=5.0)
+        if env is not None and (reader is None or not reader.is_alive()):
+            # The reader may have left (it found no environment) before it saw this one end.
+            env.release()
         self._close_log()
 
     def __enter__(self) -> FunctionVersion:
@@ -420,18 +432,12 @@ class FunctionVersion:
         """Start a new execution environment and wait for its init (under _lock)."""
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
-        workdir = Path(tempfile.mkdtemp(prefix=f"emulator-{self.name}-{self.function_version}-"))
-        args = [
-            self.python,
-            "-m",
-            "emulator.worker",
-            "--requests",
-            str(to_worker_r),
-            "--responses",
-            str(from_worker_w),
-            "--workdir",
-            str(workdir),
-        ]
+        args = [self.python, "-m", "emulator.worker", "--requests", str(to_worker_r)]
+        args += ["--responses", str(from_worker_w)]
+        workdir = None
+        if self._needs_workdir:
+            workdir = Path(tempfile.mkdtemp(prefix=f"emulator-{self.name}-{self.function_version}-"))
+            args += ["--workdir", str(workdir)]
         for spec in self.faults:
             args += ["--fault", spec]
         if self.seed is not None:
@@ -461,7 +467,8 @@ class FunctionVersion:
         except OSError as exc:
             for fd in (to_worker_r, to_worker_w, from_worker_r, from_worker_w):
                 os.close(fd)
-            shutil.rmtree(workdir, ignore_errors=True)
+            if workdir is not None:
+                shutil.rmtree(workdir, ignore_errors=True)
             raise EnvironmentFailed(f"cannot start {self.python}: {exc.strerror}") from None
         os.close(to_worker_r)
         os.close(from_worker_w)
@@ -476,7 +483,9 @@ class FunctionVersion:
                 f"function version {self.function_version} ({self.model_version}) did not start "
                 f"(exit status {code}); see {where}"
             )
-        env.init_ms = self.init_ms = float(json.loads(ready).get("init_ms") or 0.0)
+        message = json.loads(ready)
+        env.init_ms = self.init_ms = float(message.get("init_ms") or 0.0)
+        self.init_error = message.get("error") or None
         env.ready_at = env.last_answer_at = time.perf_counter()
         self._env = env
         if self._reader is None:
@@ -554,6 +563,8 @@ class FunctionVersion:
             failed = oldest if timed_out else next(iter(self._pending.values()), None)
             if failed is not None and failed.written:
                 self._pending.pop(failed.request_id, None)
+                begun = max(failed.sent_at, env.last_answer_at)
+                self._platform_log(failed, {"timed_out": True} if timed_out else {"exit_status": code}, begun)
             else:
                 failed = None
             rest = list(self._pending.values())
@@ -569,6 +580,35 @@ class FunctionVersion:
                     self._send(call)
         if failed is not None:
             self._finish(failed, {"timed_out": True} if timed_out else {"exit_status": code})
+
+    def _platform_log(self, call: _Call, answer: dict[str, Any], begun: float) -> None:
+        """What Lambda itself writes to the function's log when an invocation dies with its
+        environment (the handler cannot: it was killed or timed out), so that the 502 API Gateway
+        answers for it leaves a trace under its RequestId (under _lock)."""
+        if self._log is None:
+            return
+        error = self._failure_payload(call, answer)
+        request_id = call.request_id
+        duration_ms = (time.perf_counter() - begun) * 1000.0
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+        if answer.get("timed_out"):
+            lines = [f"{stamp} {request_id} Task timed out after {call.timeout_s:.2f} seconds"]
+            status = "Status: timeout"
+        else:
+            lines = [error["errorMessage"], error["errorType"]]
+            status = f"Status: error\tError Type: {error['errorType']}"
+        lines += [
+            f"END RequestId: {request_id}",
+            f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
+            f"Billed Duration: {max(1, int(duration_ms + 0.999))} ms\t"
+            f"Memory Size: {self.settings.inference.memory_mb} MB\t{status}",
+        ]
+        try:
+            self._log.write(("\n".join(lines) + "\n").encode())
+            self._log.flush()
+        except (OSError, ValueError):  # a full disk or a closed log must not fail the invocation
+            pass
 
     @staticmethod
     def _finish(call: _Call, answer: dict[str, Any]) -> None:

@@ -123,6 +123,10 @@ def check_api_key(api_key: str) -> str:
     return api_key
 
 
+def _print_error(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 class _SwitchInterval:
     """CPython's thread switch interval, shortened while any gateway runs in this process.
 
@@ -307,6 +311,7 @@ class Gateway:
         record_interval_s: float = 0.25,
         access_log: Callable[[str], None] | None = None,
         start_functions: bool = True,
+        error_log: Callable[[str], None] | None = _print_error,
     ) -> None:
         if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the local gateway listens on loopback only, not {host}")
@@ -318,6 +323,9 @@ class Gateway:
         self.host = host
         self.requested_port = int(port)
         self.access_log = access_log
+        # One line per 5xx the integration produced (function error, timeout, no environment): the
+        # request id and the cause, never the body or the key.
+        self.error_log = error_log
         self.start_functions = start_functions
         self.api_id = hashlib.sha256(settings.api_name.encode()).hexdigest()[:10]
         self.routes: dict[str, dict[str, Route]] = {}
@@ -500,13 +508,43 @@ class Gateway:
             # The function is still busy with it (or with the ones before it); API Gateway stops waiting.
             answer = self.error(504, "Endpoint request timed out", request_id)
             self._record_failure(exc.version, exc.waited_ms, answer.status)
+            timeout_s = self.settings.integration_timeout_s
+            self._log_error(
+                504, request_id, exc.version, f"no answer within the {timeout_s:g} s integration timeout"
+            )
             return answer
         except EnvironmentFailed as exc:
-            print(f"gateway: {exc}", file=sys.stderr)
+            self._log_error(502, request_id, None, str(exc))
             return self.error(502, "Internal server error", request_id)
         answer = self._proxy_answer(invocation, request_id, trace_id)
         self._record(version, invocation, answer)
+        if answer.status == 502 and (cause := _failure_cause(invocation)) is not None:
+            self._log_error(502, request_id, version, cause, invocation.request_id)
         return answer
+
+    def _log_error(
+        self,
+        status: int,
+        request_id: str,
+        version: FunctionVersion | None,
+        cause: str,
+        lambda_request_id: str | None = None,
+    ) -> None:
+        """The console line of a 5xx the integration made: API Gateway's request id (the client's
+        x-amzn-RequestId), the function version, Lambda's RequestId (the one in the function's log)
+        and the cause; never the request's body or key."""
+        if self.error_log is None:
+            return
+        where = ""
+        if version is not None:
+            where = f" from function version {version.function_version} ({version.model_version})"
+            if lambda_request_id:
+                where += f", Lambda RequestId {lambda_request_id}"
+        log = f"; function log {version.log_path}" if version is not None and version.log_path else ""
+        try:
+            self.error_log(f"gateway: {status} for request {request_id}{where}: {cause}{log}")
+        except Exception:  # a broken console must not turn an answer into a crash
+            pass
 
     def _key_ok(self, headers: Any) -> bool:
         values = headers.get_all("x-api-key") or []
@@ -690,6 +728,25 @@ class Gateway:
                 timestamp=time.time(),
             )
         )
+
+
+def _failure_cause(invocation: Invocation) -> str | None:
+    """Why an invocation made API Gateway answer 502, in words safe to log (None: the function
+    answered 502 itself): Lambda's error type, and its message only when the platform wrote it (a
+    crash, a timeout, an init failure); a handler's own exception message may quote the request."""
+    payload = invocation.payload
+    if invocation.function_error is None:
+        try:
+            _validate_proxy_response(payload)
+        except ValueError as exc:
+            return f"malformed Lambda proxy response ({exc})"
+        return None
+    if not isinstance(payload, dict):
+        return "function error"
+    error_type = str(payload.get("errorType") or "function error")
+    if error_type.startswith(("Runtime.", "Sandbox.")):
+        return f"{error_type}: {payload.get('errorMessage')}"
+    return f"{error_type} raised by the handler"
 
 
 def _validate_proxy_response(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:

@@ -14,7 +14,12 @@ as it happens; the on-call report (canary.render, as `make report` prints it) or
 --json, the report dict goes to stdout; an HTML page with charts goes to --html.
 
 Exit status: 0 promoted, 3 rolled back or blocked, 2 usage error (bad flag, unknown model,
-bad fault, data missing), 1 the local stack itself failed (a lost request, a 5xx of its own).
+bad fault, data missing, a Python without the function's dependencies), 1 the local stack
+itself failed (a lost request, a 5xx of its own), 4 no verdict: the replayed traffic died or
+stalled, so the deployment was stopped (ABORTED) rather than judged on missing evidence.
+
+The compressed minutes are paced by the traffic: each lasts until the requests planned for it
+have been answered, so a busy machine makes the rehearsal longer, not its evidence thinner.
 """
 
 from __future__ import annotations
@@ -39,7 +44,16 @@ from canary.manifests import ManifestError, load_manifests
 from canary.records import LABELS, RecordStore, RequestRecord
 from canary.render import REPORT_SCHEMA, render_report
 from canary.stats import quantile
-from emulator.controller import BLOCKED, PROMOTED, ROLLED_BACK, AlarmRule, Controller, Deployment, plan_for
+from emulator.controller import (
+    ABORTED,
+    BLOCKED,
+    PROMOTED,
+    ROLLED_BACK,
+    AlarmRule,
+    Controller,
+    Deployment,
+    plan_for,
+)
 from emulator.faults import FaultError, Faults, parse
 from emulator.report_html import render_html
 from emulator.settings import (
@@ -52,13 +66,17 @@ from emulator.settings import (
 )
 from emulator.traffic import Traffic, TrafficPlan
 
-EXIT_PROMOTED, EXIT_INTERNAL, EXIT_USAGE, EXIT_NOT_PROMOTED = 0, 1, 2, 3
+EXIT_PROMOTED, EXIT_INTERNAL, EXIT_USAGE, EXIT_NOT_PROMOTED, EXIT_NO_VERDICT = 0, 1, 2, 3, 4
 BASELINE_VERSION, CANARY_VERSION = "1", "2"  # Lambda version numbers of the two models
 HISTOGRAM_BINS = 36
 
 
 class UsageError(ValueError):
     """A rehearsal that cannot start as asked; the message says what to change."""
+
+
+class TrafficFailed(RuntimeError):
+    """The replayed traffic never got going (its process died or got no answer): no rehearsal."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +105,7 @@ class Rehearsal:
     deployment: Deployment  # what the controller did, with its timeline
     report: dict[str, Any]  # the report dict (canary-report/1 plus the rehearsal's keys), as --json prints
     html: str  # the HTML page
-    exit_status: int  # 0 promoted, 3 rolled back or blocked, 1 the local stack broke a promise
+    exit_status: int  # 0 promoted, 3 rolled back or blocked, 1 the local stack broke a promise, 4 no verdict
     problems: list[str] = field(default_factory=list)  # broken promises of the local stack itself
 
 
@@ -227,10 +245,12 @@ def rehearse(options: Options, progress: Callable[[str], None] | None = None) ->
         )
         # Both versions are published before the deployment; the canary gets no traffic until the shift.
         alias = Alias("live", baseline, canary, weight=0.0, seed=options.seed)
-        gateway = Gateway(settings, alias, api_key, store)
+        # Quiet about 5xx: a rehearsal's are the faults it injects, and its report counts them.
+        gateway = Gateway(settings, alias, api_key, store, error_log=None)
         traffic: Traffic | None = None
         try:
             gateway.start()  # starts both execution environments first (their init, in parallel)
+            _check_started(baseline, canary)
             line(
                 f"local stack ({settings.stack_name}, samconfig env {options.env}): gateway {gateway.url}; "
                 f"version {BASELINE_VERSION} = {options.baseline} (init {_ms(baseline.init_ms)}), "
@@ -250,7 +270,8 @@ def rehearse(options: Options, progress: Callable[[str], None] | None = None) ->
             )
             traffic.start()
             if not traffic.wait_for(answered=1, timeout_s=30.0):
-                raise RuntimeError("the traffic process got no answer from the gateway within 30 s")
+                why = traffic.failure() or "got no answer from the gateway within 30 s"
+                raise TrafficFailed(f"the traffic generator {why}: nothing was rehearsed")
             line(
                 f"traffic: {len(texts)} test-split texts, shuffled (seed {options.seed}), "
                 f"at {options.rate:g} "
@@ -280,6 +301,9 @@ def rehearse(options: Options, progress: Callable[[str], None] | None = None) ->
                 on_event=on_event,
                 stop=stop,
                 flush=gateway.flush,
+                traffic=traffic,
+                # Past the traffic's own per-request timeout: a slow canary is not a stalled generator.
+                stall_s=traffic.plan.timeout_s + 5.0,
             )
             try:
                 deployment = controller.run()
@@ -320,7 +344,29 @@ def rehearse(options: Options, progress: Callable[[str], None] | None = None) ->
     status = EXIT_PROMOTED if deployment.outcome == PROMOTED else EXIT_NOT_PROMOTED
     if problems:
         status = EXIT_INTERNAL
+    if deployment.outcome == ABORTED:  # the evidence failed: nothing to say about the canary or the stack
+        status = EXIT_NO_VERDICT
     return Rehearsal(options, deployment, report, render_html(report), status, problems)
+
+
+def _check_started(*versions: Any) -> None:
+    """Refuse, before any traffic, a version whose handler could not be imported: this Python
+    lacks the function's dependencies, and every request would be a 502."""
+    for version in versions:
+        error = version.init_error
+        if not error:
+            continue
+        if error.get("missingModule"):
+            raise UsageError(
+                f"function version {version.function_version} ({version.model_version}) cannot start: "
+                f"{version.python} has no module '{error['missingModule']}' (the function's dependencies "
+                "are not installed for this Python); run `make demo`, or use .venv/bin/python -m emulator "
+                "rehearse"
+            )
+        raise UsageError(
+            f"function version {version.function_version} ({version.model_version}) cannot start: "
+            f"{error.get('errorMessage')}"
+        )
 
 
 # --------------------------------------------------------------------------- the report
@@ -399,15 +445,21 @@ def build_report(
     by_role = {v["role"]: v for v in versions}
     client_5xx = int(traffic.get("5xx", 0))
     function_5xx = sum(v["errors"] for v in versions)
+    sent, answered, lost = (int(traffic.get(k) or 0) for k in ("sent", "answered", "lost"))
+    in_flight = int(traffic.get("in_flight") or 0)
+    died = traffic.get("died")
     problems = []
-    if traffic.get("lost"):
-        problems.append(f"{traffic['lost']} requests got no HTTP answer")
-    if client_5xx != function_5xx:
+    if lost:
+        problems.append(f"{lost} requests got no HTTP answer")
+    # A dead generator's counters stop at its last report: the gateway answered more than it saw.
+    if client_5xx != function_5xx and not died:
         problems.append(f"the gateway answered {client_5xx} 5xx but the functions only {function_5xx}")
     if by_role.get("baseline", {}).get("errors"):
         problems.append(f"the baseline answered {by_role['baseline']['errors']} requests with a 5xx")
-    if traffic.get("sent") != traffic.get("answered", 0) + traffic.get("lost", 0):
-        problems.append(f"sent {traffic.get('sent')} but answered {traffic.get('answered')}")
+    if sent != answered + lost + in_flight:
+        problems.append(f"sent {sent} but answered {answered}, lost {lost} and {in_flight} in flight")
+    if in_flight and not died:
+        problems.append(f"{in_flight} requests were still unanswered when the traffic stopped waiting")
     canary_before_shift = sum(
         1
         for r in records
@@ -420,6 +472,8 @@ def build_report(
         PROMOTED: "the canary passed the PreTraffic hook and every alarm; all traffic shifted to it",
         ROLLED_BACK: "an alarm fired during the canary step: traffic returned to the baseline",
         BLOCKED: "the PreTraffic hook failed: no user request reached the new version",
+        ABORTED: "no verdict: the rehearsal's replayed traffic failed, so the deployment was stopped "
+        "and traffic returned to the baseline; this says nothing about the canary (rehearse again)",
     }[d.outcome or ROLLED_BACK]
     judge = None
     if d.judge is not None:
@@ -436,15 +490,13 @@ def build_report(
         f"Rehearsal of {settings.stack_name} (samconfig env {options.env}) on the local stack: "
         f"{options.baseline} -> {options.canary}, {d.plan.name} at {options.speed:g}x speed "
         f"(one compressed minute = {60.0 / options.speed:.1f} s), faults in the canary: {faults.describe()}.",
-        f"Traffic: {traffic.get('sent')} requests sent over HTTP, {traffic.get('answered')} answered, "
-        f"{traffic.get('lost')} lost, {traffic.get('throttled')} throttled and retried; "
-        f"5xx answered: {client_5xx} "
-        f"(all from the functions: {'yes' if client_5xx == function_5xx else 'NO'}).",
+        _traffic_note(traffic, function_5xx, len(records)),
     ]
     if d.outcome == PROMOTED and d.looks and d.looks[-1]["verdict"] == "INCONCLUSIVE":
         notes.append(
-            "Promoted on an INCONCLUSIVE judge (too few requests for its minimum samples), which no "
-            "alarm acts on: the canary was not really compared. Lower --speed or raise --rate."
+            "Promoted on an INCONCLUSIVE judge (too little evidence: a metric under its minimum "
+            "samples, or a difference not yet significant), which no alarm acts on: the canary was not "
+            "fully compared. Lower --speed or raise --rate for more evidence per minute."
         )
     notes += [f"LOCAL STACK PROBLEM: {p}" for p in problems]
     report = {
@@ -475,10 +527,15 @@ def build_report(
         "looks": d.looks,
         "versions": versions,
         "traffic": {
-            **{k: traffic.get(k) for k in ("sent", "answered", "lost", "throttled", "5xx", "4xx")},
+            **{
+                k: traffic.get(k)
+                for k in ("sent", "answered", "lost", "in_flight", "throttled", "5xx", "4xx")
+            },
+            "generator": f"died ({died})" if died else "ran to the end",
             "statuses": traffic.get("statuses"),
             "round_trip_ms": traffic.get("round_trip_ms"),
-            "gateway_5xx": client_5xx - function_5xx,
+            # Unknown when the generator died: its counters stop at its last report.
+            "gateway_5xx": None if died else client_5xx - function_5xx,
         },
         "timeline": [
             {
@@ -516,6 +573,26 @@ def build_report(
     return report, problems
 
 
+def _traffic_note(traffic: Mapping[str, Any], function_5xx: int, recorded: int) -> str:
+    """The traffic's accounting in one sentence: every request sent is answered, lost, or was
+    still in flight at the end (and, when the generator died, which of them it took along)."""
+    sent, answered, lost = (int(traffic.get(k) or 0) for k in ("sent", "answered", "lost"))
+    in_flight, client_5xx = int(traffic.get("in_flight") or 0), int(traffic.get("5xx") or 0)
+    text = f"Traffic: {sent} requests sent over HTTP: {answered} answered, {lost} lost"
+    if traffic.get("died"):
+        return (
+            f"{text}, {in_flight} in flight when the traffic generator died ({traffic['died']}; "
+            f"counts as it last reported them, outcome of those in flight unknown); "
+            f"{traffic.get('throttled')} throttled and retried. The gateway recorded {recorded} "
+            f"requests reaching the functions ({function_5xx} of them 5xx)."
+        )
+    return (
+        f"{text}, {in_flight} still in flight at the end; {traffic.get('throttled')} throttled and "
+        f"retried; 5xx answered: {client_5xx} "
+        f"(all from the functions: {'yes' if client_5xx == function_5xx else 'NO'})."
+    )
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -530,9 +607,9 @@ def _clock(t_sim_s: float) -> str:
 
 def _counts(entry: dict[str, Any]) -> str:
     c = entry.get("traffic") or {}
-    if entry.get("kind") not in ("minute", "end", "rollback", "traffic-stopped"):
+    if entry.get("kind") not in ("minute", "end", "rollback", "aborted", "traffic-stopped"):
         return ""
-    shown = ", ".join(f"{k} {c.get(k, 0)}" for k in ("sent", "answered", "5xx", "lost"))
+    shown = ", ".join(f"{k} {c.get(k, 0)}" for k in ("sent", "answered", "5xx", "lost", "in_flight"))
     return f" [{shown}]"
 
 
@@ -551,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Faults (canary only, repeatable): errors=P, latency=X, labels=LABEL:P, corrupt; add @N to "
         "errors/latency/labels to start them after the environment's first N invocations (the hook "
         "sends 300). Exit status: 0 promoted, 3 rolled back or blocked, 2 usage error, "
-        "1 local stack failure.",
+        "1 local stack failure, 4 no verdict (the replayed traffic died or stalled).",
     )
     defaults = Options()
     parser.add_argument("--baseline", default=defaults.baseline, help="model live before (default v1)")
@@ -633,6 +710,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except TrafficFailed as exc:
+        print(f"error: no verdict: {exc}", file=sys.stderr)
+        return EXIT_NO_VERDICT
     except KeyboardInterrupt:
         print("interrupted: the stack is stopped, traffic went back to the baseline", file=sys.stderr)
         return 130
@@ -643,6 +723,12 @@ def main(argv: list[str] | None = None) -> int:
     if html is not None:
         html.write_text(result.html, encoding="utf-8")
         print(f"HTML report: {html.resolve()}", file=sys.stderr)
+    if result.deployment.outcome == ABORTED:
+        print(
+            f"error: no verdict: {result.deployment.reasons[-1]}. The canary was not judged and the "
+            "local stack is not to blame: rehearse again.",
+            file=sys.stderr,
+        )
     for problem in result.problems:
         print(f"error: the local stack broke a promise: {problem}", file=sys.stderr)
     return result.exit_status

@@ -10,6 +10,10 @@ back-off, as AWS SDKs do; anything that is not an HTTP answer (refused or reset 
 timeout) counts as lost, which a rehearsal must never see. The process prints its counters as
 a JSON line every 100 ms and a summary line at the end; a line "stop" (or end of input) on
 stdin stops it, after the requests in flight are answered.
+
+Every request sent is accounted for: sent = answered + lost + in_flight, where in_flight is
+what had no outcome yet when the counters were taken (at the end: requests still unanswered
+when the process stopped waiting, or, when the process died, the ones it took with it).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-COUNTERS = ("sent", "answered", "lost", "5xx", "4xx", "throttled")
+COUNTERS = ("sent", "answered", "lost", "in_flight", "5xx", "4xx", "throttled")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -101,7 +105,9 @@ def run(plan: TrafficPlan, stop: threading.Event, emit: Any) -> dict[str, Any]:
 
     def snapshot() -> dict[str, int]:
         with lock:
-            return {k: counts.get(k, 0) for k in COUNTERS}
+            taken = {k: counts.get(k, 0) for k in COUNTERS}
+        taken["in_flight"] = taken["sent"] - taken["answered"] - taken["lost"]
+        return taken
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(plan.threads)]
     for t in threads:
@@ -176,6 +182,28 @@ class Traffic:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
+        self._stopping = False
+        self.died: str | None = None  # how the process ended on its own, e.g. "killed by SIGKILL"
+
+    @property
+    def rate(self) -> float:
+        """Requests planned per wall second."""
+        return self.plan.rate
+
+    def outcomes(self) -> int:
+        """Requests answered or lost so far (as last reported, at most ~100 ms ago)."""
+        counts = self.counts()
+        return counts.get("answered", 0) + counts.get("lost", 0)
+
+    def failure(self) -> str | None:
+        """How the traffic process ended before it was told to stop, None while it runs (or was
+        stopped): a rehearsal must not judge a canary on traffic that is no longer flowing."""
+        proc = self._proc
+        if self.died is None and proc is not None and not self._stopping:
+            code = proc.poll()
+            if code is not None:
+                self.died = _how(code)
+        return None if self.died is None else f"died ({self.died})"
 
     def start(self) -> Traffic:
         self._proc = subprocess.Popen(
@@ -225,6 +253,8 @@ class Traffic:
         proc = self._proc
         if proc is None:
             return self.summary or {}
+        self.failure()  # a process that died before being told to stop is said so
+        self._stopping = True
         try:
             assert proc.stdin is not None
             proc.stdin.write("stop\n")
@@ -242,12 +272,26 @@ class Traffic:
         with self._lock:
             final = self._final
         if final is None:
+            self.died = self.died or _how(proc.returncode)
+            counts = self.counts()
+            counts["in_flight"] = counts.get("sent", 0) - counts.get("answered", 0) - counts.get("lost", 0)
             final = {
-                **self.counts(),
-                "error": f"traffic process ended without a summary (exit {proc.returncode})",
+                **counts,
+                "error": f"the traffic process {self.died} before its summary: these are its last "
+                f"counters; {counts['in_flight']} requests it had sent have no known outcome",
             }
-        self.summary = {**final, "rate": self.plan.rate, "threads": self.plan.threads}
+        self.summary = {**final, "rate": self.plan.rate, "threads": self.plan.threads, "died": self.died}
         return self.summary
+
+
+def _how(code: int | None) -> str:
+    """A process's end in words: "killed by SIGKILL", "exited with status 1"."""
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ corrupt the protocol. The environment (AWS_LAMBDA_FUNCTION_NAME, MODEL_VERSION, 
 the parent, as Lambda sets it.
 
 Protocol, one JSON object per line:
-    -> {"type": "ready", "init_ms": float, "error": null | {"errorType", "errorMessage"}}   (once)
+    -> {"type": "ready", "init_ms": float,
+        "error": null | {"errorType", "errorMessage", "missingModule"?}}                    (once)
     <- {"id": str, "event": {...}, "timeout_ms": int, "invoked_function_arn": str, "trace_id": str}
     -> {"id": str, "ok": true, "payload": <handler result>, "duration_ms": float}
     -> {"id": str, "ok": false, "payload": {"errorType", "errorMessage", "requestId", "stackTrace"},
@@ -85,6 +86,29 @@ def _error(exc: BaseException, request_id: str | None = None) -> dict[str, Any]:
     return payload
 
 
+def _init_error(exc: BaseException, handler: str) -> dict[str, Any]:
+    """What the runtime reports when the handler module cannot be loaded. An import error keeps
+    its message (module and file names: code, never request data), and a missing module is named
+    so that the parent can say which dependency this interpreter lacks; other exceptions keep only
+    their type and place."""
+    module = handler.rpartition(".")[0]
+    error: dict[str, Any] = {"errorType": "Runtime.ImportModuleError"}
+    if isinstance(exc, ImportError):  # its message names modules and files, never data
+        error["errorMessage"] = f"Unable to import module '{module}': {exc}"
+        if isinstance(exc, ModuleNotFoundError) and exc.name:
+            error["missingModule"] = exc.name
+    else:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        error["errorMessage"] = f"Unable to import module '{module}': {type(exc).__name__}{where}"
+    return error
+
+
+def _utc_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
 def _load_handler(spec: str) -> Any:
     module_name, _, function_name = spec.rpartition(".")
     module = importlib.import_module(module_name)
@@ -126,7 +150,8 @@ def serve(
         if parsed is not None:
             handler = fault_specs.apply(handler, parsed, seed=seed)
     except Exception as exc:  # the runtime's Runtime.ImportModuleError: every invocation fails
-        init_error = {"errorType": "Runtime.ImportModuleError", "errorMessage": f"{type(exc).__name__}"}
+        init_error = _init_error(exc, os.environ.get(HANDLER_ENV, "infer.app.lambda_handler"))
+        print(f"[ERROR] {init_error['errorType']}: {init_error['errorMessage']}", file=sys.stderr)
         traceback.print_exc(file=sys.stderr)
     init_ms = (time.perf_counter() - started) * 1000.0
     version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
@@ -150,15 +175,21 @@ def serve(
             begun = time.perf_counter()
             ok = False
             if init_error is not None:
-                payload: Any = {**init_error, "requestId": request_id}
+                payload: Any = {
+                    "errorType": init_error["errorType"],
+                    "errorMessage": init_error["errorMessage"],
+                    "requestId": request_id,
+                }
             else:
                 try:
                     payload = handler(message["event"], context)
                     ok = True
                 except Exception as exc:
                     payload = _error(exc, request_id)
+                    # On stdout, in order between this invocation's START and END lines.
                     print(
-                        f"[ERROR] {payload['errorType']}: unhandled exception in the handler", file=sys.stderr
+                        f"[ERROR]\t{_utc_now()}\t{request_id}\t{payload['errorType']}: unhandled exception "
+                        "in the handler"
                     )
             duration_ms = (time.perf_counter() - begun) * 1000.0
             try:

@@ -351,3 +351,38 @@ def test_no_answer_within_the_integration_timeout_is_504():
         r = call(gateway, "sleep 1.0")
         assert (r.status_code, r.json()) == (504, {"message": "Endpoint request timed out"})
         assert echoed(call(gateway, "x"))["pid"] == pid  # the same environment, not restarted
+
+
+def test_crashes_timeouts_and_malformed_answers_leave_a_trace_under_their_request_id(tmp_path):
+    """A 502 API Gateway answers for a crashed, timed-out, raising or malformed function: one
+    console line each with the client's x-amzn-RequestId, the version and the cause; the crash
+    and the timeout, which the handler cannot log, are in the function's log under Lambda's
+    RequestId (as Lambda writes them). No line shows the request's body or the key."""
+    settings = echo_settings(timeout_s=0.5)
+    log_path = tmp_path / "fn.log"
+    version = FunctionVersion("11", "v2", settings=settings, log_path=log_path)
+    lines: list[str] = []
+    bodies = {
+        "crash": ("sleep-crash 0.01 secret-marker", "Runtime.ExitError: RequestId: "),
+        "timeout": ("sleep 5 secret-marker", "Sandbox.Timedout: RequestId: "),
+        "raise": ("raise", "RuntimeError raised by the handler"),
+        "malformed": ("not an object", "malformed Lambda proxy response (not a proxy response object)"),
+    }
+    with Gateway(settings, Alias("live", version), API_KEY, None, error_log=lines.append) as gateway:
+        answers = {name: call(gateway, body) for name, (body, _) in bodies.items()}
+    log = log_path.read_text()
+    for name, (_, cause) in bodies.items():
+        r = answers[name]
+        assert r.status_code == 502, name
+        request_id = r.headers["x-amzn-RequestId"]
+        line = next((x for x in lines if f"502 for request {request_id} " in x), None)
+        assert line is not None, (name, lines)
+        assert "from function version 11 (v2)" in line and cause in line, line
+        assert f"function log {log_path}" in line
+        if name in ("crash", "timeout"):
+            lambda_id = line.split("Lambda RequestId ", 1)[1].split(":", 1)[0]
+            assert f"END RequestId: {lambda_id}" in log and f"REPORT RequestId: {lambda_id}" in log
+    assert "Runtime exited with error: exit status 4" in log
+    assert "Task timed out after 0.50 seconds" in log and "Status: timeout" in log
+    for text in ("\n".join(lines), log):
+        assert "secret-marker" not in text and API_KEY not in text

@@ -3,16 +3,34 @@ judge and alarms, on a compressed clock. Each fault must be stopped at the stage
 
 Speed 30 (a compressed minute lasts 2 s) at 200 req/s gives the judge ~40 canary requests per
 minute, so the judge has its minimum samples by the third minute; each rehearsal takes 2-12 s.
+The minutes are paced by the traffic (each lasts until its 400 planned requests are answered),
+so these numbers hold on a busy machine too, where a rehearsal only takes longer. What the
+tests assert is what the design guarantees there: outcomes, stages, the per-minute evidence;
+never how fast anything went.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
-from emulator.controller import BLOCKED, PROMOTED, ROLLED_BACK
-from emulator.rehearse import EXIT_NOT_PROMOTED, EXIT_PROMOTED, EXIT_USAGE, Options, main, rehearse
+from emulator.controller import ABORTED, BLOCKED, PROMOTED, ROLLED_BACK
+from emulator.rehearse import (
+    EXIT_NO_VERDICT,
+    EXIT_NOT_PROMOTED,
+    EXIT_PROMOTED,
+    EXIT_USAGE,
+    Options,
+    main,
+    rehearse,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.data, pytest.mark.slow]
 
@@ -27,7 +45,8 @@ def _run(dataset, *faults: str, **overrides):
 def _assert_stack_kept_its_promises(report: dict) -> None:
     traffic = report["traffic"]
     assert traffic["lost"] == 0, "a request got no HTTP answer"
-    assert traffic["sent"] == traffic["answered"]
+    assert (traffic["sent"], traffic["in_flight"]) == (traffic["answered"], 0)
+    assert traffic["generator"] == "ran to the end"
     assert traffic["gateway_5xx"] == 0, "the gateway answered a 5xx of its own"
     baseline = next(v for v in report["versions"] if v["role"] == "baseline")
     assert baseline["errors"] == 0, "the baseline must answer throughout"
@@ -39,8 +58,12 @@ def _canary(report: dict) -> dict | None:
 
 
 def test_rehearsal_promotes_v2_through_the_cli(dataset, tmp_path, capsys):
-    """v1 -> v2 with no fault: the hook passes, the judge sees the intended label change as PASS,
-    no alarm fires, traffic goes 0 -> 10 % -> 100 %; exit 0, JSON on stdout, HTML written."""
+    """v1 -> v2 with no fault: the hook passes, no alarm fires, traffic goes 0 -> 10 % -> 100 %;
+    exit 0, JSON on stdout, HTML written. Every compressed minute carried its planned traffic, so
+    the judge's last look has ~200 canary requests however busy the machine; it never says FAIL
+    (the label change is the intended one). PASS or INCONCLUSIVE is the judge's call on that
+    evidence (a label difference over its floor but not yet significant is INCONCLUSIVE), not
+    a matter of load; an INCONCLUSIVE promotion is flagged in the report's notes."""
     html = tmp_path / "report.html"
     status = main(
         ["--speed", "30", "--rate", "200", "--json", "--html", str(html), "--quiet", "--seed", "11"]
@@ -55,7 +78,11 @@ def test_rehearsal_promotes_v2_through_the_cli(dataset, tmp_path, capsys):
     assert weights[0] == 0.0 and 0.1 in weights and weights[-1] == 1.0
     looks = report["looks"]
     assert len(looks) == 5, "one judge look per compressed minute of Canary10Percent5Minutes"
-    assert looks[-1]["verdict"] == "PASS", looks[-1]["reason"]
+    assert all(look["verdict"] in ("PASS", "INCONCLUSIVE") for look in looks), looks
+    assert looks[-1]["n"]["canary"] >= 150 and looks[-1]["n"]["baseline"] >= 1500, looks[-1]["n"]
+    assert looks[-1]["metrics"]["errors"] == "Pass"
+    if looks[-1]["verdict"] == "INCONCLUSIVE":
+        assert any("Promoted on an INCONCLUSIVE judge" in note for note in report["notes"])
     canary = _canary(report)
     assert canary["model_version"] == "v2" and canary["requests"] >= 200
     _assert_stack_kept_its_promises(report)
@@ -64,10 +91,13 @@ def test_rehearsal_promotes_v2_through_the_cli(dataset, tmp_path, capsys):
     assert "http://" not in page.replace("http://www.w3.org", ""), "the page must not load anything"
 
 
-def test_corrupt_canary_is_blocked_before_any_user_traffic(dataset):
+def test_corrupt_canary_is_blocked_before_any_user_traffic(dataset, tmp_path, monkeypatch):
     """corrupt: the canary's model fails its checksum; the PreTraffic hook sees every golden request
-    answer 500 and blocks the deployment; no user request ever reaches version 2."""
+    answer 500 and blocks the deployment; no user request ever reaches version 2. The damaged
+    model copy and the rehearsal's scratch files are gone from the temp folder afterwards."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     result = _run(dataset, "corrupt")
+    assert list(tmp_path.iterdir()) == [], "scratch folders left behind"
     report = result.report
     assert result.exit_status == EXIT_NOT_PROMOTED
     assert report["outcome"]["state"] == BLOCKED and report["stage"] == "pretraffic"
@@ -147,6 +177,74 @@ def test_label_drift_under_live_traffic_is_rolled_back_by_the_judge(dataset):
     assert labels["classification"] == "High"
     assert _canary(report)["label_shares"]["hate_speech"] > 0.25
     _assert_stack_kept_its_promises(report)
+
+
+def _kill_the_traffic_process(after_s: float, killed: list[int]) -> None:
+    """Wait for this process's `python -m emulator.traffic` child, let it run after_s, SIGKILL it."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for pid in map(int, children):
+                try:
+                    command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"emulator.traffic" in command:
+                    time.sleep(after_s)
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+        time.sleep(0.02)
+
+
+def test_a_dead_traffic_generator_stops_the_rollout_with_no_verdict(dataset, capsys):
+    """The traffic process is SIGKILLed 3 s into a rehearsal (during the hook or the canary step,
+    depending on the machine): the rollout is ABORTED, never promoted; exit 4 with a message
+    naming the dead generator, not blaming the local stack; every request it sent is answered,
+    lost, or counted in flight when it died."""
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_the_traffic_process, args=(3.0, killed), daemon=True)
+    killer.start()
+    status = main(["--speed", "30", "--rate", "200", "--json", "--no-html", "--quiet", "--seed", "11"])
+    killer.join(5)
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert killed, "the traffic process was never found"
+    assert status == EXIT_NO_VERDICT
+    assert report["outcome"]["state"] == ABORTED and report["deployment"]["status"] == "Stopped"
+    assert all(e["weight"] < 1.0 for e in report["timeline"]) and report["timeline"][-1]["weight"] == 0.0
+    assert "traffic generator died (killed by SIGKILL)" in report["reasons"][-1]
+    assert "error: no verdict:" in captured.err and "traffic generator died" in captured.err
+    assert "broke a promise" not in captured.err
+    traffic = report["traffic"]
+    assert traffic["generator"] == "died (killed by SIGKILL)"
+    assert traffic["sent"] == traffic["answered"] + traffic["lost"] + traffic["in_flight"]
+    assert traffic["lost"] == 0
+    assert not any(note.startswith("LOCAL STACK PROBLEM") for note in report["notes"])
+    assert any("in flight when the traffic generator died" in note for note in report["notes"])
+
+
+def test_a_python_without_the_functions_dependencies_is_refused_before_any_traffic(
+    dataset, tmp_path, monkeypatch, capsys
+):
+    """The workers cannot import aws_lambda_powertools (a PYTHONPATH shim): the rehearsal stops
+    before any traffic with one line naming the missing module and the fix (exit 2), instead of
+    a hook failure or a broken-promise error that would blame the canary or the stack."""
+    shim = tmp_path / "aws_lambda_powertools"
+    shim.mkdir()
+    name = "aws_lambda_powertools"
+    (shim / "__init__.py").write_text(
+        f'raise ModuleNotFoundError("No module named {name!r}", name={name!r})\n'
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    assert main(["--quiet", "--no-html"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no module 'aws_lambda_powertools'" in err
+    assert "make demo" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(

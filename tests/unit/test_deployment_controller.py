@@ -1,23 +1,32 @@
-"""The local deployment controller's pure parts: CodeDeploy's traffic plans, and the alarms
-evaluated the CloudWatch way over the records of one period."""
+"""The local deployment controller: CodeDeploy's traffic plans, the alarms evaluated the
+CloudWatch way over the records of one period, and a whole deployment on a fake clock with fake
+traffic: compressed minutes paced by the traffic, and a traffic generator that dies or stalls."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from canary.hook import Check, HookResult
+from canary.manifests import load_manifests
 from canary.records import RequestRecord
 from emulator.controller import (
+    ABORTED,
     ALARM,
     INSUFFICIENT,
     OK,
+    PROMOTED,
     AlarmRule,
     AlarmState,
+    Controller,
     datapoint,
     plan_for,
     short_names,
 )
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 def _record(version: str, status: int = 200, latency: float = 1.0, label: str | None = "neither"):
@@ -139,3 +148,164 @@ def test_short_names_drop_the_shared_prefix():
     """hate-speech-prod-canary-errors and hate-speech-prod-api-5xx read canary-errors and api-5xx."""
     names = ["hate-speech-prod-canary-errors", "hate-speech-prod-api-5xx"]
     assert short_names(names) == {names[0]: "canary-errors", names[1]: "api-5xx"}
+
+
+# --------------------------------------------------------------------------- a whole deployment
+
+
+class FakeClock:
+    """Wall time that moves only when the controller waits (its `stop` event is this object)."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def is_set(self) -> bool:
+        return False
+
+    def wait(self, seconds: float) -> bool:
+        self.now += max(seconds, 0.001)
+        return False
+
+
+class FakeTraffic:
+    """Replayed traffic planned at `rate` req/s that gets `throughput` req/s answered, from the
+    moment it is made; it can die at a wall time, or stop making progress (stall)."""
+
+    def __init__(self, clock, rate=100.0, throughput=100.0, dies_at=None, stalls_at=None) -> None:
+        self.clock, self.rate, self.throughput = clock, rate, throughput
+        self.start, self.dies_at, self.stalls_at = clock.now, dies_at, stalls_at
+
+    def outcomes(self) -> int:
+        elapsed = self.clock.now - self.start
+        if self.stalls_at is not None:
+            elapsed = min(elapsed, self.stalls_at)
+        return int(elapsed * self.throughput + 1e-9)
+
+    def failure(self):
+        if self.dies_at is not None and self.clock.now - self.start >= self.dies_at:
+            return "died (killed by SIGKILL)"
+        return None
+
+
+class FakeStore:
+    """One baseline record per request the traffic got answered, stamped when it was; remembers
+    the windows the judge read."""
+
+    def __init__(self, traffic: FakeTraffic | None) -> None:
+        self.traffic = traffic
+        self.windows: list[tuple[float, float]] = []
+
+    def window(self, since: float, until: float) -> list:
+        self.windows.append((since, until))
+        if self.traffic is None:
+            return []
+        t = self.traffic
+        stamps = (t.start + (i + 1) / t.throughput for i in range(t.outcomes()))
+        return [RequestRecord("1", "v1", 1.0, "neither", 200, ts) for ts in stamps if since <= ts <= until]
+
+
+class FakeAlias:
+    def __init__(self) -> None:
+        self.weights: list[float] = []
+
+    def set_routing(self, canary, weight: float) -> None:
+        self.weights.append(weight)
+
+
+def _passing_hook(config, invoke, **_):
+    check = Check("errors", True, 0, 0, "no golden request failed")
+    return HookResult((check,), sent=300, answered=300, model_version="v2")
+
+
+def _deployment(traffic_args: dict | None, stall_s: float = 40.0):
+    """Canary10Percent5Minutes at speed 60 (a compressed minute = 1 wall second), a passing hook,
+    no alarms; traffic planned at 100 req/s with the given behaviour (None: no traffic gauge)."""
+    clock = FakeClock()
+    traffic = None if traffic_args is None else FakeTraffic(clock, **traffic_args)
+    store, alias = FakeStore(traffic), FakeAlias()
+    at_minutes: list[tuple[float, int]] = []
+
+    def on_event(entry: dict) -> None:
+        if entry["kind"] in ("shift", "minute") and traffic is not None:
+            at_minutes.append((entry["at"], traffic.outcomes()))
+
+    controller = Controller(
+        alias=alias,
+        baseline=SimpleNamespace(function_version="1", model_version="v1"),
+        canary=SimpleNamespace(function_version="2", model_version="v2"),
+        plan=plan_for("Canary10Percent5Minutes"),
+        # Never fires; its datapoints count each compressed minute's requests.
+        alarms=[_rule(name="count", metric="Invocations", threshold=1e9, new_version_only=False)],
+        store=store,
+        manifests=load_manifests(MODELS),
+        hook_config=SimpleNamespace(time_margin_s=0.0, golden_path="/nonexistent"),
+        speed=60.0,
+        clock=clock,
+        stop=clock,
+        on_event=on_event,
+        traffic=traffic,
+        stall_s=stall_s,
+        pretraffic=_passing_hook,
+    )
+    return controller.run(), store, alias, at_minutes
+
+
+def test_a_slow_machine_stretches_the_minutes_instead_of_thinning_their_traffic():
+    """The traffic gets only 40 of its planned 100 req/s through: each compressed minute waits
+    until its 100 planned requests are answered (2.5 wall seconds instead of 1), says so once,
+    and still reads 1:00, 2:00, ... on the compressed clock; each alarm period holds that
+    minute's 100 requests, and the judge's 10-minute window still reaches back before the shift,
+    though the minutes took longer than 10 s of wall time."""
+    deployment, store, _, at_minutes = _deployment({"throughput": 40.0})
+    assert deployment.outcome == PROMOTED
+    assert len(at_minutes) == 6, "the shift, then five minutes"
+    pairs = list(zip(at_minutes, at_minutes[1:], strict=False))
+    assert all(n1 - n0 >= 100 for (_, n0), (_, n1) in pairs), at_minutes
+    assert all(t1 - t0 == pytest.approx(2.5, abs=0.03) for (t0, _), (t1, _) in pairs), at_minutes
+    shift = next(e for e in deployment.timeline if e["kind"] == "shift")
+    minutes = [e["t_sim_s"] for e in deployment.timeline if e["kind"] == "minute"]
+    assert minutes == [pytest.approx(shift["t_sim_s"] + 60 * k, abs=0.1) for k in range(1, 6)]
+    assert sum(e["kind"] == "traffic-wait" for e in deployment.timeline) == 5
+    assert deployment.alarms[0].values == [pytest.approx(100, abs=2)] * 5
+    assert store.windows[-1][0] <= deployment.shift_started
+
+
+def test_traffic_that_keeps_up_leaves_the_minutes_at_their_nominal_length():
+    """Traffic at its planned rate: no minute waits beyond its 1 wall second (plus the polling
+    step), and no wait is reported."""
+    deployment, _, _, at_minutes = _deployment({"throughput": 100.0})
+    assert deployment.outcome == PROMOTED
+    walls = [t1 - t0 for (t0, _), (t1, _) in zip(at_minutes, at_minutes[1:], strict=False)]
+    assert len(walls) == 5 and all(w == pytest.approx(1.0, abs=0.03) for w in walls), walls
+    assert not any(e["kind"] == "traffic-wait" for e in deployment.timeline)
+
+
+def test_a_traffic_generator_that_dies_mid_canary_aborts_without_a_verdict():
+    """The generator dies in the second canary minute: the deployment is ABORTED (not promoted,
+    not rolled back on the canary's account), traffic goes back to 0 %, and the reason names the
+    dead generator and says there is no verdict."""
+    deployment, _, alias, _ = _deployment({"dies_at": 1.5})
+    assert deployment.outcome == ABORTED and deployment.status == "Stopped"
+    assert alias.weights[-1] == 0.0 and 0.1 in alias.weights and 1.0 not in alias.weights
+    assert "traffic generator died (killed by SIGKILL)" in deployment.reasons[-1]
+    assert "no verdict" in deployment.reasons[-1]
+    assert deployment.stage == "canary minute 2" and len(deployment.looks) == 1
+
+
+def test_a_stalled_traffic_generator_aborts_after_the_stall_limit():
+    """The generator is alive but nothing is answered any more: after stall_s without progress
+    the deployment is ABORTED and the reason says the generator stalled."""
+    deployment, _, alias, _ = _deployment({"stalls_at": 1.2}, stall_s=5.0)
+    assert deployment.outcome == ABORTED
+    assert "traffic generator stalled: no request answered for 5 s" in deployment.reasons[-1]
+    assert alias.weights[-1] == 0.0
+
+
+def test_a_traffic_generator_dead_before_the_shift_never_sends_the_canary_traffic():
+    """Died during the PreTraffic hook: the shift never happens (the canary gets 0 % throughout)."""
+    deployment, _, alias, _ = _deployment({"dies_at": 0.0})
+    assert deployment.outcome == ABORTED
+    assert set(alias.weights) == {0.0} and deployment.looks == []
