@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from emulator.__main__ import newest_model
+from tests.usermake import run_make, user_env
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ class Served:
         env: dict[str, str] | None = None,
         command: list[str] | None = None,
     ) -> None:
-        clean = {k: v for k, v in os.environ.items() if k != "HATE_API_KEY"}
+        clean = user_env({k: v for k, v in os.environ.items() if k != "HATE_API_KEY"})
         self.proc = subprocess.Popen(
             command or serve_command(tmp_path, *args),
             cwd=ROOT,
@@ -265,7 +266,7 @@ def test_make_serve_runs_the_local_stack_and_stops_on_ctrl_c(tmp_path):
     """`make serve MODEL=v1 PORT=0 ARGS=...` serves v1 on a free port and Ctrl-C (SIGINT to the
     process group, as a terminal sends it) stops it cleanly; plain `make serve` leaves the model
     to serve (the newest) and uses port 3000."""
-    dry = subprocess.run(["make", "-n", "serve"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    dry = run_make("-n", "serve")
     assert dry.stdout.strip().endswith("-m emulator serve --port 3000"), dry.stdout
     paths = f"ARGS=--records {tmp_path / 'records.sqlite'} --logs {tmp_path / 'logs'}"
     command = ["make", "--no-print-directory", "serve", "MODEL=v1", "PORT=0", paths]

@@ -13,6 +13,7 @@ import pytest
 from botocore.stub import Stubber
 
 from tests.template.cfn import REGION, ROOT, load_template
+from tests.usermake import user_env
 
 SAMCONFIG = ROOT / "samconfig.toml"
 DEPLOYABLE = ("dev", "uat", "prod")
@@ -39,13 +40,8 @@ def overrides(section: dict) -> dict[str, str]:
 
 
 def no_credentials_env() -> dict[str, str]:
-    # Also drop make's own variables: under `make test` the child would otherwise run as a
-    # sub-make (jobserver, "make[1]:" message prefixes) rather than as a user's make.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("AWS_") and k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
-    }
+    # Also drop make's own variables (tests.usermake): the child runs as a user's make.
+    env = user_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
     env.update(
         AWS_DEFAULT_REGION=REGION,
         AWS_CONFIG_FILE=os.devnull,

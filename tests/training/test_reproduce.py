@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from infer.model import LABELS
-from tests.conftest import ROOT
+from tests.usermake import run_make
 from training import reproduce
 from training.export import ModelWriter, npy_bytes
 from training.train import export_v2, main, v2_features
@@ -297,9 +296,7 @@ def test_check_and_force_cannot_be_combined(capsys):
 @pytest.mark.parametrize(("extra", "forced"), [([], False), (["FORCE=1"], True)])
 def test_make_train_passes_force_only_when_asked(extra, forced):
     """`make train FORCE=1` runs training.train --force; plain `make train` never does."""
-    done = subprocess.run(
-        ["make", "-n", "train", *extra], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
-    )
+    done = run_make("-n", "train", *extra, check=True)
     command = [line for line in done.stdout.splitlines() if "-m training.train" in line]
     assert len(command) == 1
     assert ("--force" in command[0]) is forced
