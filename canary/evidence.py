@@ -10,6 +10,9 @@ Evidence (what each record carries: EvidenceRecord)
   * probe records: a synthetic probe sends labelled texts straight to both versions at the
     same moment (one probe id for the pair). Models are deterministic, so a healthy version
     answers exactly the label its manifest recorded for the text.
+  Live records may also come as counts (LiveCount, collect_live_counts: one aggregated log row
+  per group, model, labels and status), since no metric reads a live latency; at 1,000 req/s a
+  window's 300,000 live records are a few dozen rows. Evidence of disjoint batches merges by `+`.
 
 Metrics (one object each; it knows its direction, floor and wording; Kayenta style)
   probe_agreement  the canary's probe answers must equal the manifest's labels. Rule: FAIL on
@@ -263,6 +266,9 @@ class Evidence:
     probe_latency: Mapping[Group, Mapping[str, float]]  # probe id -> ms of each labelled answer
     latencies: Mapping[tuple[Group, Source], tuple[float, ...]]  # sorted, non-5xx answers
     dropped: Mapping[str, int]  # reason -> records left out
+    # Live latency percentiles per group ("p50", "p90", "p99" -> ms) when the live records came
+    # aggregated (collect_live_counts): reported, never tested, like the live latencies.
+    live_latency_ms: Mapping[Group, Mapping[str, float]] = field(default_factory=dict)
 
     def n(self, group: Group, source: Source | None = None) -> int:
         return sum(v for (g, s), v in self.requests.items() if g is group and source in (None, s))
@@ -315,6 +321,8 @@ class Evidence:
                 k: tuple(sorted(self.latencies.get(k, ()) + other.latencies.get(k, ()))) for k in keys
             },
             dropped=_add(self.dropped, other.dropped),
+            # Percentiles do not add up: the batch that has them (one aggregated query) gives them.
+            live_latency_ms={**self.live_latency_ms, **other.live_latency_ms},
         )
 
 
@@ -397,6 +405,79 @@ def collect(
         probe_latency=probe_ms,
         latencies={k: tuple(sorted(v)) for k, v in latencies.items()},
         dropped=dict(dropped),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCount:
+    """`count` live answers of one group that agree on every field the metrics read: one row of an
+    aggregated log query (stats count(*) by model, label, shadow label, status). At the usage
+    plan's 1,000 req/s a window holds 300,000 live records; their counts are a few dozen rows."""
+
+    model_version: str
+    label: str | None
+    shadow_label: str | None  # the other model's label on the same texts
+    status: int
+    count: int
+
+
+def collect_live_counts(
+    baseline: Iterable[LiveCount],
+    canary: Iterable[LiveCount],
+    *,
+    baseline_model: str,
+    canary_model: str,
+    live_latency_ms: Mapping[Group, Mapping[str, float]] | None = None,
+) -> Evidence:
+    """collect() for aggregated live answers: the same counts, errors, label pairs and drop rules
+    as collect() would give the records the counts stand for, without their latencies (live
+    latencies are only reported: pass their percentiles as `live_latency_ms`). Merge it with the
+    probe records' evidence by `+`."""
+    dropped: Counter[str] = Counter()
+    requests: Counter[tuple[Group, Source]] = Counter()
+    errors: Counter[tuple[Group, Source]] = Counter()
+    pairs: Counter[tuple[Group, str, str]] = Counter()
+    for group, rows, model in (
+        (Group.BASELINE, baseline, baseline_model),
+        (Group.CANARY, canary, canary_model),
+    ):
+        for row in rows:
+            n = row.count
+            if type(n) is not int or n < 0:
+                dropped["malformed"] += 1
+                continue
+            r = EvidenceRecord(row.model_version, row.label, row.shadow_label, row.status, 0.0, Source.LIVE)
+            if r.problem() is not None:
+                dropped["malformed"] += n
+                continue
+            if r.model_version != model:
+                dropped[f"{group.value} record served by {r.model_version}, not {model}"] += n
+                continue
+            key = (group, Source.LIVE)
+            requests[key] += n
+            if r.status >= 500:
+                errors[key] += n
+                continue
+            if r.label is not None and r.shadow_label is not None:
+                old, new = (r.shadow_label, r.label) if group is Group.CANARY else (r.label, r.shadow_label)
+                pairs[(group, old, new)] += n
+    empty: dict[Group, dict[str, Any]] = {Group.BASELINE: {}, Group.CANARY: {}}
+    return Evidence(
+        baseline_model=baseline_model,
+        canary_model=canary_model,
+        requests=dict(requests),
+        errors=dict(errors),
+        live_pairs=dict(pairs),
+        probe_labels=dict(empty),
+        probe_answers=0,
+        probe_mismatches=0,
+        mismatch_examples=(),
+        baseline_probe_answers=0,
+        baseline_probe_mismatches=0,
+        probe_latency=dict(empty),
+        latencies={},
+        dropped=dict(dropped),
+        live_latency_ms={g: dict(v) for g, v in (live_latency_ms or {}).items()},
     )
 
 
@@ -666,9 +747,7 @@ class Latency(Metric):
             "expected_ratio": r0,
             "median_ratio": median,
             "pairs_above_boundary": above,
-            "live_p50_ms": {
-                g.value: _finite(stats.median(ev.latencies.get((g, Source.LIVE), ()))) for g in Group
-            },
+            "live_p50_ms": {g.value: _live_p50(ev, g) for g in Group},
         }
         return Measurement(
             n_baseline=len(logs),
@@ -1158,6 +1237,14 @@ def expected_counts(
 # --------------------------------------------------------------------------- helpers
 
 
+def _live_p50(ev: Evidence, group: Group) -> float | None:
+    """Median live latency of a group: from its records, else from the aggregated percentiles."""
+    raw = ev.latencies.get((group, Source.LIVE), ())
+    if raw:
+        return _finite(stats.median(raw))
+    return _finite((ev.live_latency_ms.get(group) or {}).get("p50"))
+
+
 def _summaries(ev: Evidence) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for group, model in ((Group.BASELINE, ev.baseline_model), (Group.CANARY, ev.canary_model)):
@@ -1169,6 +1256,9 @@ def _summaries(ev: Evidence) -> dict[str, Any]:
             "label_pairs": ev.pair_count(group),
             "latency_ms": {f"p{q:g}": _finite(stats.quantile(lat, q / 100)) for q in (50, 90, 99)},
         }
+        if ev.live_latency_ms.get(group):  # aggregated live records: their percentiles apart
+            live = ev.live_latency_ms[group]
+            out[group.value]["live_latency_ms"] = {k: _finite(v) for k, v in live.items()}
     return out
 
 

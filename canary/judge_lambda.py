@@ -1,10 +1,17 @@
 """The scheduled canary judge (every minute): handler `canary.judge_lambda.lambda_handler`.
 
 Each run reads the `live` alias. With no canary behind it the judge is idle and says so.
-During a deployment it reads both versions' request records from the function's logs, judges
-them (canary.judge), publishes the verdict as the CanaryVerdict metric (2 FAIL, 1
-INCONCLUSIVE, 0 PASS; the judge alarm fires on Maximum >= 2) and logs the full report as one
-record with message "canary verdict", which `make report` reads back.
+During a deployment it takes an interim look with the evidence judge (canary.evidence): the
+records since the canary started (the running deployment's AllowTraffic start, from CodeDeploy),
+live requests as counts and the probe's as rows (canary.sources), judged at the elapsed time's
+share of the false-alarm budget. It publishes the verdict as the CanaryVerdict metric (2 FAIL,
+1 INCONCLUSIVE, 0 PASS; the judge alarm fires on Maximum >= 2, so a FAIL rolls back at once) and
+logs the full report as one record with message "canary verdict", which `make report` reads.
+
+An interim look can only stop a bad canary early: promotion is the PostTraffic gate's
+(canary.gate), which judges the whole window itself. A judge that crashes publishes nothing and
+its alarm treats missing data as not breaching; the gate still fails such a deployment unless
+its own look passes.
 """
 
 from __future__ import annotations
@@ -16,17 +23,12 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from canary.config import ConfigError, JudgeLambdaConfig
-from canary.judge import (
-    JUDGE_LOG_MESSAGE,
-    VERDICT_DIMENSION,
-    VERDICT_METRIC,
-    VERDICT_VALUE,
-    JudgeReport,
-    Verdict,
-    judge_source,
-)
+from canary.evidence import VERDICT_VALUE, Verdict, expected_latency_ratio, judge_evidence
+from canary.gate import GateError, find_window
+from canary.judge import JUDGE_LOG_MESSAGE, VERDICT_DIMENSION, VERDICT_METRIC
 from canary.manifests import ManifestError, load_manifests
-from canary.sources import AliasRouting, LogsInsightsSource, SourceError, live_routing
+from canary.probe import ProbeError, expected_labels, load_known_answers
+from canary.sources import AliasRouting, LogsInsightsSource, SourceError, live_routing, window_evidence
 
 logger = Logger(service="canary-judge")
 
@@ -40,7 +42,7 @@ def publish_verdict(
         "MetricName": VERDICT_METRIC,
         "Dimensions": [{"Name": VERDICT_DIMENSION, "Value": function_name}],
         "Timestamp": datetime.fromtimestamp(now, tz=UTC),
-        "Value": float(VERDICT_VALUE[verdict]),
+        "Value": float(VERDICT_VALUE[Verdict(verdict.value)]),
         "Unit": "None",
     }
     cloudwatch.put_metric_data(Namespace=namespace, MetricData=[datum])
@@ -57,53 +59,90 @@ def _routing_dict(routing: AliasRouting) -> dict[str, Any]:
     }
 
 
+def canary_start(codedeploy: Any, config: JudgeLambdaConfig, canary_version: str) -> float:
+    """When the running canary started: the AllowTraffic start of the in-progress deployment
+    that shifts to `canary_version`, in DEPLOYMENT_GROUP or, unset, any group of the application
+    (the template cannot name SAM's group here: its alarms depend on this function). SourceError
+    if there is none."""
+    if not config.application:
+        raise SourceError("CODEDEPLOY_APPLICATION is not set: cannot date the canary")
+    groups = [config.deployment_group] if config.deployment_group else []
+    if not groups:
+        groups = (
+            codedeploy.list_deployment_groups(applicationName=config.application).get("deploymentGroups")
+            or []
+        )
+    for group in groups:
+        deployments = (
+            codedeploy.list_deployments(
+                applicationName=config.application,
+                deploymentGroupName=group,
+                includeOnlyStatuses=["InProgress"],
+            ).get("deployments")
+            or []
+        )
+        for deployment_id in deployments:
+            try:
+                window = find_window(codedeploy, deployment_id, require_end=False)
+            except GateError:
+                continue
+            if window.canary_version == canary_version:
+                return window.start
+    raise SourceError(f"no in-progress deployment shifts traffic to version {canary_version}")
+
+
 def run_once(
     config: JudgeLambdaConfig,
     *,
     lambda_client: Any,
     logs_client: Any,
     cloudwatch_client: Any,
+    codedeploy_client: Any,
     manifests: dict[str, dict[str, Any]],
+    known_answers: dict[str, dict[str, str]] | None = None,
     now: float | None = None,
     sleep: Any = time.sleep,
 ) -> dict[str, Any]:
-    """One judge run; returns what it did (also the Lambda's return value)."""
+    """One judge run (an interim look); returns what it did (also the Lambda's return value)."""
     now = time.time() if now is None else now
     routing = live_routing(lambda_client, config.function_name, config.alias)
     if not routing.canary_running:
         logger.info("no canary behind the alias: idle", extra={"routing": _routing_dict(routing)})
         return {"status": "idle", "routing": _routing_dict(routing)}
     assert routing.canary_version is not None
-    source = LogsInsightsSource(
-        logs_client, config.log_group, (routing.baseline_version, routing.canary_version), sleep=sleep
-    )
     try:
-        report: JudgeReport = judge_source(
-            source,
+        start = canary_start(codedeploy_client, config, routing.canary_version)
+        source = LogsInsightsSource(
+            logs_client, config.log_group, (routing.baseline_version, routing.canary_version), sleep=sleep
+        )
+        records = source.evidence_window(start, now, manifests or {})
+        ev = window_evidence(
+            records,
             baseline_version=routing.baseline_version,
             canary_version=routing.canary_version,
-            manifests=manifests,
-            now=now,
-            window_s=config.window_minutes * 60.0,
-            config=config.judge,
+            expected=expected_labels(known_answers or {}),
+        )
+        report = judge_evidence(
+            ev,
+            expected_latency_ratio=expected_latency_ratio(manifests, ev.baseline_model, ev.canary_model),
+            elapsed_s=now - start,
         )
     except SourceError as exc:
-        # No evidence is not evidence of harm: INCONCLUSIVE keeps the alarm quiet, the log says why.
+        # No evidence is not evidence of harm: INCONCLUSIVE keeps the alarm quiet, the log says why
+        # (the gate, which needs a PASS, fails a canary that stays without evidence).
         publish_verdict(cloudwatch_client, config.namespace, config.function_name, Verdict.INCONCLUSIVE, now)
         logger.error("could not read the request records", extra={"reason": str(exc)})
         return {"status": "error", "verdict": Verdict.INCONCLUSIVE.value, "reason": str(exc)}
     publish_verdict(cloudwatch_client, config.namespace, config.function_name, report.verdict, now)
     body = report.as_dict()
-    body["routing"] = _routing_dict(routing)
-    body["judged_at"] = now
-    if source.malformed:
-        body["dropped"]["unreadable log rows"] = source.malformed
+    body.update(routing=_routing_dict(routing), judged_at=now, canary_start=start, queries=records.queries)
     logger.info(JUDGE_LOG_MESSAGE, extra={"verdict": report.verdict.value, "report": body})
     return {"status": "judged", "verdict": report.verdict.value, "reason": report.reason}
 
 
 _CLIENTS: dict[str, Any] = {}
 _MANIFESTS: dict[str, dict[str, Any]] | None = None
+_ANSWERS: dict[str, dict[str, str]] = {}
 
 
 def _client(name: str) -> Any:
@@ -116,7 +155,7 @@ def _client(name: str) -> Any:
 
 @logger.inject_lambda_context(log_event=False)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    global _MANIFESTS
+    global _MANIFESTS, _ANSWERS
     try:
         config = JudgeLambdaConfig.from_env()
     except ConfigError as exc:
@@ -125,14 +164,17 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if _MANIFESTS is None:
         try:
             _MANIFESTS = load_manifests(config.models_dir)
-        except ManifestError as exc:
-            # Without manifests the label metric is NoData (INCONCLUSIVE); errors and latency still count.
-            logger.error("model manifests unreadable", extra={"reason": str(exc)})
-            _MANIFESTS = {}
+            _ANSWERS = load_known_answers(config.models_dir)
+        except (ManifestError, ProbeError) as exc:
+            # Without them latency and probe agreement are Errors (INCONCLUSIVE): the gate fails it.
+            logger.error("model manifests or probe answers unreadable", extra={"reason": str(exc)})
+            _MANIFESTS, _ANSWERS = {}, {}
     return run_once(
         config,
         lambda_client=_client("lambda"),
         logs_client=_client("logs"),
         cloudwatch_client=_client("cloudwatch"),
+        codedeploy_client=_client("codedeploy"),
         manifests=_MANIFESTS,
+        known_answers=_ANSWERS,
     )

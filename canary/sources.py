@@ -4,31 +4,60 @@
   FunctionVersion is the baseline, RoutingConfig.AdditionalVersionWeights the canary).
 - LogsInsightsSource: the per-request records of those versions, from the inference
   function's structured log records (message "inference") via CloudWatch Logs Insights.
+  `window` reads raw records (the old judge); `evidence_window` reads what the evidence judge
+  needs at any traffic: live requests as counts (stats count(*) by function_version,
+  model_version, status, label, shadow.<model>: a few dozen rows whatever the traffic) and live
+  latency percentiles per version, probe requests as rows (a few thousand per window).
+- window_evidence: those records as canary.evidence.Evidence for one baseline/canary pair.
+
+A Logs Insights query returns at most 10,000 rows (StartQuery's limit), so raw rows break near
+130 req/s over a 5-minute window with logs still arriving; counts do not. Any query that fills
+its limit is split into two time slices and each asked again (counts add up across slices).
+The source of a record (live, probe, hook) is read from correlation_id, API Gateway's request id
+(infer.sources), so it holds for versions that predate the `source` field too.
 
 The EMF metrics are not used for judging: their only dimension is ModelVersion, which cannot
-tell two function versions of the same model apart, and they hold aggregates, while the
-Mann-Whitney test needs the individual latencies. Clients are passed in (tests use Stubber).
+tell two function versions of the same model apart. Clients are passed in (tests use Stubber).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import re
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from canary.evidence import (
+    Evidence,
+    EvidenceRecord,
+    Group,
+    LiveCount,
+    collect,
+    collect_live_counts,
+)
 from canary.records import RequestRecord
 
+# The PreTraffic hook's and the probe's requests carry these API Gateway request id prefixes,
+# which Powertools logs as correlation_id: the hook's are the golden set, never judged; the
+# probe's are judged as probe evidence, apart from the live requests.
+from infer.sources import PRETRAFFIC_REQUEST_PREFIX, PROBE, PROBE_REQUEST_PREFIX
+
 REQUEST_LOG_MESSAGE = "inference"  # infer.app.REQUEST_LOG_MESSAGE
-# The PreTraffic hook's requests carry this API Gateway request id prefix, which Powertools logs
-# as correlation_id: they are the golden set, not live traffic, and must not be judged.
-PRETRAFFIC_REQUEST_PREFIX = "pretraffic-"
 HOOK_LOG_MESSAGE = "pretraffic check"  # the hook logs its result under this message
 INSIGHTS_LIMIT = 10_000  # rows one Logs Insights query returns by default
 _FIELDS = ("function_version", "model_version", "latency_ms", "label", "status")
+_NULL = "-"  # the counts query's stand-in for a missing label (so stats ... by drops no record)
+# Live requests are those whose API Gateway request id is neither the hook's nor the probe's.
+_NOT_LIVE = f"/^({PRETRAFFIC_REQUEST_PREFIX}|{PROBE_REQUEST_PREFIX})/"
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_]{1,32}$")  # model names go into field names of the query
+LATENCY_PERCENTILES = (50, 90, 99)
+# Expected label of a probe answer: (served model, probe id) -> the label its manifest recorded.
+ExpectedLabel = Callable[[str, str], str | None]
 
 
 class SourceError(RuntimeError):
@@ -68,12 +97,70 @@ def live_routing(lambda_client: Any, function_name: str, alias: str = "live") ->
 
 
 def insights_query(versions: Iterable[str], limit: int = INSIGHTS_LIMIT) -> str:
-    """The Logs Insights query for the request records of these function versions."""
+    """The Logs Insights query for the live request records of these function versions (raw rows:
+    the earlier judge's input; the evidence judge reads counts, live_counts_query)."""
     quoted = ", ".join(f'"{v}"' for v in sorted(set(versions)))
     return (
         "fields @timestamp, " + ", ".join(_FIELDS) + "\n"
         f'| filter message = "{REQUEST_LOG_MESSAGE}" and function_version in [{quoted}]\n'
-        f"| filter correlation_id not like /^{PRETRAFFIC_REQUEST_PREFIX}/\n"
+        f"| filter correlation_id not like {_NOT_LIVE}\n"
+        "| sort @timestamp asc\n"
+        f"| limit {limit}"
+    )
+
+
+def _version_filter(versions: Iterable[str]) -> str:
+    quoted = ", ".join(f'"{v}"' for v in sorted(set(versions)))
+    return f'filter message = "{REQUEST_LOG_MESSAGE}" and function_version in [{quoted}]'
+
+
+def _checked_models(models: Iterable[str]) -> list[str]:
+    names = sorted(set(models))
+    bad = [m for m in names if not _MODEL_NAME.match(m)]
+    if bad:
+        raise ValueError(f"model names {bad} cannot name a log field (letters, digits, _ only)")
+    return names
+
+
+def live_counts_query(versions: Iterable[str], models: Iterable[str], limit: int = INSIGHTS_LIMIT) -> str:
+    """Live requests of these versions as counts per (version, model, status, label, shadow label
+    of each model): the evidence judge's live input, a few dozen rows at any traffic."""
+    shadows = [f'coalesce(shadow.{m}, "{_NULL}") as shadow_{m}' for m in _checked_models(models)]
+    by = ", ".join(
+        [
+            "function_version",
+            "model_version",
+            "status",
+            "answer",
+            *(f"shadow_{m}" for m in _checked_models(models)),
+        ]
+    )
+    return (
+        _version_filter(versions) + "\n"
+        f"| filter correlation_id not like {_NOT_LIVE}\n"
+        f'| fields coalesce(label, "{_NULL}") as answer' + "".join(f", {x}" for x in shadows) + "\n"
+        f"| stats count(*) as n by {by}\n"
+        f"| limit {limit}"
+    )
+
+
+def live_latency_query(versions: Iterable[str]) -> str:
+    """Percentiles of the live latencies of each version's answered (non-5xx) requests."""
+    pcts = ", ".join(f"pct(latency_ms, {q}) as p{q}" for q in LATENCY_PERCENTILES)
+    return (
+        _version_filter(versions) + "\n"
+        f"| filter correlation_id not like {_NOT_LIVE} and status < 500\n"
+        f"| stats count(*) as n, {pcts} by function_version"
+    )
+
+
+def probe_query(versions: Iterable[str], models: Iterable[str], limit: int = INSIGHTS_LIMIT) -> str:
+    """The probe's request records of these versions, one row each (a few thousand a window)."""
+    shadows = "".join(f", shadow.{m}" for m in _checked_models(models))
+    return (
+        "fields @timestamp, correlation_id, " + ", ".join(_FIELDS) + shadows + "\n"
+        f"| {_version_filter(versions)}\n"
+        f"| filter correlation_id like /^{PROBE_REQUEST_PREFIX}/\n"
         "| sort @timestamp asc\n"
         f"| limit {limit}"
     )
@@ -91,8 +178,13 @@ def parse_insights_timestamp(value: str) -> float:
 
 
 def record_from_row(row: Iterable[dict[str, str]]) -> RequestRecord:
-    """One Logs Insights result row ([{field, value}, ...]) -> RequestRecord (ValueError if bad)."""
+    """One Logs Insights result row ([{field, value}, ...]) -> RequestRecord (ValueError if bad).
+    A probe's row (correlation_id "probe-<probe id>") is a probe record whatever the version
+    that logged it knew about sources."""
     data = {cell["field"]: cell.get("value") for cell in row}
+    correlation = str(data.get("correlation_id") or "")
+    if correlation.startswith(PROBE_REQUEST_PREFIX):
+        data["source"], data["probe_id"] = PROBE, correlation[len(PROBE_REQUEST_PREFIX) :]
     if "@timestamp" not in data:
         raise ValueError("row has no @timestamp")
     data["timestamp"] = parse_insights_timestamp(str(data["@timestamp"]))
@@ -100,12 +192,81 @@ def record_from_row(row: Iterable[dict[str, str]]) -> RequestRecord:
     return RequestRecord.from_mapping(data)
 
 
+@dataclass(frozen=True)
+class LiveAggregate:
+    """`count` live requests of one function version that agree on model, status and labels."""
+
+    function_version: str
+    model_version: str
+    status: int
+    label: str | None
+    shadow: tuple[tuple[str, str], ...]  # (model, label) of the other models, sorted
+    count: int
+
+
+def aggregate_from_row(row: Iterable[dict[str, str]], models: Iterable[str]) -> LiveAggregate:
+    """One row of live_counts_query -> LiveAggregate (ValueError if malformed)."""
+    data = {cell["field"]: cell.get("value") for cell in row}
+
+    def label(value: Any) -> str | None:
+        return None if value in (None, "", _NULL, "null") else str(value)
+
+    try:
+        shadow = tuple(
+            sorted((m, lab) for m in models if (lab := label(data.get(f"shadow_{m}"))) is not None)
+        )
+        return LiveAggregate(
+            function_version=str(data["function_version"]),
+            model_version=str(data["model_version"]),
+            status=int(float(data["status"])),
+            label=label(data.get("answer")),
+            shadow=shadow,
+            count=int(data["n"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed count row ({exc.__class__.__name__}: {exc})") from None
+
+
+@dataclass(frozen=True)
+class WindowRecords:
+    """What the evidence judge reads of one time window: live counts, live latency percentiles
+    per version, the probe's records, and how the reading went."""
+
+    since: float
+    until: float
+    live: tuple[LiveAggregate, ...]
+    live_latency_ms: Mapping[str, Mapping[str, float]]  # function version -> {"p50": ms, ...}
+    probes: tuple[RequestRecord, ...]
+    unreadable: int  # rows that could not be read (left out, counted)
+    queries: int  # Logs Insights queries run
+    largest_result: int  # most rows any one query returned (never above the limit)
+
+    @property
+    def total(self) -> int:
+        """Records (live and probe) of every version read."""
+        return sum(a.count for a in self.live) + len(self.probes)
+
+    def count(self, version: str) -> int:
+        """Records (live and probe) of one function version."""
+        live = sum(a.count for a in self.live if a.function_version == version)
+        return live + sum(1 for r in self.probes if r.function_version == version)
+
+    def model_of(self, version: str) -> str | None:
+        """The model a function version served (the most frequent, should there be several)."""
+        seen: Counter[str] = Counter()
+        for a in self.live:
+            if a.function_version == version:
+                seen[a.model_version] += a.count
+        seen.update(r.model_version for r in self.probes if r.function_version == version)
+        return seen.most_common(1)[0][0] if seen else None
+
+
 class LogsInsightsSource:
     """Request records from the inference function's log group, through Logs Insights.
 
     A query returns at most `limit` rows, so a window that fills a query is split in two and
     each half queried again, up to `max_queries` queries in all. All polling together stops
-    after `timeout_seconds`, so the judge finishes inside its Lambda timeout.
+    after `timeout_seconds`, so the caller finishes inside its Lambda timeout.
     """
 
     def __init__(
@@ -120,6 +281,8 @@ class LogsInsightsSource:
         timeout_seconds: float = 40.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if not 0 < limit <= INSIGHTS_LIMIT:
+            raise ValueError(f"limit must be in 1..{INSIGHTS_LIMIT} (Logs Insights' maximum), got {limit}")
         self.logs = logs_client
         self.log_group = log_group
         self.versions = tuple(versions)
@@ -129,27 +292,67 @@ class LogsInsightsSource:
         self.timeout_seconds = timeout_seconds
         self.sleep = sleep
         self.malformed = 0  # rows skipped because they could not be read as records
+        self.largest_result = 0  # most rows one query returned
         self._queries = 0
         self._waited = 0.0
 
     def window(self, since: float, until: float) -> list[RequestRecord]:
         """Records with since <= timestamp <= until (to the second), oldest first."""
-        self._queries = 0
-        self._waited = 0.0
-        records = self._window(math.floor(since), math.ceil(until))
+        self._reset()
+        query = insights_query(self.versions, self.limit)
+        records = self._records(self._sliced(math.floor(since), math.ceil(until), query))
         records.sort(key=lambda r: r.timestamp)
         return records
 
-    def _window(self, start: int, end: int) -> list[RequestRecord]:
-        rows = self._run(start, end)
+    def evidence_window(self, since: float, until: float, models: Iterable[str]) -> WindowRecords:
+        """Live counts, live latency percentiles and probe records of the window (to the second).
+        `models`: every model the packages ship (their shadow labels are read)."""
+        self._reset()
+        models = _checked_models(models)
+        start, end = math.floor(since), math.ceil(until)
+        live = []
+        for row in self._sliced(start, end, live_counts_query(self.versions, models, self.limit)):
+            try:
+                live.append(aggregate_from_row(row, models))
+            except ValueError:
+                self.malformed += 1
+        latency: dict[str, dict[str, float]] = {}
+        for row in self._run(start, end, live_latency_query(self.versions)):
+            data = {cell["field"]: cell.get("value") for cell in row}
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                latency[str(data["function_version"])] = {
+                    f"p{q}": float(data[f"p{q}"]) for q in LATENCY_PERCENTILES
+                }
+        probes = self._records(self._sliced(start, end, probe_query(self.versions, models, self.limit)))
+        probes.sort(key=lambda r: r.timestamp)
+        return WindowRecords(
+            since,
+            until,
+            tuple(live),
+            latency,
+            tuple(probes),
+            self.malformed,
+            self._queries,
+            self.largest_result,
+        )
+
+    def _reset(self) -> None:
+        self._queries = 0
+        self._waited = 0.0
+        self.malformed = 0
+        self.largest_result = 0
+
+    def _sliced(self, start: int, end: int, query: str) -> list[list[dict[str, str]]]:
+        """The query's rows over [start, end]; a slice that fills the limit is split in two."""
+        rows = self._run(start, end, query)
         if len(rows) < self.limit:
-            return self._records(rows)
+            return rows
         if end <= start:
             raise SourceError(
-                f"more than {self.limit} records in one second of {self.log_group}: raise the query limit"
+                f"more than {self.limit} rows in one second of {self.log_group}: raise the query limit"
             )
         middle = (start + end) // 2
-        return self._window(start, middle) + self._window(middle + 1, end)
+        return self._sliced(start, middle, query) + self._sliced(middle + 1, end, query)
 
     def _records(self, rows: list[list[dict[str, str]]]) -> list[RequestRecord]:
         out = []
@@ -160,22 +363,20 @@ class LogsInsightsSource:
                 self.malformed += 1
         return out
 
-    def _run(self, start: int, end: int) -> list[list[dict[str, str]]]:
+    def _run(self, start: int, end: int, query: str) -> list[list[dict[str, str]]]:
         if self._queries >= self.max_queries:
             raise SourceError(f"needed more than {self.max_queries} Logs Insights queries for one window")
         self._queries += 1
         query_id = self.logs.start_query(
-            logGroupName=self.log_group,
-            startTime=start,
-            endTime=end,
-            queryString=insights_query(self.versions, self.limit),
-            limit=self.limit,
+            logGroupName=self.log_group, startTime=start, endTime=end, queryString=query, limit=self.limit
         )["queryId"]
         while True:
             response = self.logs.get_query_results(queryId=query_id)
             status = response.get("status")
             if status == "Complete":
-                return list(response.get("results") or [])
+                rows = list(response.get("results") or [])
+                self.largest_result = max(self.largest_result, len(rows))
+                return rows
             if status in ("Failed", "Cancelled", "Timeout", "Unknown"):
                 raise SourceError(f"Logs Insights query {query_id} on {self.log_group} ended {status}")
             if self._waited >= self.timeout_seconds:
@@ -184,3 +385,75 @@ class LogsInsightsSource:
                 raise SourceError(f"Logs Insights query {query_id} still {status} after {self._waited:.0f} s")
             self.sleep(self.poll_seconds)
             self._waited += self.poll_seconds
+
+
+def _evidence_record(record: RequestRecord, other_model: str, expected: ExpectedLabel) -> EvidenceRecord:
+    """A probe's RequestRecord as the judge reads it, paired with `other_model`'s shadow label."""
+    probe_id = record.probe_id or ""
+    return EvidenceRecord(
+        model_version=record.model_version,
+        label=record.label,
+        shadow_label=record.label
+        if other_model == record.model_version
+        else record.shadow_label(other_model),
+        status=record.status,
+        latency_ms=record.latency_ms,
+        source=record.source,
+        expected_label=expected(record.model_version, probe_id) if probe_id else None,
+        probe_id=record.probe_id,
+    )
+
+
+def window_evidence(
+    window: WindowRecords, *, baseline_version: str, canary_version: str, expected: ExpectedLabel
+) -> Evidence:
+    """The window's records as the evidence judge's input for this baseline/canary pair: the
+    probe records through canary.evidence.collect, the live counts through collect_live_counts.
+    Raises SourceError when a version has no record at all (nothing to judge it on)."""
+    models = {}
+    for role, version in (("baseline", baseline_version), ("canary", canary_version)):
+        model = window.model_of(version)
+        if model is None:
+            raise SourceError(f"no request records of the {role} version {version} in the window")
+        models[version] = model
+    base_model, canary_model = models[baseline_version], models[canary_version]
+    other = {baseline_version: canary_model, canary_version: base_model}
+
+    def live(version: str) -> list[LiveCount]:
+        theirs = other[version]
+        return [
+            LiveCount(
+                a.model_version,
+                a.label,
+                a.label if theirs == a.model_version else dict(a.shadow).get(theirs),
+                a.status,
+                a.count,
+            )
+            for a in window.live
+            if a.function_version == version
+        ]
+
+    def probes(version: str) -> list[EvidenceRecord]:
+        return [
+            _evidence_record(r, other[version], expected)
+            for r in window.probes
+            if r.function_version == version
+        ]
+
+    latency = {
+        group: window.live_latency_ms[version]
+        for group, version in ((Group.BASELINE, baseline_version), (Group.CANARY, canary_version))
+        if version in window.live_latency_ms
+    }
+    ev = collect(
+        probes(baseline_version), probes(canary_version), baseline_model=base_model, canary_model=canary_model
+    ) + collect_live_counts(
+        live(baseline_version),
+        live(canary_version),
+        baseline_model=base_model,
+        canary_model=canary_model,
+        live_latency_ms=latency,
+    )
+    if window.unreadable:
+        ev = replace(ev, dropped={**ev.dropped, "unreadable log rows": window.unreadable})
+    return ev

@@ -66,11 +66,27 @@ endef
 build-InferenceFunction: $(call lambda-deps,infer)/.installed
 	$(call lambda-package,$(call lambda-deps,infer),infer)
 
+# The hook's texts (never committed): golden.jsonl, test_texts.jsonl (the whole test split by row
+# id: the known-answer set) and probe.jsonl (every model's probe set), from the data set
+# the models were trained on (training/golden.py refuses any other).
 build-PreTrafficHookFunction: $(call lambda-deps,canary infer)/.installed
 	$(call lambda-package,$(call lambda-deps,canary infer),canary infer)
-	$(LAMBDA_PYTHON) -m training.golden --out "$(ARTIFACTS_DIR)/golden.jsonl"
+	$(LAMBDA_PYTHON) -m training.golden --out "$(ARTIFACTS_DIR)/golden.jsonl" --models models
 
 build-CanaryJudgeFunction: $(call lambda-deps,canary infer)/.installed
 	$(call lambda-package,$(call lambda-deps,canary infer),canary infer)
 
-.PHONY: build-InferenceFunction build-PreTrafficHookFunction build-CanaryJudgeFunction
+# The gate judges like the judge: the code and the models' manifests and known answers, no texts.
+build-PostTrafficGateFunction: $(call lambda-deps,canary infer)/.installed
+	$(call lambda-package,$(call lambda-deps,canary infer),canary infer)
+
+# The probe sends the probe set (probe.jsonl, built like the hook's texts, never committed) and
+# nothing else of the data set: the golden set and the test split are written aside and dropped.
+build-CanaryProbeFunction: $(call lambda-deps,canary infer)/.installed
+	$(call lambda-package,$(call lambda-deps,canary infer),canary infer)
+	rm -rf "$(ARTIFACTS_DIR)/.texts"
+	$(LAMBDA_PYTHON) -m training.golden --out "$(ARTIFACTS_DIR)/.texts/golden.jsonl" --models models
+	mv "$(ARTIFACTS_DIR)/.texts/probe.jsonl" "$(ARTIFACTS_DIR)/probe.jsonl" && rm -rf "$(ARTIFACTS_DIR)/.texts"
+
+.PHONY: build-InferenceFunction build-PreTrafficHookFunction build-CanaryJudgeFunction \
+	build-PostTrafficGateFunction build-CanaryProbeFunction

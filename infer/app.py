@@ -4,6 +4,11 @@ Handler `infer.app.lambda_handler`. HTTP, logging, metrics and tracing are Power
 only read the request (infer.request) and ask the model service (infer.service), and every answer,
 success or error, leaves through `_reply`, which writes the one log record and the metrics of the
 request. Errors are exceptions mapped to answers by the resolver's exception handlers.
+
+A prediction is also scored, after the served answer, by every other model the package ships (the
+shadow, for the canary judge's label pairs); its time is logged apart (shadow_ms) and left out of
+latency_ms. Each record says who sent the request (source: live, probe or hook, from API
+Gateway's request id, see infer.sources); only live requests publish the business metrics.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from infer.request import EXAMPLE, RequestError, read_text
 from infer.service import ModelService, ModelUnavailable
+from infer.sources import LIVE, source_of_event
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -44,7 +50,7 @@ class RequestLogFormatter(LambdaPowertoolsFormatter):
     """Powertools' JSON log format, except that the per-request record always has all its keys:
     Powertools drops keys whose value is None, and readers of the record expect "label": null."""
 
-    _NULLABLE = ("model_version", "function_version", "label", "text_chars")
+    _NULLABLE = ("model_version", "function_version", "label", "text_chars", "probe_id", "shadow_ms")
 
     def serialize(self, log: dict[str, Any]) -> str:
         if log.get("message") == REQUEST_LOG_MESSAGE:
@@ -70,6 +76,9 @@ warnings.filterwarnings("ignore", message="No application metrics to publish", c
 
 if SERVICE.failure:
     logger.error("model not loaded: every request will answer 500", extra={"reason": SERVICE.failure})
+# Once per environment: a shadow model that failed to load only leaves its label out of the records.
+for _shadow, _why in SERVICE.shadow_failures:
+    logger.warning("shadow model not loaded: no label of it", extra={"shadow_model": _shadow, "reason": _why})
 
 
 def _start_request(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
@@ -89,12 +98,17 @@ def _reply(
     label: str | None = None,
     text_chars: int | None = None,
     headers: dict[str, str] | None = None,
+    shadow: dict[str, str] | None = None,
+    shadow_ms: float | None = None,
 ) -> Response:
-    """The answer to the current request, with its log record and, for a prediction, its metrics."""
+    """The answer to the current request, with its log record and, for a user's prediction, its
+    metrics. `shadow_ms`, the time shadow scoring took, is left out of latency_ms."""
     started = app.context.get("started")
     latency_ms = 0.0 if started is None else (time.perf_counter() - started) * 1000.0
+    latency_ms = max(0.0, latency_ms - (shadow_ms or 0.0))
     version = SERVICE.version
     context = app.lambda_context
+    origin = source_of_event(app.current_event.raw_event)
     logger.info(
         REQUEST_LOG_MESSAGE,
         extra={
@@ -104,12 +118,17 @@ def _reply(
             "latency_ms": round(latency_ms, 3),
             "text_chars": text_chars,
             "status": int(status),
+            "source": origin.source,
+            "probe_id": origin.probe_id,
+            "shadow": shadow or {},
+            "shadow_ms": None if shadow_ms is None else round(shadow_ms, 3),
         },
     )
     headers = {**CORS_HEADERS, **(headers or {})}
     if version is not None:
         headers["X-Model-Version"] = version
-    if label is not None and version is not None:
+    # The probe's and the hook's requests are not users': the business metrics count consumers only.
+    if label is not None and version is not None and origin.source == LIVE:
         # One EMF record, two dimension sets: [ModelVersion, service] and [ModelVersion, Label, service].
         metrics.add_dimension(name="ModelVersion", value=version)
         metrics.add_dimensions(ModelVersion=version, Label=label, service=CONFIG.service_name)
@@ -124,7 +143,25 @@ def classify() -> Response:
     event = app.current_event
     text = read_text(event.body, event.is_base64_encoded, CONFIG.max_text_chars)
     prediction = SERVICE.predict(text)
-    return _reply(HTTPStatus.OK, prediction.as_dict(), label=prediction.label, text_chars=len(text))
+    body = prediction.as_dict()
+    shadow, shadow_ms = _score_shadow(text)
+    return _reply(
+        HTTPStatus.OK, body, label=prediction.label, text_chars=len(text), shadow=shadow, shadow_ms=shadow_ms
+    )
+
+
+def _score_shadow(text: str) -> tuple[dict[str, str], float | None]:
+    """The other models' labels of the text and the ms they took (None: no shadow model)."""
+    if not SERVICE.shadows:
+        return {}, None
+    started = time.perf_counter()
+    labels, failed = SERVICE.shadow_labels(text)
+    shadow_ms = (time.perf_counter() - started) * 1000.0
+    for model, exception_name in failed.items():
+        logger.warning(
+            "shadow scoring failed", extra={"shadow_model": model, "exception_name": exception_name}
+        )
+    return labels, shadow_ms
 
 
 @app.route(ROUTE, method="OPTIONS")

@@ -16,6 +16,8 @@ DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # A directory name inside MODELS_DIR, never a path: MODEL_VERSION must not reach outside it.
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# SHADOW_MODELS: every other shipped model (None), none (()), or the ones named.
+SHADOW_ALL, SHADOW_NONE = "all", "none"
 
 
 class ConfigError(ValueError):
@@ -32,6 +34,9 @@ class Config:
     service_name: str = "hate-speech"  # POWERTOOLS_SERVICE_NAME: the service key of logs and traces
     metrics_namespace: str = "HateSpeechApi"  # POWERTOOLS_METRICS_NAMESPACE: CloudWatch namespace (EMF)
     log_level: str = "INFO"  # LOG_LEVEL: level of the function's own log records
+    # Always on by default, not only while a canary is live: the function cannot cheaply know that
+    # (see _shadow_models), and the cost is measured small (README "Configuration", BENCHMARKS.md).
+    shadow_models: tuple[str, ...] | None = None  # SHADOW_MODELS: also score these: all, none, v1,v2
 
     @property
     def model_dir(self) -> Path:
@@ -76,4 +81,27 @@ class Config:
             service_name=get("POWERTOOLS_SERVICE_NAME") or cls.service_name,
             metrics_namespace=get("POWERTOOLS_METRICS_NAMESPACE") or cls.metrics_namespace,
             log_level=log_level,
+            shadow_models=_shadow_models(get("SHADOW_MODELS")),
         )
+
+
+def _shadow_models(raw: str | None) -> tuple[str, ...] | None:
+    """SHADOW_MODELS: "all" (the default: None, every other model in MODELS_DIR), "none" (()) or
+    a comma list of model directories, read case-insensitively for the two words.
+
+    Always on rather than only while a canary is live: during a canary the baseline version must
+    score in the shadow too, and it was published (its settings frozen) before the canary began,
+    so an environment variable cannot switch it on; asking the alias (lambda GetAlias) would
+    import boto3 at init (~0.3 s), cost a call and an IAM permission, and still be stale while an
+    environment stays warm. Raises ConfigError on a malformed value."""
+    if raw is None or raw.lower() == SHADOW_ALL:
+        return None
+    if raw.lower() == SHADOW_NONE:
+        return ()
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    bad = [name for name in names if not _VERSION.fullmatch(name)]
+    if not names or bad:
+        raise ConfigError(
+            f"SHADOW_MODELS={raw!r} must be all, none or a comma list of model directories, e.g. v1,v2"
+        )
+    return tuple(dict.fromkeys(names))

@@ -4,6 +4,11 @@ Plain Python, no Powertools: the handler (infer.app) owns HTTP, logging and metr
 whose configuration or model could not be loaded still starts; it keeps the reason and refuses to
 predict, so the environment answers 500 to every request and says why in its log, rather than
 failing its init, which API Gateway would turn into a bare 502.
+
+Every package ships every model, so the service also loads, verified the same way, the other
+models in MODELS_DIR (SHADOW_MODELS narrows them) and scores each text with them too, after the
+served answer: the canary judge compares the label pairs. A shadow model that cannot be loaded or
+scored is left out (the reason kept for the init log); it never breaks serving.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from infer.artifacts import ArtifactError
+from infer.artifacts import MANIFEST, ArtifactError
 from infer.config import Config, ConfigError
 from infer.model import LinearTextModel, Prediction, load_model
 
@@ -27,6 +32,8 @@ class ModelService:
     config: Config  # settings the environment started with (defaults when they were unusable)
     model: LinearTextModel | None  # the verified model; None when loading failed
     failure: str | None = None  # why there is no model (None when there is one)
+    shadows: tuple[LinearTextModel, ...] = ()  # other shipped models, verified, scored in the shadow
+    shadow_failures: tuple[tuple[str, str], ...] = ()  # (model, why it is not scored in the shadow)
 
     @classmethod
     def start(cls, environ: Mapping[str, str] | None = None) -> ModelService:
@@ -35,23 +42,17 @@ class ModelService:
             config = Config.from_env(environ)
         except ConfigError as exc:
             return cls(config=Config(model_version=""), model=None, failure=f"configuration: {exc}")
-        try:
-            model = load_model(config.model_dir)
-        except ArtifactError as exc:
-            return cls(config=config, model=None, failure=f"model {config.model_version}: {exc}")
-        except Exception as exc:  # a manifest of the wrong shape, an unreadable file: still not servable
-            failure = f"model {config.model_version}: {config.model_dir}: {type(exc).__name__}: {exc}"
+        model, failure = _load_verified(config, config.model_version)
+        if model is None:
             return cls(config=config, model=None, failure=failure)
-        if model.version != config.model_version:
-            return cls(
-                config=config,
-                model=None,
-                failure=(
-                    f"model {config.model_version}: {config.model_dir} holds a model whose manifest says "
-                    f"version {model.version!r}; MODEL_VERSION must name the version it holds"
-                ),
-            )
-        return cls(config=config, model=model)
+        shadows, shadow_failures = [], []
+        for version in _shadow_versions(config):
+            shadow, why = _load_verified(config, version)
+            if shadow is None:
+                shadow_failures.append((version, why))
+            else:
+                shadows.append(shadow)
+        return cls(config, model, None, tuple(shadows), tuple(shadow_failures))
 
     @property
     def version(self) -> str | None:
@@ -68,3 +69,43 @@ class ModelService:
         if self.model is None:
             raise ModelUnavailable(self.failure or "no model loaded")
         return self.model.predict(text)
+
+    def shadow_labels(self, text: str) -> tuple[dict[str, str], dict[str, str]]:
+        """Each shadow model's label of the text, and the exception name of each that failed to
+        score it (left out of the labels: a shadow never fails the request)."""
+        labels: dict[str, str] = {}
+        failed: dict[str, str] = {}
+        for model in self.shadows:
+            try:
+                labels[model.version] = model.predict(text).label
+            except Exception as exc:  # the name only: a message may quote the text
+                failed[model.version] = type(exc).__name__
+        return labels, failed
+
+
+def _load_verified(config: Config, version: str) -> tuple[LinearTextModel | None, str]:
+    """models_dir/<version> loaded with its checksums verified, or None and the reason."""
+    root = config.models_dir / version
+    try:
+        model = load_model(root)
+    except ArtifactError as exc:
+        return None, f"model {version}: {exc}"
+    except Exception as exc:  # a manifest of the wrong shape, an unreadable file: still not servable
+        return None, f"model {version}: {root}: {type(exc).__name__}: {exc}"
+    if model.version != version:
+        return None, (
+            f"model {version}: {root} holds a model whose manifest says version {model.version!r}; "
+            f"{'MODEL_VERSION' if version == config.model_version else 'its directory'} must name "
+            "the version it holds"
+        )
+    return model, ""
+
+
+def _shadow_versions(config: Config) -> list[str]:
+    """The models to score in the shadow: SHADOW_MODELS, or every other directory of MODELS_DIR
+    with a manifest; never the served one."""
+    if config.shadow_models is None:
+        found = sorted(path.parent.name for path in config.models_dir.glob(f"v*/{MANIFEST}"))
+    else:
+        found = list(config.shadow_models)
+    return [version for version in found if version != config.model_version]

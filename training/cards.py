@@ -93,15 +93,30 @@ def evaluation(m: dict) -> str:
     g = m["golden"]
     parts += [
         "",
-        "## Golden set (pre-traffic check)",
+        "## Golden set",
         "",
-        f"{g['n']} fixed test rows: accuracy {g['accuracy']:.4f}; the pre-traffic hook fails a deployment "
-        f"below {m['accuracy_floor']:.4f}. Predicted shares: "
+        f"{g['n']} fixed test rows: accuracy {g['accuracy']:.4f}. Predicted shares: "
         + ", ".join(f"{lab} {g['label_distribution'][lab]:.3f}" for lab in LABELS)
         + ".",
         "",
+        "## Known answers (pre-traffic check)",
+        "",
+        known_answers_line(m),
+        "",
     ]
     return "\n".join(parts)
+
+
+def known_answers_line(m: dict) -> str:
+    k = m["known_answers"]
+    probe = k["probe"]
+    return (
+        f"`{k['file']}` records the label this model gave each of the {k['n']} {k['split']} texts, by row "
+        f"id; the pre-traffic hook fails a deployment whose version answers any of them otherwise. Probe "
+        f"set: {probe['n']} of those rows, balanced over these labels ("
+        + ", ".join(f"{lab} {probe['per_label'][lab]}" for lab in LABELS)
+        + ")."
+    )
 
 
 def model_card(m: dict) -> str:
@@ -119,6 +134,8 @@ def model_card(m: dict) -> str:
             f"{sum(f['bytes'] for f in m['files'].values()) / 1e6:.2f} MB in all. Served by "
             "infer/model.py in plain "
             "Python (no pickle, no scikit-learn at serving time).",
+            "",
+            known_answers_line(m),
             "",
             "## Intended use",
             "Triage of short English social-media texts into hate speech, offensive language or neither, "

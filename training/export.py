@@ -18,6 +18,11 @@ def dump_json(obj) -> bytes:
     ).encode()
 
 
+def manifest_bytes(manifest: dict) -> bytes:
+    """manifest.json as written: indented, keys sorted, UTF-8."""
+    return (json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode()
+
+
 def npy_bytes(array) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(array, dtype="<f8"), allow_pickle=False)
@@ -52,9 +57,7 @@ class ModelWriter:
         for name, blob in self.files.items():
             (self.out_dir / name).write_bytes(blob)
         full = {"format": FORMAT, **manifest, "files": listing}
-        (self.out_dir / MANIFEST).write_text(
-            json.dumps(full, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-        )
+        (self.out_dir / MANIFEST).write_bytes(manifest_bytes(full))
         for name, text in docs(full).items():
             (self.out_dir / name).write_text(text, encoding="utf-8")
         return full

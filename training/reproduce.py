@@ -7,7 +7,8 @@ write nothing). A retrain reproduces a committed version when:
 
 - both folders hold the same set of files;
 - every file not fitted by an iterative optimiser is byte-identical: vocabularies, idf arrays,
-  stem tables, all of v1 (counts), MODEL_CARD.md, EVALUATION.md;
+  stem tables, all of v1 (counts), answers.json (the label given to every test text, which the
+  PreTraffic hook demands of the deployed version), MODEL_CARD.md, EVALUATION.md;
 - each array fitted by an iterative optimiser (v2's coef.npy and intercept.npy) has the same
   dtype and shape and differs by at most ARRAY_TOLERANCE;
 - manifest.json is identical except the sha256/bytes entries of those arrays: metrics,
@@ -17,15 +18,23 @@ write nothing). A retrain reproduces a committed version when:
 
 Why not bytes everywhere: OpenBLAS picks its kernels from the CPU (or $OPENBLAS_CORETYPE), and
 L-BFGS amplifies their last-bit differences into ~1e-11 changes of the coefficients.
+
+The recorded answers stay true to the committed artifacts: answers.json must equal the retrain's
+byte for byte (the retrained pipeline's labels), and the behaviour check gives the runtime scorer
+over the committed artifacts the retrained pipeline's label on every test text.
+
+--force writes only what differs beyond this contract: an array within tolerance keeps its
+committed bytes (and its checksum in the manifest), so a forced retrain on another CPU does not
+churn the arrays with 1e-11 noise.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +43,7 @@ import numpy as np
 
 from infer.artifacts import MANIFEST, ArtifactError
 from infer.model import LABELS, load_model
+from training.export import manifest_bytes
 
 # Measured on v2 (AMD EPYC, the wheels' OpenBLAS 0.3.31, kernels forced by OPENBLAS_CORETYPE):
 # Prescott, Haswell and SkylakeX retrains differ from each other by at most 6e-11 in coef and
@@ -271,15 +281,33 @@ def check_version(version: str, fresh: Path, committed: Path, pipeline, texts: S
     return result
 
 
-def install(fresh: Path, target: Path) -> None:
-    """Make target hold exactly the files of fresh."""
+def install(fresh: Path, target: Path, keep: Iterable[str] = ()) -> list[str]:
+    """Make target hold the files of fresh, writing only those whose bytes differ, except the
+    arrays named in keep (within tolerance), whose committed bytes stay: the manifest written
+    then lists their committed checksums. Returns the names written or deleted."""
     target.mkdir(parents=True, exist_ok=True)
     names = _files(fresh)
-    for stale in sorted(_files(target) - names):
+    keep = {n for n in keep if n in names and n != MANIFEST and (target / n).is_file()}
+    blobs = {n: (fresh / n).read_bytes() for n in names - keep}
+    if keep and MANIFEST in blobs:
+        manifest = json.loads(blobs[MANIFEST])
+        for name in sorted(keep):
+            committed = (target / name).read_bytes()
+            manifest["files"][name] = {
+                "sha256": hashlib.sha256(committed).hexdigest(),
+                "bytes": len(committed),
+            }
+        blobs[MANIFEST] = manifest_bytes(manifest)
+    changed = sorted(_files(target) - names)
+    for stale in changed:
         (target / stale).unlink()
     # The manifest goes last: a folder left half-copied fails its checksums instead of loading.
-    for name in sorted(names - {MANIFEST}) + sorted(names & {MANIFEST}):
-        shutil.copyfile(fresh / name, target / name)
+    for name in sorted(set(blobs) - {MANIFEST}) + sorted(set(blobs) & {MANIFEST}):
+        path = target / name
+        if not path.is_file() or path.read_bytes() != blobs[name]:
+            path.write_bytes(blobs[name])
+            changed.append(name)
+    return changed
 
 
 def publish(
@@ -318,8 +346,14 @@ def publish(
         if check:
             status = 1
         elif force:
-            install(fresh, target)
-            emit(f"{version}: --force: overwrote {target} with the retrain; the lines above are what changed")
+            written = install(fresh, target, keep=result.within_tolerance)
+            kept = "".join(
+                f"; kept the committed {name} (within tolerance)" for name in sorted(result.within_tolerance)
+            )
+            emit(
+                f"{version}: --force: wrote {', '.join(written) or 'nothing'} in {target}{kept}; the lines "
+                "above are what changed"
+            )
         else:
             emit(
                 f"{version}: refusing to overwrite {target}: the retrain does not reproduce it (lines "

@@ -17,7 +17,13 @@ from tests.usermake import user_env
 
 SAMCONFIG = ROOT / "samconfig.toml"
 DEPLOYABLE = ("dev", "uat", "prod")
-FUNCTIONS = ("InferenceFunction", "PreTrafficHookFunction", "CanaryJudgeFunction")
+FUNCTIONS = (
+    "InferenceFunction",
+    "PreTrafficHookFunction",
+    "CanaryJudgeFunction",
+    "PostTrafficGateFunction",
+    "CanaryProbeFunction",
+)
 
 
 def _load_preflight():

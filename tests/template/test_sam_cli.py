@@ -21,7 +21,13 @@ from samcli.lib.utils.hash import dir_checksum
 from tests.template.cfn import REGION, ROOT, load_template
 
 SAM = Path(sys.executable).with_name("sam")
-FUNCTIONS = ("InferenceFunction", "PreTrafficHookFunction", "CanaryJudgeFunction")
+FUNCTIONS = (
+    "InferenceFunction",
+    "PreTrafficHookFunction",
+    "CanaryJudgeFunction",
+    "PostTrafficGateFunction",
+    "CanaryProbeFunction",
+)
 # Lambda refuses a package whose unzipped size is not below 262,144,000 bytes (250 MiB).
 LAMBDA_UNZIPPED_LIMIT = 262_144_000
 IN_RUNTIME = ("boto3", "botocore", "s3transfer")
@@ -96,7 +102,7 @@ def test_sam_build_packages_fit_lambda_and_sizes_are_reported(built, tmp_path, c
         rows.append((name, unzipped, zipped))
         assert unzipped < LAMBDA_UNZIPPED_LIMIT, f"{name} unzips to {unzipped:,} bytes"
     with capsys.disabled():
-        print(f"\nsam build (3 functions, offline, makefile method): {seconds:.1f} s")
+        print(f"\nsam build ({len(FUNCTIONS)} functions, offline, makefile method): {seconds:.1f} s")
         print("| function | unzipped MB | zipped MB | share of the 250 MB limit |")
         print("|---|---|---|---|")
         for name, unzipped, zipped in rows:
@@ -122,6 +128,8 @@ def test_packages_hold_cp312_wheels_the_code_and_both_models_but_not_boto(built)
         "InferenceFunction": ("infer",),
         "PreTrafficHookFunction": ("canary", "infer"),
         "CanaryJudgeFunction": ("canary", "infer"),
+        "PostTrafficGateFunction": ("canary", "infer"),
+        "CanaryProbeFunction": ("canary", "infer"),
     }
     for name, packages in needs.items():
         package = build_dir / name
@@ -152,7 +160,22 @@ def test_only_the_hook_ships_the_golden_set_built_from_the_test_split(built, dat
     assert all(row["text"] in test_texts for row in rows)
     assert {row["label"] for row in rows} <= {"hate_speech", "offensive_language", "neither"}
     assert not (build_dir / "InferenceFunction" / "golden.jsonl").exists()
-    assert not (build_dir / "CanaryJudgeFunction" / "golden.jsonl").exists()
+    for name in ("CanaryJudgeFunction", "PostTrafficGateFunction", "CanaryProbeFunction"):
+        assert not (build_dir / name / "golden.jsonl").exists(), name
+
+
+@pytest.mark.data
+def test_the_probe_ships_only_its_probe_set_and_the_gate_no_texts(built, dataset):
+    """probe.jsonl ({"id", "text"} rows of the test split) is in the probe's package with no other
+    text file; the gate's package holds no texts, only the models' known answers."""
+    build_dir, _ = built
+    probe = build_dir / "CanaryProbeFunction"
+    rows = [json.loads(line) for line in (probe / "probe.jsonl").read_text().splitlines()]
+    test_rows = {str(row.row_id): row.text for row in dataset.test}
+    assert rows and all(test_rows[r["id"]] == r["text"] for r in rows)
+    assert not [p.name for p in probe.glob("*.jsonl") if p.name != "probe.jsonl"]
+    assert not (probe / ".texts").exists()
+    assert not list((build_dir / "PostTrafficGateFunction").glob("*.jsonl"))
 
 
 @pytest.mark.data

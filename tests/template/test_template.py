@@ -22,6 +22,8 @@ from tests.template.cfn import (
 INFER = "InferenceFunction"
 HOOK = "PreTrafficHookFunction"
 JUDGE = "CanaryJudgeFunction"
+GATE = "PostTrafficGateFunction"
+PROBE = "CanaryProbeFunction"
 ALARMS = ("CanaryErrorsAlarm", "CanaryLatencyAlarm", "Api5xxAlarm", "CanaryJudgeAlarm")
 ROUTE = "/infer/hate-speech"
 # Actions whose IAM authorisation takes no resource ARN, so "*" is the only possible Resource.
@@ -225,7 +227,7 @@ def test_the_only_stage_is_v1(prod):
 def test_no_iam_statement_allows_every_action_or_resource_without_need(prod):
     """No Action "*" or "service:*"; Resource "*" only where IAM accepts nothing narrower."""
     roles = resources_of_type(prod, "AWS::IAM::Role")
-    assert set(roles) == {f"{INFER}Role", f"{HOOK}Role", f"{JUDGE}Role", "CodeDeployServiceRole"}
+    assert set(roles) == {f"{n}Role" for n in (INFER, HOOK, JUDGE, GATE, PROBE)} | {"CodeDeployServiceRole"}
     for name, role in roles.items():
         for stmt in statements(role):
             actions = as_list(stmt["Action"])
@@ -251,7 +253,7 @@ def test_the_judge_may_write_its_verdict_only_into_the_project_namespace(prod, s
 
 def test_the_judge_runs_every_minute_and_reads_the_inference_logs_and_alias(prod):
     """Scheduled every minute; may query the inference log group and read the alias, nothing more."""
-    (rule,) = resources_of_type(prod, "AWS::Events::Rule").values()
+    rule = schedule_of(prod, JUDGE)
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
     assert rule["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [JUDGE, "Arn"]}
     granted = {}
@@ -330,11 +332,15 @@ def test_every_alarm_has_a_runbook_a_missing_data_policy_and_pages_on_call(prod,
 
 def test_functions_use_the_contract_handlers_on_python_312_built_by_make(sam, prod):
     """Handlers and runtime are the contract's; every function is built by the makefile method."""
-    handlers = {name: prod["Resources"][name]["Properties"]["Handler"] for name in (INFER, HOOK, JUDGE)}
+    handlers = {
+        name: prod["Resources"][name]["Properties"]["Handler"] for name in (INFER, HOOK, JUDGE, GATE, PROBE)
+    }
     assert handlers == {
         INFER: "infer.app.lambda_handler",
         HOOK: "canary.hook.lambda_handler",
         JUDGE: "canary.judge_lambda.lambda_handler",
+        GATE: "canary.gate.lambda_handler",
+        PROBE: "canary.probe.lambda_handler",
     }
     for name in handlers:
         assert prod["Resources"][name]["Properties"]["Runtime"] == "python3.12"
@@ -409,6 +415,7 @@ def function_env(cfn: dict, name: str, fakes: dict[str, str]) -> dict[str, str]:
 FAKES = {
     INFER: "hate-speech-prod-infer",
     "InferenceLogGroup": "/aws/lambda/hate-speech-prod-infer",
+    "ServerlessDeploymentApplication": "hate-speech-prod-ServerlessDeploymentApplication-X",
 }
 
 
@@ -439,4 +446,156 @@ def test_the_judge_reads_the_template_settings_it_is_given(prod):
         FAKES["InferenceLogGroup"],
     )
     assert config.namespace == alarm["Namespace"]
+    assert config.application == FAKES["ServerlessDeploymentApplication"]
     assert config.judge.looks == 5  # a 5-minute canary judged every minute
+
+
+def schedule_of(cfn: dict, function: str) -> dict:
+    """The EventBridge rule that targets `function`."""
+    (rule,) = [
+        r
+        for r in resources_of_type(cfn, "AWS::Events::Rule").values()
+        if r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [function, "Arn"]}
+    ]
+    return rule
+
+
+def granted(cfn: dict, function: str) -> dict[str, list]:
+    """action -> resources of every statement of a function's role."""
+    out: dict[str, list] = {}
+    for stmt in statements(cfn["Resources"][f"{function}Role"]):
+        for action in as_list(stmt["Action"]):
+            out.setdefault(action, []).extend(as_list(stmt["Resource"]))
+    return out
+
+
+@pytest.mark.parametrize("environment", ["dev", "uat", "prod"])
+def test_the_post_traffic_gate_is_wired_as_codedeploys_after_allow_traffic_hook(environment):
+    """Every environment's alias update runs the gate after the traffic shift (AfterAllowTraffic);
+    its name has the prefix the SAM-made CodeDeploy role may invoke, and it is not itself canaried."""
+    cfn = transform({"Environment": environment})
+    update = cfn["Resources"][f"{INFER}Aliaslive"]["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    assert update["AfterAllowTrafficHook"] == {"Ref": GATE}
+    assert update["BeforeAllowTrafficHook"] == {"Ref": HOOK}
+    name = Evaluator(cfn, {"Environment": environment}).resolve(
+        cfn["Resources"][GATE]["Properties"]["FunctionName"]
+    )
+    assert name.startswith("CodeDeployHook_") and len(name) <= 64
+    assert load_template()["Resources"][GATE]["Properties"]["DeploymentPreference"] == {"Enabled": False}
+    variables = Evaluator(cfn, {"Environment": environment}).resolve(
+        cfn["Resources"][GATE]["Properties"]["Environment"]["Variables"]
+    )
+    # Only dev's AllAtOnce, which has no canary window, may pass the gate unjudged.
+    assert variables["GATE_ALLOW_ALL_AT_ONCE"] == ("true" if environment == "dev" else "false")
+
+
+def test_the_longest_names_still_fit_lambdas_64_characters(sam):
+    """AppName's pattern allows 24 characters: the gate's CodeDeployHook_ name still fits."""
+    longest = "a" * 24
+    name = Evaluator(sam, {"AppName": longest, "Environment": "prod"}).resolve(
+        sam["Resources"][GATE]["Properties"]["FunctionName"]
+    )
+    assert len(name) <= 64
+
+
+def test_the_gate_may_read_the_deployment_query_the_logs_and_report(prod):
+    """CodeDeploy get/list calls and the report on this application's deployment groups only;
+    Logs Insights on the inference log group only."""
+    actions = granted(prod, GATE)
+    group = "deploymentgroup:${ServerlessDeploymentApplication}/*"
+    for action in (
+        "codedeploy:GetDeployment",
+        "codedeploy:ListDeploymentTargets",
+        "codedeploy:GetDeploymentTarget",
+        "codedeploy:PutLifecycleEventHookExecutionStatus",
+    ):
+        assert [group in r["Fn::Sub"] for r in actions[action]] == [True], action
+    assert actions["logs:StartQuery"] == [{"Fn::GetAtt": ["InferenceLogGroup", "Arn"]}]
+    assert set(actions) == {
+        "codedeploy:GetDeployment",
+        "codedeploy:ListDeploymentTargets",
+        "codedeploy:GetDeploymentTarget",
+        "codedeploy:PutLifecycleEventHookExecutionStatus",
+        "logs:StartQuery",
+        "logs:GetQueryResults",
+        "logs:StopQuery",
+    }
+
+
+def test_the_gates_timeout_fits_its_wait_for_late_logs(prod):
+    """Timeout (Lambda's 900 s maximum) covers the log-lag wait, the settling and the margin to
+    judge and report; the wait is at least the evidence plan's longest log lag."""
+    from canary.config import GateConfig
+    from canary.evidence import EvidenceConfig
+
+    props = prod["Resources"][GATE]["Properties"]
+    config = GateConfig.from_env(function_env(prod, GATE, FAKES))
+    assert props["Timeout"] <= 900
+    assert config.max_log_lag_s >= EvidenceConfig().lag_max_s
+    assert config.max_log_lag_s + config.settle_s + config.poll_s + config.time_margin_s <= props["Timeout"]
+    assert config.log_group == FAKES["InferenceLogGroup"]
+
+
+def test_the_probe_runs_every_minute_and_may_invoke_only_the_inference_functions_versions(prod):
+    """Scheduled every minute, under a minute long; it may invoke qualified ARNs of the inference
+    function (function:<version>), never the unqualified function ($LATEST) nor anything else,
+    and read the alias; nothing more."""
+    rule = schedule_of(prod, PROBE)
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    assert prod["Resources"][PROBE]["Properties"]["Timeout"] < 60
+    actions = granted(prod, PROBE)
+    assert actions["lambda:InvokeFunction"] == [{"Fn::Sub": "${InferenceFunction.Arn}:*"}]
+    assert {"Fn::GetAtt": [INFER, "Arn"]} not in actions["lambda:InvokeFunction"]
+    assert set(actions) == {"lambda:InvokeFunction", "lambda:GetAlias"}
+
+
+def test_the_probe_reads_the_template_settings_it_is_given(prod):
+    """canary.config.ProbeConfig finds the function, alias and the API's route and stage; its run
+    fits its timeout."""
+    from canary.config import ProbeConfig
+
+    config = ProbeConfig.from_env(function_env(prod, PROBE, FAKES))
+    assert (config.function_name, config.alias) == (FAKES[INFER], "live")
+    assert config.api_path in prod["Resources"]["HateSpeechApi"]["Properties"]["Body"]["paths"]
+    assert config.run_seconds + config.time_margin_s <= prod["Resources"][PROBE]["Properties"]["Timeout"]
+
+
+def test_the_judge_may_date_the_canary_from_codedeploy(prod):
+    """The judge reads the running deployment (list and get calls) of this application only."""
+    actions = granted(prod, JUDGE)
+    for action in (
+        "codedeploy:ListDeploymentGroups",
+        "codedeploy:ListDeployments",
+        "codedeploy:GetDeploymentTarget",
+    ):
+        assert all("${ServerlessDeploymentApplication}" in r["Fn::Sub"] for r in actions[action]), action
+    variables = prod["Resources"][JUDGE]["Properties"]["Environment"]["Variables"]
+    assert variables["CODEDEPLOY_APPLICATION"] == {"Ref": "ServerlessDeploymentApplication"}
+
+
+def test_the_power_reasoning_sits_beside_the_deployment_preference():
+    """The comment next to DeploymentPreference cites canary.evidence.plan() and its numbers."""
+    from canary.evidence import plan
+    from canary.probe import scheduled_rate
+
+    text = TEMPLATE.read_text(encoding="utf-8")
+    comment = text[
+        text.index("# The canary's length and the probe rate") : text.index(
+            "DeploymentPreference:\n        Type"
+        )
+    ]
+    p = plan()
+    assert "canary.evidence.plan()" in comment
+    assert f"{p.errors_min_requests:,}" in comment and f"{p.probe_rps:g} texts/s" in comment
+    assert f"{scheduled_rate():g} texts/s" in comment and "scheduled_rate()" in comment
+
+
+def test_the_verdict_alarm_ignores_missing_data_because_the_gate_judges_by_itself(prod):
+    """A crashed judge publishes nothing: notBreaching is safe only because the PostTraffic gate
+    judges the whole window itself, and the runbook says so."""
+    alarm = prod["Resources"]["CanaryJudgeAlarm"]["Properties"]
+    runbook = Evaluator(prod, {"Environment": "prod"}).resolve(alarm["AlarmDescription"])
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert "PostTraffic gate" in runbook and "crashed" in runbook
+    update = prod["Resources"][f"{INFER}Aliaslive"]["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    assert update["AfterAllowTrafficHook"] == {"Ref": GATE}

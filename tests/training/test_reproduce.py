@@ -242,7 +242,38 @@ def test_train_with_force_overwrites_and_says_what_changed(tmp_path, pipe):
     assert status == 0
     assert snapshot(out / "v2") == snapshot(fresh_root / "v2") != before
     assert "v2/coef.npy: max |diff| 1.0e-06 > 1e-08" in lines
-    assert lines[-1].startswith(f"v2: --force: overwrote {out / 'v2'}")
+    assert lines[-1].startswith(f"v2: --force: wrote coef.npy, manifest.json in {out / 'v2'}")
+
+
+def test_train_with_force_keeps_the_committed_bytes_of_arrays_within_tolerance(tmp_path, pipe):
+    """--force for a real change elsewhere (here a metric) on a CPU whose arrays drift by 1e-11:
+    only the changed files are written; coef.npy and intercept.npy keep their committed bytes and
+    the manifest their committed checksums, so the folder then reproduces the retrain exactly."""
+    fresh_pipe = shifted(pipe, coef=1e-11, intercept=(1e-11, 0.0, 0.0))
+    out = tmp_path / "models"
+    write_model(out, pipe, accuracy=0.9)
+    fresh_root = tmp_path / "retrain"
+    write_model(fresh_root, fresh_pipe, accuracy=0.95)
+    before = snapshot(out / "v2")
+    lines: list[str] = []
+    status = reproduce.publish(
+        fresh_root, out, {"v2": fresh_pipe}, CHECK_TEXTS, force=True, emit=lines.append
+    )
+    after = snapshot(out / "v2")
+    assert status == 0
+    assert after["coef.npy"] == before["coef.npy"] != snapshot(fresh_root / "v2")["coef.npy"]
+    assert after["intercept.npy"] == before["intercept.npy"]
+    assert {n for n in after if after[n] != before[n]} == {"manifest.json"}
+    assert lines[-1] == (
+        f"v2: --force: wrote manifest.json in {out / 'v2'}; kept the committed coef.npy (within "
+        "tolerance); kept the committed intercept.npy (within tolerance); the lines above are what changed"
+    )
+    check = reproduce.check_version("v2", fresh_root / "v2", out / "v2", fresh_pipe, CHECK_TEXTS)
+    assert check.mismatches == [] and set(check.within_tolerance) == {"coef.npy", "intercept.npy"}
+    # the checksums in the manifest are those of the bytes kept: the runtime loads the folder
+    from infer.model import load_model
+
+    assert load_model(out / "v2").manifest["metrics"]["test"]["accuracy"] == 0.95
 
 
 def test_train_leaves_a_version_that_reproduces_within_tolerance_untouched(tmp_path, pipe):

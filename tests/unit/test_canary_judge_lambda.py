@@ -1,9 +1,9 @@
-"""The scheduled judge Lambda: idle without a canary; in one, publishes CanaryVerdict and logs the report."""
+"""The scheduled judge Lambda: idle without a canary; in one, an interim evidence look: publishes
+CanaryVerdict and logs the report."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -11,39 +11,20 @@ from botocore.stub import ANY, Stubber
 
 from canary.config import ConfigError, JudgeLambdaConfig, judge_config_from_env
 from canary.judge_lambda import run_once
+from tests.unit import _canary_logs as fx
+from tests.unit.test_gate import stub_deployment
 
 CREDS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-NOW = 1795478700.0
-CONFIG = JudgeLambdaConfig(function_name="hate-speech-fn", log_group="/aws/lambda/hate-speech-fn")
-MANIFESTS = {"v1": {"version": "v1"}}
+NOW = fx.T0 + 300.0
+CONFIG = JudgeLambdaConfig(
+    function_name="hate-speech-fn",
+    log_group="/aws/lambda/hate-speech-fn",
+    application="app",
+)
 
 
 def clients():
-    return boto3.client("lambda", **CREDS), boto3.client("logs", **CREDS), boto3.client("cloudwatch", **CREDS)
-
-
-def log_rows(canary_error_every: int = 0):
-    """Three minutes of traffic as Logs Insights rows: version 6 (baseline) and 7 (canary, 10 %)."""
-    rows = []
-    labels = ["neither", "offensive_language", "offensive_language", "hate_speech", "offensive_language"]
-    seen = {True: 0, False: 0}
-    for i in range(3000):
-        ts = NOW - 180 + i * 0.06
-        canary = i % 10 == 0
-        seen[canary] += 1
-        failed = canary and canary_error_every and (i // 10) % canary_error_every == 0
-        stamp = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-        cells = [
-            {"field": "@timestamp", "value": stamp},
-            {"field": "function_version", "value": "7" if canary else "6"},
-            {"field": "model_version", "value": "v1"},
-            {"field": "latency_ms", "value": str(2.0 + (i * 7919 % 100) / 50)},
-            {"field": "status", "value": "500" if failed else "200"},
-        ]
-        if not failed:
-            cells.append({"field": "label", "value": labels[seen[canary] % 5]})
-        rows.append(cells)
-    return rows
+    return tuple(boto3.client(name, **CREDS) for name in ("lambda", "logs", "cloudwatch", "codedeploy"))
 
 
 def stub_alias(stub, weights):
@@ -74,65 +55,101 @@ def expect_verdict(stub, value):
 
 def test_idle_without_a_canary_publishes_nothing():
     """No AdditionalVersionWeights on the alias: the judge returns idle, no metric, no error."""
-    lam, logs, cw = clients()
-    with Stubber(lam) as s_lam, Stubber(logs), Stubber(cw):
+    lam, logs, cw, cd = clients()
+    with Stubber(lam) as s_lam, Stubber(logs), Stubber(cw), Stubber(cd):
         stub_alias(s_lam, None)
-        result = run_once(
-            CONFIG, lambda_client=lam, logs_client=logs, cloudwatch_client=cw, manifests=MANIFESTS, now=NOW
-        )
+        result = run(lam, logs, cw, cd)
     assert result["status"] == "idle"
 
 
-@pytest.mark.parametrize(("error_every", "verdict", "value"), [(0, "PASS", 0.0), (3, "FAIL", 2.0)])
-def test_during_a_canary_publishes_the_verdict_and_logs_the_report(caplog, error_every, verdict, value):
-    """Canary behind the alias: records read from Logs Insights, CanaryVerdict published, report logged."""
-    lam, logs, cw = clients()
-    with Stubber(lam) as s_lam, Stubber(logs) as s_logs, Stubber(cw) as s_cw:
+def run(lam, logs, cw, cd, now=NOW, known=None):
+    return run_once(
+        CONFIG,
+        lambda_client=lam,
+        logs_client=logs,
+        cloudwatch_client=cw,
+        codedeploy_client=cd,
+        manifests=fx.MANIFESTS,
+        known_answers=known,
+        now=now,
+    )
+
+
+def stub_running_deployment(stub):
+    stub.add_response("list_deployment_groups", {"deploymentGroups": ["group"]}, {"applicationName": "app"})
+    stub.add_response(
+        "list_deployments",
+        {"deployments": ["d-ABC123"]},
+        {"applicationName": "app", "deploymentGroupName": "group", "includeOnlyStatuses": ["InProgress"]},
+    )
+    stub_deployment(stub, running=True)
+
+
+@pytest.mark.parametrize(("forced", "verdict", "value"), [(0.0, "PASS", 0.0), (0.2, "FAIL", 2.0)])
+def test_during_a_canary_publishes_the_evidence_verdict_and_logs_the_report(caplog, forced, verdict, value):
+    """5 minutes into the canary (AllowTraffic's start, from CodeDeploy), the records since then
+    are judged at that look's share of alpha: a healthy v2 passes on the probe's evidence, a v2
+    forcing 20 % of its answers to hate_speech fails; CanaryVerdict carries it, the report is logged."""
+    lam, logs, cw, cd = clients()
+    texts = fx.probe_texts()
+    with Stubber(lam) as s_lam, Stubber(logs) as s_logs, Stubber(cw) as s_cw, Stubber(cd) as s_cd:
         stub_alias(s_lam, {"7": 0.1})
-        s_logs.add_response(
-            "start_query",
-            {"queryId": "q"},
-            {
-                "logGroupName": "/aws/lambda/hate-speech-fn",
-                "startTime": int(NOW - 600),
-                "endTime": int(NOW),
-                "queryString": ANY,
-                "limit": 10000,
-            },
+        stub_running_deployment(s_cd)
+        fx.stub_window(
+            s_logs,
+            fx.live_count_rows(1.0, forced=forced),
+            fx.latency_rows(),
+            fx.probe_rows(texts, forced=forced),
+            log_group="/aws/lambda/hate-speech-fn",
+            start=int(fx.T0),
+            end=int(NOW),
         )
-        s_logs.add_response("get_query_results", {"status": "Complete", "results": log_rows(error_every)})
         expect_verdict(s_cw, value)
-        result = run_once(
-            CONFIG, lambda_client=lam, logs_client=logs, cloudwatch_client=cw, manifests=MANIFESTS, now=NOW
-        )
+        result = run(lam, logs, cw, cd, known=fx.known_answers(texts))
         s_cw.assert_no_pending_responses()
-    assert result["verdict"] == verdict
+        s_logs.assert_no_pending_responses()
+    assert result["verdict"] == verdict, result["reason"]
     report = next(r.report for r in caplog.records if r.getMessage() == "canary verdict")
     json.dumps(report)  # the logged report is plain JSON
-    assert report["verdict"] == verdict
-    assert report["routing"]["canary_version"] == "7" and report["routing"]["canary_weight"] == 0.1
-    assert {m["name"] for m in report["metrics"]} == {"errors", "latency", "labels"}
-    assert report["canary"]["requests"] == 300 and report["baseline"]["requests"] == 2700
+    assert report["verdict"] == verdict and report["schema"] == "canary-evidence/1"
+    assert report["look"]["final"] is False and report["look"]["elapsed_s"] == NOW - fx.T0
+    assert report["routing"]["canary_version"] == "7" and report["canary_start"] == fx.T0
+    assert {m["name"] for m in report["metrics"]} == {"probe_agreement", "paired_labels", "errors", "latency"}
 
 
 def test_unreadable_logs_publish_inconclusive():
     """A failed Logs Insights query publishes INCONCLUSIVE (1): no evidence is not evidence of harm."""
-    lam, logs, cw = clients()
-    with Stubber(lam) as s_lam, Stubber(logs) as s_logs, Stubber(cw) as s_cw:
+    lam, logs, cw, cd = clients()
+    with Stubber(lam) as s_lam, Stubber(logs) as s_logs, Stubber(cw) as s_cw, Stubber(cd) as s_cd:
         stub_alias(s_lam, {"7": 0.1})
+        stub_running_deployment(s_cd)
         s_logs.add_response("start_query", {"queryId": "q"})
         s_logs.add_response("get_query_results", {"status": "Failed", "results": []})
         expect_verdict(s_cw, 1.0)
-        result = run_once(
-            CONFIG, lambda_client=lam, logs_client=logs, cloudwatch_client=cw, manifests=MANIFESTS, now=NOW
-        )
+        result = run(lam, logs, cw, cd)
     assert result["status"] == "error" and result["verdict"] == "INCONCLUSIVE"
+
+
+def test_a_canary_without_a_running_deployment_is_inconclusive():
+    """Weights on the alias but no in-progress CodeDeploy deployment to date the canary from:
+    INCONCLUSIVE, with the reason (the look's share of alpha needs the elapsed time)."""
+    lam, logs, cw, cd = clients()
+    with Stubber(lam) as s_lam, Stubber(logs), Stubber(cw) as s_cw, Stubber(cd) as s_cd:
+        stub_alias(s_lam, {"7": 0.1})
+        s_cd.add_response("list_deployment_groups", {"deploymentGroups": ["group"]})
+        s_cd.add_response("list_deployments", {"deployments": []})
+        expect_verdict(s_cw, 1.0)
+        result = run(lam, logs, cw, cd)
+    assert result["verdict"] == "INCONCLUSIVE" and "no in-progress deployment" in result["reason"]
 
 
 def test_judge_lambda_config_from_env():
     """FUNCTION_NAME is required; the log group defaults from it; JUDGE_* override the thresholds."""
-    config = JudgeLambdaConfig.from_env({"FUNCTION_NAME": "fn", "JUDGE_ALPHA": "0.005", "JUDGE_LOOKS": "6"})
+    config = JudgeLambdaConfig.from_env(
+        {"FUNCTION_NAME": "fn", "JUDGE_ALPHA": "0.005", "JUDGE_LOOKS": "6", "DEPLOYMENT_GROUP": "g"}
+    )
     assert config.log_group == "/aws/lambda/fn" and config.alias == "live"
+    assert (config.application, config.deployment_group) == (None, "g")
     assert config.judge.alpha == 0.005 and config.judge.looks == 6
     with pytest.raises(ConfigError, match="FUNCTION_NAME"):
         JudgeLambdaConfig.from_env({})

@@ -18,6 +18,7 @@ from emulator.controller import (
     INSUFFICIENT,
     OK,
     PROMOTED,
+    ROLLED_BACK,
     AlarmRule,
     AlarmState,
     Controller,
@@ -309,3 +310,267 @@ def test_a_traffic_generator_dead_before_the_shift_never_sends_the_canary_traffi
     deployment, _, alias, _ = _deployment({"dies_at": 0.0})
     assert deployment.outcome == ABORTED
     assert set(alias.weights) == {0.0} and deployment.looks == []
+
+
+# --------------------------------------------------------------------------- issue 10: evidence window
+
+
+class FakeReport:
+    """What the controller reads of an evidence judge's report."""
+
+    def __init__(self, verdict: str, final: bool = False) -> None:
+        from canary.evidence import Verdict
+
+        self.verdict, self.final, self.reason = Verdict(verdict), final, f"said {verdict}"
+        self.alpha_look, self.metrics = 0.001, ()
+        self.groups = {
+            "baseline": {"requests": {"live": 1, "probe": 2}},
+            "canary": {"requests": {"probe": 2}},
+        }
+
+
+class FakeWindow:
+    """An EvidenceWindow: interim looks say `verdicts` in turn (an exception is raised); the gate
+    sleeps `gate_wait_s` simulated seconds on the controller's clock, then decides."""
+
+    def __init__(self, verdicts, gate: bool = True, gate_wait_s: float = 660.0) -> None:
+        from canary.config import GateConfig
+
+        self.verdicts, self.gate_ok, self.gate_wait_s = list(verdicts), gate, gate_wait_s
+        self.gate_config = GateConfig(function_name="f")
+        self.looks: list[tuple[list, float]] = []
+        self.gate_calls: list[dict] = []
+
+    def look(self, records, since, until, elapsed_s):
+        self.looks.append((records, elapsed_s))
+        said = self.verdicts.pop(0) if self.verdicts else "INCONCLUSIVE"
+        if isinstance(said, Exception):
+            raise said
+        return FakeReport(said)
+
+    def gate(self, read, *, since, until, window_end, window_s, now, sleep):
+        from canary.evidence import GateDecision
+
+        started = now()
+        sleep(self.gate_wait_s)
+        self.gate_calls.append({"window_end": window_end, "window_s": window_s, "waited": now() - started})
+        read()
+        return (
+            GateDecision(self.gate_ok, "PASS" if self.gate_ok else "INCONCLUSIVE at the final look"),
+            (FakeReport("PASS" if self.gate_ok else "INCONCLUSIVE", final=True)),
+            True,
+        )
+
+
+class LaggedFakeStore(FakeStore):
+    """Remembers the visibility time each read asked for."""
+
+    def __init__(self, traffic) -> None:
+        super().__init__(traffic)
+        self.visible_by: list[float | None] = []
+
+    def window(self, since, until, visible_by=None):
+        self.visible_by.append(visible_by)
+        return super().window(since, until)
+
+
+class FakeProbe:
+    wall_rate = 10.0
+
+    def __init__(self, clock) -> None:
+        self.clock, self.start, self.stopped = clock, clock.now, False
+
+    def outcomes(self) -> int:
+        return int((self.clock.now - self.start) * self.wall_rate)
+
+    def stop(self):
+        self.stopped = True
+        return {"texts": self.outcomes(), "answered": {}, "failed": {}, "stopped": "stopped"}
+
+
+def _evidence_deployment(window: FakeWindow, alarms=(), lag_max_s: float = 600.0):
+    """Canary10Percent5Minutes at speed 60 with traffic, a probe and the evidence window."""
+    clock = FakeClock()
+    traffic = FakeTraffic(clock)
+    store, alias = LaggedFakeStore(traffic), FakeAlias()
+    alias.promoted = False
+    alias.promote = lambda: setattr(alias, "promoted", True)
+    canary = SimpleNamespace(function_version="2", model_version="v2", hook_done=0)
+    canary.mark_hook_done = lambda: setattr(canary, "hook_done", canary.hook_done + 1)
+    probes: list[FakeProbe] = []
+    controller = Controller(
+        alias=alias,
+        baseline=SimpleNamespace(function_version="1", model_version="v1"),
+        canary=canary,
+        plan=plan_for("Canary10Percent5Minutes"),
+        alarms=list(alarms),
+        store=store,
+        manifests=load_manifests(MODELS),
+        hook_config=SimpleNamespace(time_margin_s=0.0, golden_path="/nonexistent"),
+        speed=60.0,
+        clock=clock,
+        stop=clock,
+        traffic=traffic,
+        pretraffic=_passing_hook,
+        window=window,
+        probe=lambda sim_clock: probes.append(FakeProbe(clock)) or probes[-1],
+        lag_max_s=lag_max_s,
+    )
+    return controller.run(), store, alias, canary, probes
+
+
+def test_the_gate_promotes_only_after_the_window_and_the_wait_for_late_records():
+    """Evidence window: five interim looks (INCONCLUSIVE never rolls back), the probe runs during
+    the canary only, 100 % goes to the new version before the gate (AllowTraffic is over), the
+    gate waits 660 s on the compressed clock with the alarms evaluated every minute meanwhile,
+    and its Succeeded promotes. @hook faults were told the hook is done, once."""
+    window = FakeWindow(["INCONCLUSIVE"] * 5, gate=True)
+    count = _rule(name="count", metric="Invocations", threshold=1e9, new_version_only=False)
+    deployment, store, alias, canary, probes = _evidence_deployment(window, alarms=[count])
+    assert deployment.outcome == PROMOTED and alias.promoted
+    # 10 % for the canary, 100 % once AllowTraffic is done, then promotion (100 %, the alias moved).
+    assert alias.weights[alias.weights.index(0.1) :] == [0.1, 1.0, 1.0]
+    assert canary.hook_done == 1
+    assert len(window.looks) == 5 and [round(e) for _, e in window.looks] == [60, 120, 180, 240, 300]
+    assert probes and probes[0].stopped and deployment.probe is not None
+    (gate,) = window.gate_calls
+    assert gate["waited"] == pytest.approx(660.0, abs=1.0) and gate["window_s"] == pytest.approx(
+        300.0, abs=1.0
+    )
+    assert len(deployment.alarms[0].values) == 5 + 11, "the alarms kept being evaluated while the gate waited"
+    assert deployment.gate["status"] == "Succeeded"
+    assert any("PostTraffic gate Succeeded" in r for r in deployment.reasons)
+    # The interim looks read only what the log lag let through by their simulated time.
+    assert [v for v in store.visible_by if v is not None] == sorted(
+        v for v in store.visible_by if v is not None
+    )
+
+
+def test_a_gate_that_does_not_pass_rolls_back_after_full_traffic():
+    """The gate says INCONCLUSIVE (not a pass): the deployment is ROLLED BACK from 100 % to 0 %,
+    at stage posttraffic, with the gate's reason."""
+    deployment, _, alias, _, _ = _evidence_deployment(FakeWindow([], gate=False))
+    assert deployment.outcome == ROLLED_BACK and not alias.promoted
+    assert alias.weights[-2:] == [1.0, 0.0]
+    assert deployment.stage == "posttraffic" and deployment.gate["status"] == "Failed"
+    assert "PostTraffic gate Failed: INCONCLUSIVE" in deployment.reasons[-1]
+
+
+def test_an_interim_fail_rolls_back_through_the_verdict_alarm_and_stops_the_probe():
+    """The second look says FAIL: CanaryVerdict = 2 breaches the judge alarm, the canary is rolled
+    back in minute 2, the probe is stopped and the gate never runs."""
+    judge_alarm = _rule(
+        name="judge-fail",
+        namespace="HateSpeech",
+        metric="CanaryVerdict",
+        statistic="Maximum",
+        threshold=2.0,
+        comparison="GreaterThanOrEqualToThreshold",
+        new_version_only=False,
+    )
+    window = FakeWindow(["INCONCLUSIVE", "FAIL"])
+    deployment, _, alias, _, probes = _evidence_deployment(window, alarms=[judge_alarm])
+    assert deployment.outcome == ROLLED_BACK and deployment.stage == "canary minute 2"
+    assert alias.weights[-1] == 0.0 and 1.0 not in alias.weights
+    assert probes[0].stopped and window.gate_calls == []
+
+
+def test_a_judge_that_crashes_publishes_nothing_and_the_gate_decides():
+    """Every interim look raises: no verdict datapoint (missing data does not breach the judge
+    alarm), each crash is kept, and the gate still runs and decides (here: Failed)."""
+    from emulator.window import JudgeCrashed
+
+    judge_alarm = _rule(
+        name="judge-fail",
+        metric="CanaryVerdict",
+        threshold=2.0,
+        comparison="GreaterThanOrEqualToThreshold",
+        new_version_only=False,
+    )
+    window = FakeWindow([JudgeCrashed("boom")] * 5, gate=False)
+    deployment, _, _, _, _ = _evidence_deployment(window, alarms=[judge_alarm])
+    assert deployment.judge_errors == ["boom"] * 5
+    assert deployment.alarms[0].state != ALARM and deployment.alarms[0].values[:5] == [None] * 5
+    assert deployment.outcome == ROLLED_BACK and deployment.gate["status"] == "Failed"
+
+
+def test_an_alarm_while_the_gate_waits_rolls_back_without_a_gate_decision():
+    """An alarm only full traffic can breach (the canary's invocations per minute, 10x more at 100 %
+    than at 10 %) fires during the gate's wait: rolled back from 100 % to 0 % at a posttraffic
+    minute, with no gate decision."""
+    # 100 req/s for a 1 s compressed minute: ~10 canary requests at 10 %, ~100 at 100 %.
+    busy = _rule(name="busy", metric="Invocations", threshold=50.0, new_version_only=True)
+
+    class CanaryStore(LaggedFakeStore):
+        def __init__(self, traffic, alias) -> None:
+            super().__init__(traffic)
+            self.alias = alias
+
+        def window(self, since, until, visible_by=None):
+            records = super().window(since, until, visible_by)
+            share = self.alias.weights[-1] if self.alias.weights else 0.0
+            n = int(len(records) * share)
+            return [
+                RequestRecord("2", "v2", 1.0, "neither", 200, r.timestamp) for r in records[:n]
+            ] + records[n:]
+
+    window = FakeWindow([], gate=True)
+    clock = FakeClock()
+    traffic = FakeTraffic(clock)
+    alias = FakeAlias()
+    store = CanaryStore(traffic, alias)
+    controller = Controller(
+        alias=alias,
+        baseline=SimpleNamespace(function_version="1", model_version="v1"),
+        canary=SimpleNamespace(function_version="2", model_version="v2"),
+        plan=plan_for("Canary10Percent5Minutes"),
+        alarms=[busy],
+        store=store,
+        manifests=load_manifests(MODELS),
+        hook_config=SimpleNamespace(time_margin_s=0.0, golden_path="/nonexistent"),
+        speed=60.0,
+        clock=clock,
+        stop=clock,
+        traffic=traffic,
+        pretraffic=_passing_hook,
+        window=window,
+        lag_max_s=600.0,
+    )
+    deployment = controller.run()
+    assert deployment.outcome == ROLLED_BACK and deployment.stage.startswith("posttraffic minute")
+    assert deployment.gate is None and window.gate_calls == []
+    assert alias.weights[-2:] == [1.0, 0.0]
+
+
+def test_the_lagged_store_shows_a_record_only_once_its_lag_has_passed(tmp_path):
+    """LaggedStore: each record gets its answer time on the reader's clock plus a seeded lognormal
+    lag (median 120 s, at most 600 s); a read with visible_by sees only the records visible by
+    then, a read without it sees them all; --log-lag 0 shows each at once. A store written before
+    (no visible_at column) is brought up to date and its rows count as visible."""
+    import sqlite3
+
+    from emulator.store import LaggedStore, LogLag
+
+    lag = LogLag(120.0, seed=3)
+    draws = [lag.draw() for _ in range(2000)]
+    assert max(draws) <= 600.0 and sorted(draws)[1000] == pytest.approx(120.0, rel=0.1)
+    store = LaggedStore(tmp_path / "r.sqlite", lag=LogLag(120.0, seed=1), clock=lambda ts: ts - 1000.0)
+    records = [RequestRecord("1", "v1", 1.0, "neither", 200, 1000.0 + i) for i in range(100)]
+    store.extend(records)
+    assert len(store.window(0, 2000)) == 100
+    early = store.window(0, 2000, visible_by=60.0)
+    late = store.window(0, 2000, visible_by=700.0)
+    assert 0 < len(early) < 50 and len(late) == 100
+    instant = LaggedStore(tmp_path / "i.sqlite", lag=LogLag(0.0), clock=lambda ts: ts - 1000.0)
+    instant.extend(records)
+    assert len(instant.window(0, 2000, visible_by=99.0)) == 100
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as db:
+        db.execute(
+            "CREATE TABLE records (id INTEGER PRIMARY KEY AUTOINCREMENT, timestamp REAL NOT NULL, "
+            "function_version TEXT NOT NULL, model_version TEXT NOT NULL, latency_ms REAL NOT NULL, "
+            "label TEXT, status INTEGER NOT NULL)"
+        )
+        db.execute("INSERT INTO records VALUES (1, 5.0, '1', 'v1', 1.0, 'neither', 200)")
+    (row,) = LaggedStore(old).window(0, 10, visible_by=0.0)
+    assert (row.source, row.function_version) == ("live", "1")

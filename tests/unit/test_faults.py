@@ -156,3 +156,51 @@ def test_corrupt_copy_needs_a_listed_artifact(tmp_path):
     (tmp_path / "m" / "manifest.json").write_text('{"version": "v9", "files": {}}')
     with pytest.raises(FaultError, match="lists no artifact"):
         corrupt_copy(tmp_path / "m", tmp_path / "copy")
+
+
+def test_hook_onset_parses_and_judge_crash_is_not_a_worker_fault():
+    """@hook is an onset of errors, latency and labels (any case); judge=crash is the judge's fault:
+    it changes nothing in the environment, and only judge=crash is accepted for it."""
+    faults = parse(
+        ["errors=0.03@hook", "latency=1.5@HOOK", "labels=offensive_language:0.2@hook", "judge=crash"]
+    )
+    assert (faults.error_after, faults.latency_after, faults.labels_after) == ("hook", "hook", "hook")
+    assert faults.judge_crash and faults.any
+    handler = _handler()
+    assert apply(handler, parse(["judge=crash"])) is handler
+    for spec, says in (
+        ("judge=slow", "judge=crash"),
+        ("judge=crash@hook", "judge=crash"),
+        ("errors=0.1@soon", "@hook"),
+    ):
+        with pytest.raises(FaultError, match=says):
+            parse([spec])
+
+
+def test_a_hook_onset_waits_for_the_hook_to_be_done():
+    """labels=hate_speech:1@hook answers truthfully, however many invocations, until hook_done()
+    says the PreTraffic hook is over; from then on every answer is forced, and `effects` tells the
+    worker which label its log record must carry."""
+    done = {"hook": False}
+    wrapped = apply(
+        _handler("neither"), ["labels=hate_speech:1@hook"], seed=1, hook_done=lambda: done["hook"]
+    )
+    for _ in range(400):
+        assert json.loads(wrapped({}, None)["body"])["label"] == "neither"
+    assert wrapped.effects == {"label": None, "delay_ms": 0.0}
+    done["hook"] = True
+    assert json.loads(wrapped({}, None)["body"])["label"] == "hate_speech"
+    assert wrapped.effects["label"] == "hate_speech"
+
+
+def test_injected_latency_is_reported_for_the_log_record():
+    """latency=3@hook once the hook is done: the wait the fault adds (2x the handler's time) is in
+    `effects` (the worker adds it to the logged latency_ms, as a slow model would log it)."""
+    ticks = iter([0.0, 0.010])  # the handler takes 10 ms on this clock
+    waited = []
+    wrapped = apply(
+        _handler(), ["latency=3@hook"], wait=waited.append, clock=lambda: next(ticks), hook_done=lambda: True
+    )
+    wrapped({}, None)
+    assert waited == [pytest.approx(0.020)]
+    assert wrapped.effects["delay_ms"] == pytest.approx(20.0)

@@ -106,3 +106,27 @@ def test_every_field_has_a_one_line_doc_comment():
     for field in dataclasses.fields(Config):
         (line,) = [s for s in source if s.strip().startswith(f"{field.name}:")]
         assert "  # " in line, field.name
+
+
+def test_shadow_models_default_to_every_other_model():
+    """SHADOW_MODELS unset, empty or "all" (any case): None, every other shipped model is scored."""
+    for env in ({}, {"SHADOW_MODELS": ""}, {"SHADOW_MODELS": "all"}, {"SHADOW_MODELS": " ALL "}):
+        assert Config.from_env({"MODEL_VERSION": "v2", **env}).shadow_models is None, env
+
+
+def test_shadow_models_none_turns_shadow_scoring_off():
+    """SHADOW_MODELS=none (any case): no model is scored in the shadow."""
+    assert Config.from_env({"MODEL_VERSION": "v2", "SHADOW_MODELS": "None"}).shadow_models == ()
+
+
+def test_shadow_models_comma_list_narrows_it():
+    """A comma list names the models, spaces and repeats dropped, in the order given."""
+    config = Config.from_env({"MODEL_VERSION": "v2", "SHADOW_MODELS": " v1 , v3,v1,"})
+    assert config.shadow_models == ("v1", "v3")
+
+
+@pytest.mark.parametrize("value", [",", "../v1", "v1,/etc", "v1;v2", "v 1"])
+def test_malformed_shadow_models_is_refused(value):
+    """A SHADOW_MODELS value that names no model directory is a ConfigError naming the variable."""
+    with pytest.raises(ConfigError, match="SHADOW_MODELS"):
+        Config.from_env({"MODEL_VERSION": "v2", "SHADOW_MODELS": value})
