@@ -26,11 +26,11 @@ help: ## Show this help, grouped
 REPORTS := reports
 demo: $(STAMP) ## The main job, offline: rehearse the v1 -> v2 canary (promoted), then a slow one (rolled back)
 	@mkdir -p $(REPORTS)
-	@echo "== 1/2  rehearsal: v1 -> v2, Canary10Percent5Minutes at 10x speed (expected: PROMOTED)"
+	@echo "== 1/2  rehearsal: v1 -> v2, Canary10Percent5Minutes at 30x speed, 5 req/s, logs 2 min late (expected: PROMOTED)"
 	$(PY) -m emulator rehearse --baseline v1 --canary v2 --html $(REPORTS)/rehearsal-v1-v2.html
 	@echo
-	@echo "== 2/2  rehearsal: v1 -> v2 with a canary 10x slower (expected: ROLLED BACK)"
-	@$(PY) -m emulator rehearse --baseline v1 --canary v2 --fault latency=10 \
+	@echo "== 2/2  rehearsal: v1 -> v2 with a canary 10x slower once the hook is done (expected: ROLLED BACK)"
+	@$(PY) -m emulator rehearse --baseline v1 --canary v2 --fault latency=10@hook \
 	  --html $(REPORTS)/rehearsal-v1-v2-slow.html; status=$$?; \
 	  test $$status -eq 3 || { echo "demo: expected exit 3 (rolled back), got $$status" >&2; exit 1; }
 	@echo
@@ -58,7 +58,7 @@ train-check: $(STAMP) ## Retrain in a temp folder and check it reproduces models
 .PHONY: train-check
 
 ##@ Benchmarks (results go to BENCHMARKS.md)
-bench: bench-models bench-handler bench-judge bench-gateway ## Run every benchmark
+bench: bench-models bench-handler bench-shadow bench-judge bench-gateway ## Run every benchmark
 
 bench-models: $(STAMP) ## v1, v2 and the natural-js peer on the test split
 	$(PY) -m bench.models --data $(HATE_DATA)
@@ -66,10 +66,13 @@ bench-models: $(STAMP) ## v1, v2 and the natural-js peer on the test split
 bench-handler: $(STAMP) ## Handler: warm latency, cold start vs naive sklearn and natural-js, package size
 	$(PY) -m bench.handler --data $(HATE_DATA) $(if $(PYTHON312),--python312 $(PYTHON312))
 
-bench-judge: $(STAMP) ## Canary judge: verdict rates over 200 simulated deployments per scenario
-	$(PY) -m bench.judge --sims 200 --workers 2
+bench-shadow: $(STAMP) ## Shadow scoring: warm and cold-start cost of scoring with the other models too
+	$(PY) -m bench.shadow --data $(HATE_DATA)
 
-.PHONY: bench-judge
+bench-judge: $(STAMP) ## Evidence judge: rollbacks at 0.004-50 req/s, 400 simulated deployments per cell (~7 min)
+	$(PY) -m bench.canary_power --workers 2
+
+.PHONY: bench-shadow bench-judge
 
 bench-gateway: $(STAMP) ## Local gateway at the usage plan's 1,000 req/s for 30 s from a separate process
 	$(PY) -m bench.gateway_load --rate 1000 --duration 30

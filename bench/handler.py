@@ -53,7 +53,7 @@ TARGET_PACKAGE_MB = 50.0
 # A cold start as the Lambda runtime performs it: import the handler module (init: Powertools and
 # the verified model), then one invocation. Kept to the standard library so it adds nothing.
 COLD_SNIPPET = """
-import json, os, time
+import json, os, resource, time
 from types import SimpleNamespace
 started = time.time()
 from infer.app import lambda_handler
@@ -68,7 +68,8 @@ done = time.time()
 t0 = float(os.environ["BENCH_T0"])
 with open(os.environ["BENCH_RESULT"], "w") as fh:
     json.dump({"status": response["statusCode"], "first_200_ms": (done - t0) * 1000,
-               "init_ms": (imported - started) * 1000, "python_start_ms": (started - t0) * 1000}, fh)
+               "init_ms": (imported - started) * 1000, "python_start_ms": (started - t0) * 1000,
+               "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, fh)
 """
 
 NAIVE_MODULE = '''"""A naive port of the seed service: the scikit-learn pipeline itself, joblib-loaded at

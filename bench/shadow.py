@@ -29,30 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.handler import EVENT, ROOT, VERSIONS, WARMUP, lambda_env, pct, timed_process
+from bench.handler import COLD_SNIPPET, EVENT, ROOT, VERSIONS, WARMUP, lambda_env, pct, timed_process
 
 SETTINGS = ("all", "none")  # SHADOW_MODELS: on (the default) and off
-
-# A cold start as bench.handler's COLD_SNIPPET, plus the process's peak RSS.
-COLD_SNIPPET = """
-import json, os, resource, time
-from types import SimpleNamespace
-started = time.time()
-from infer.app import lambda_handler
-imported = time.time()
-ctx = SimpleNamespace(function_name="bench-infer", function_version="1", memory_limit_in_mb=512,
-    invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:bench-infer:live",
-    aws_request_id="bench-request")
-with open(os.environ["BENCH_EVENT"]) as fh:
-    event = json.load(fh)
-response = lambda_handler(event, ctx)
-done = time.time()
-t0 = float(os.environ["BENCH_T0"])
-with open(os.environ["BENCH_RESULT"], "w") as fh:
-    json.dump({"status": response["statusCode"], "first_200_ms": (done - t0) * 1000,
-               "init_ms": (imported - started) * 1000,
-               "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, fh)
-"""
 
 
 def log(message: str) -> None:

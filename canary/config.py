@@ -72,6 +72,9 @@ class JudgeLambdaConfig:
     judge: JudgeConfig = field(default_factory=JudgeConfig)  # JUDGE_*: the statistical thresholds
     application: str | None = None  # CODEDEPLOY_APPLICATION: finds the canary's start (AllowTraffic)
     deployment_group: str | None = None  # DEPLOYMENT_GROUP: ... in this group (unset: any of the application)
+    # HOOK_LOG_GROUP: the PreTraffic hook's log group, where its measured latency reference is
+    # (unset: no reference, the latency metric stays NoData and the gate fails the deployment)
+    hook_log_group: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> JudgeLambdaConfig:
@@ -93,6 +96,7 @@ class JudgeLambdaConfig:
             judge=judge_config_from_env(env),
             application=_get(env, "CODEDEPLOY_APPLICATION"),
             deployment_group=_get(env, "DEPLOYMENT_GROUP"),
+            hook_log_group=_get(env, "HOOK_LOG_GROUP") or "",
         )
 
 
@@ -111,6 +115,9 @@ class HookConfig:
     max_median_ms: float = 500.0  # HOOK_MAX_MEDIAN_MS: median invoke round trip allowed, in ms
     concurrency: int = 8  # HOOK_CONCURRENCY: requests in flight at once (1..MAX_HOOK_CONCURRENCY)
     time_margin_s: float = 15.0  # HOOK_TIME_MARGIN_S: stop this long before the Lambda timeout to report
+    # HOOK_MAX_LATENCY_FACTOR: the measured latency reference may exceed the manifests' coarse
+    # ratio (at least 1) by this factor; above it the canary is slow from the start
+    max_latency_factor: float = 1.5
 
     @property
     def known_texts_path(self) -> Path:
@@ -143,6 +150,7 @@ class HookConfig:
             max_median_ms=_number(env, "HOOK_MAX_MEDIAN_MS", cls.max_median_ms, float),
             concurrency=concurrency,
             time_margin_s=_number(env, "HOOK_TIME_MARGIN_S", cls.time_margin_s, float),
+            max_latency_factor=_positive(env, "HOOK_MAX_LATENCY_FACTOR", cls.max_latency_factor),
         )
 
 
@@ -201,6 +209,8 @@ class GateConfig:
     poll_s: float = 30.0  # GATE_POLL_S: seconds between two reads of the window
     time_margin_s: float = 60.0  # GATE_TIME_MARGIN_S: judge and report this long before the timeout
     allow_all_at_once: bool = False  # GATE_ALLOW_ALL_AT_ONCE: "true" passes AllAtOnce deployments unjudged
+    # HOOK_LOG_GROUP: the PreTraffic hook's log group (its latency reference; unset: Failed, saying so)
+    hook_log_group: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GateConfig:
@@ -221,4 +231,5 @@ class GateConfig:
             poll_s=_positive(env, "GATE_POLL_S", cls.poll_s),
             time_margin_s=_number(env, "GATE_TIME_MARGIN_S", cls.time_margin_s, float),
             allow_all_at_once=flag == "true",
+            hook_log_group=_get(env, "HOOK_LOG_GROUP") or "",
         )

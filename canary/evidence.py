@@ -36,11 +36,14 @@ Metrics (one object each; it knows its direction, floor and wording; Kayenta sty
                    exact conditional test, Fisher's, when small), floor errors_min_excess on the
                    Mantel-Haenszel risk difference.
   latency          the probe's paired latencies: per pair, the canary/baseline ratio divided by
-                   the manifest's expected ratio; exact sign test of H0 "median of that excess
-                   ratio <= latency_tolerance" (distribution-free: cold starts and GC pauses
-                   count once, not by their size). Real scale: a ratio, no absolute ms floor.
-                   Live latencies are reported, not tested (their texts differ from the ones
-                   the expected ratio was measured on).
+                   the expected ratio, the latency reference the PreTraffic hook measured on the
+                   two deployed versions (canary/hook.py: median over its texts of the paired
+                   handler-latency ratios); exact sign test of H0 "median of that excess ratio
+                   <= latency_tolerance" (distribution-free: cold starts and GC pauses count
+                   once, not by their size). Real scale: a ratio, no absolute ms floor. Without
+                   a reference yet (the hook's record not visible) the metric is NoData: never a
+                   pass. Live latencies are reported, not tested (their texts differ from the
+                   ones the reference was measured on).
 
 False alarms: 1 % per deployment, every rule inside it
   * across looks: Lan-DeMets Pocock-type spending alpha * ln(1 + (e - 1) t) of the planned
@@ -66,9 +69,10 @@ unchanged), probe 5 texts/s to each version (1,500 pairs per window).
   * +2 % errors (0.1 % -> 2.1 %): exact Fisher power >= 99 % needs 1,270 requests per group:
     this sets the probe rate, 1,270 x 1.15 (margin for lagging records) / 300 s -> 5 /s.
   * 1.25x latency beyond the expected ratio (tolerance 1.10, paired log-latency sd 0.40):
-    the sign test needs 460 pairs; 1.5x needs 90. The manifest's ratio must be measured on the
-    probe texts: a healthy canary whose real ratio is 8 % above it still passes (false alarm
-    < 1e-5 at 1,500 pairs), 15 % above fails 64 % of the time, 20 % above almost always.
+    the sign test needs 460 pairs; 1.5x needs 90. The expected ratio must be measured where the
+    versions run: a healthy canary whose real ratio is 8 % above it still passes (false alarm
+    < 1e-5 at 1,500 pairs), 15 % above fails 64 % of the time, 20 % above almost always. Hence
+    the PreTraffic hook's reference, not the manifests' ratio timed on a training machine.
   * 20 % forced to one label, probe set balanced over the canary model's labels (1/3 each):
     f = 0.2 x 2/3, n = ln(0.01) / ln(1 - f) = 33 probe answers.
   Without a probe the live traffic alone would need n / (rate x share) seconds: 1,270 / (50 x
@@ -269,6 +273,8 @@ class Evidence:
     # Live latency percentiles per group ("p50", "p90", "p99" -> ms) when the live records came
     # aggregated (collect_live_counts): reported, never tested, like the live latencies.
     live_latency_ms: Mapping[Group, Mapping[str, float]] = field(default_factory=dict)
+    # Served labels per group and source (whatever the shadow): on-call's label shares.
+    labels: Mapping[tuple[Group, Source, str], int] = field(default_factory=dict)
 
     def n(self, group: Group, source: Source | None = None) -> int:
         return sum(v for (g, s), v in self.requests.items() if g is group and source in (None, s))
@@ -323,6 +329,7 @@ class Evidence:
             dropped=_add(self.dropped, other.dropped),
             # Percentiles do not add up: the batch that has them (one aggregated query) gives them.
             live_latency_ms={**self.live_latency_ms, **other.live_latency_ms},
+            labels=_add(self.labels, other.labels),
         )
 
 
@@ -347,6 +354,7 @@ def collect(
     errors: Counter[tuple[Group, Source]] = Counter()
     pairs: Counter[tuple[Group, str, str]] = Counter()
     latencies: dict[tuple[Group, Source], list[float]] = {}
+    labels: Counter[tuple[Group, Source, str]] = Counter()
     probe_ms: dict[Group, dict[str, float]] = {Group.BASELINE: {}, Group.CANARY: {}}
     probe_pairs: dict[Group, dict[str, tuple[str, str]]] = {Group.BASELINE: {}, Group.CANARY: {}}
     probe = {Group.BASELINE: [0, 0], Group.CANARY: [0, 0]}  # answers, mismatches
@@ -377,6 +385,7 @@ def collect(
             latencies.setdefault(key, []).append(r.latency_ms)
             if r.label is None:
                 continue
+            labels[(group, source, r.label)] += 1
             if r.shadow_label is not None:
                 old, new = (r.shadow_label, r.label) if group is Group.CANARY else (r.label, r.shadow_label)
                 if source is Source.LIVE:
@@ -405,6 +414,7 @@ def collect(
         probe_latency=probe_ms,
         latencies={k: tuple(sorted(v)) for k, v in latencies.items()},
         dropped=dict(dropped),
+        labels=dict(labels),
     )
 
 
@@ -437,6 +447,7 @@ def collect_live_counts(
     requests: Counter[tuple[Group, Source]] = Counter()
     errors: Counter[tuple[Group, Source]] = Counter()
     pairs: Counter[tuple[Group, str, str]] = Counter()
+    labels: Counter[tuple[Group, Source, str]] = Counter()
     for group, rows, model in (
         (Group.BASELINE, baseline, baseline_model),
         (Group.CANARY, canary, canary_model),
@@ -458,6 +469,8 @@ def collect_live_counts(
             if r.status >= 500:
                 errors[key] += n
                 continue
+            if r.label is not None:
+                labels[(group, Source.LIVE, r.label)] += n
             if r.label is not None and r.shadow_label is not None:
                 old, new = (r.shadow_label, r.label) if group is Group.CANARY else (r.label, r.shadow_label)
                 pairs[(group, old, new)] += n
@@ -478,6 +491,7 @@ def collect_live_counts(
         latencies={},
         dropped=dict(dropped),
         live_latency_ms={g: dict(v) for g, v in (live_latency_ms or {}).items()},
+        labels=dict(labels),
     )
 
 
@@ -497,6 +511,9 @@ class Measurement:
     harmful: bool  # the effect reaches the floor in the harmful direction
     broke_rule: bool = False  # a deterministic rule failed: no p-value needed
     details: Mapping[str, Any] = field(default_factory=dict)
+    # An input the metric needs is not available yet (not a lack of evidence, not an error):
+    # the metric is NoData with this reason, whatever the n.
+    pending: str | None = None
 
 
 class Metric:
@@ -714,7 +731,8 @@ class Errors(Metric):
 
 @dataclass(frozen=True)
 class Latency(Metric):
-    """Paired probe latencies: canary/baseline ratio against the manifest's expected ratio."""
+    """Paired probe latencies: canary/baseline ratio against the expected ratio (the PreTraffic
+    hook's measured reference; None: not known yet, the metric is NoData)."""
 
     expected_ratio: float | None
     min_pairs: int
@@ -723,7 +741,7 @@ class Latency(Metric):
     direction: ClassVar[str] = "canary slower than expected relative to the baseline"
     effect_name: ClassVar[str] = "median paired ratio / expected ratio"
     unit: ClassVar[str] = "probe latency pairs"
-    worse: ClassVar[str] = "Canary is slower than its manifest expects"
+    worse: ClassVar[str] = "Canary is slower than the pre-traffic reference expects"
 
     def needed(self) -> int:
         return self.min_pairs
@@ -733,10 +751,16 @@ class Latency(Metric):
 
     def measure(self, ev: Evidence) -> Measurement:
         r0 = self.expected_ratio
-        if r0 is None or not (math.isfinite(r0) and r0 > 0):
-            raise ValueError(
-                f"no expected latency ratio {ev.canary_model}/{ev.baseline_model} in the manifests ({r0!r})"
-            )
+        if r0 is None:
+            pairs = len(ev.latency_pairs)
+            return Measurement(
+                pairs, pairs, "-", None, None, None, harmful=False,
+                details={"expected_ratio": None, "pairs": pairs},
+                pending=f"no latency reference yet for {ev.canary_model}/{ev.baseline_model} (the "
+                "PreTraffic hook's measured ratio is not visible): latency cannot pass without it",
+            )  # fmt: skip
+        if not (math.isfinite(r0) and r0 > 0):
+            raise ValueError(f"latency reference {ev.canary_model}/{ev.baseline_model} is {r0!r}")
         boundary = math.log(r0 * self.tolerance)
         logs = sorted(math.log(c / b) for c, b in ev.latency_pairs if c > 0 and b > 0)
         above = sum(1 for x in logs if x > boundary)
@@ -762,6 +786,8 @@ class Latency(Metric):
 
     def describe(self, m: Measurement) -> str:
         d = m.details
+        if d.get("expected_ratio") is None:
+            return f"{d.get('pairs', 0)} pairs, no reference"
         ratio = f"median ratio {_num(d['median_ratio'], '.2f')} vs expected {d['expected_ratio']:.2f}"
         return f"{ratio} (x{_num(m.effect, '.2f')})"
 
@@ -853,7 +879,9 @@ def _classify_one(
         effect = f"{metric.effect_name} {_num(m.effect)} ({exc.__class__.__name__} describing it)"
     p = f"p={_fmt_p(m.p_value)} vs alpha={_fmt_p(alpha)}" if m.p_value is not None else "rule held"
     have = metric.have(m)
-    if m.broke_rule:
+    if m.pending:
+        cls, reason = Classification.NODATA, f"{m.pending} ({have} {metric.unit} so far)."
+    elif m.broke_rule:
         cls, reason = Classification.HIGH, f"{metric.worse}: {effect}."
     elif significant and m.harmful:
         cls, reason = (
@@ -958,8 +986,10 @@ def judge(
 
     `elapsed_s`: seconds since the canary started (sets this look's share of alpha); `final`:
     the PostTraffic gate's look, after the window's records are complete (gets the rest of
-    alpha). `expected_latency_ratio`: canary/baseline handler latency from the manifests
-    (expected_latency_ratio()); None makes the latency metric an Error (INCONCLUSIVE).
+    alpha). `expected_latency_ratio`: the canary/baseline handler latency ratio the PreTraffic
+    hook measured for this deployment (canary.sources.latency_reference reads it on AWS; the
+    emulator passes HookResult.latency_reference); None, while it is not visible yet, makes the
+    latency metric NoData (INCONCLUSIVE: never a pass). Not the manifests' coarse ratio.
     """
     ev = collect(baseline, canary, baseline_model=baseline_model, canary_model=canary_model)
     return judge_evidence(
@@ -1019,11 +1049,15 @@ def gate_decision(report: EvidenceReport | None) -> GateDecision:
 def expected_latency_ratio(
     manifests: Mapping[str, Mapping[str, Any]], baseline_model: str, canary_model: str
 ) -> float | None:
-    """The canary/baseline handler latency ratio the manifests expect, or None when unknown.
+    """The manifests' COARSE canary/baseline latency ratio, or None when they give none.
 
-    Contract (proposed for the manifests): manifest["latency"]["ratio_to"][<other model>] =
-    this model's median handler latency / the other's, on the probe texts. Same model: 1.0;
-    otherwise the canary's entry, or the inverse of the baseline's.
+    Contract (training/latency.py): manifest["latency"]["ratio_to"][<other model>] = median over
+    the probe texts of this model's time per text / the other's, with the runtime scorer on the
+    training machine, rounded to 0.1. Same model: 1.0; otherwise the canary's entry, or the
+    inverse of the baseline's. Only the PreTraffic hook uses it, as a sanity bound on the ratio it
+    measures (a canary slow from the start); it is NOT the judge's expected_latency_ratio: a
+    ratio timed on another machine is too far off for the sign test (15 % off: 64 % false
+    failures). The judge and the gate use the hook's measured reference.
     """
     if baseline_model == canary_model:
         return 1.0
@@ -1259,7 +1293,24 @@ def _summaries(ev: Evidence) -> dict[str, Any]:
         if ev.live_latency_ms.get(group):  # aggregated live records: their percentiles apart
             live = ev.live_latency_ms[group]
             out[group.value]["live_latency_ms"] = {k: _finite(v) for k, v in live.items()}
+        out[group.value]["by_source"] = {s.value: _source_summary(ev, group, s) for s in Source}
     return out
+
+
+def _source_summary(ev: Evidence, group: Group, source: Source) -> dict[str, Any]:
+    """One group's answers from one source: latency percentiles (aggregated live records give
+    theirs apart) and served label counts, as the on-call report shows them."""
+    lat = ev.latencies.get((group, source), ())
+    if lat:
+        latency = {f"p{q:g}": _finite(stats.quantile(lat, q / 100)) for q in (50, 90, 99)}
+    elif source is Source.LIVE and ev.live_latency_ms.get(group):
+        latency = {k: _finite(v) for k, v in ev.live_latency_ms[group].items()}
+    else:
+        latency = {}
+    return {
+        "latency_ms": latency,
+        "labels": {label: ev.labels.get((group, source, label), 0) for label in LABELS},
+    }
 
 
 def _jsonable(value: Any) -> Any:

@@ -10,10 +10,16 @@ judge says PASS on the whole canary window.
    until at least `max_log_lag_s` after the window's end and until the records seen stopped
    growing for `settle_s`, bounded by the Lambda timeout (CodeDeploy waits up to an hour for a
    hook; the function's own 15-minute limit is the bound that matters).
-3. The verdict: canary.evidence.judge_evidence(..., final=True) on the whole window (the final
+3. The latency reference: the canary/baseline handler-latency ratio the PreTraffic hook measured
+   on these two versions, from the hook's "pretraffic check" record of this deployment in the
+   hook's log group (HOOK_LOG_GROUP, canary.sources.hook_record). The judge's latency metric
+   tests against it (never against the manifests' coarse ratio). The gate waits for it like for
+   the records (the hook logged it before the window began, so it is normally visible long
+   before); without it by the deadline the deployment fails, saying so.
+4. The verdict: canary.evidence.judge_evidence(..., final=True) on the whole window (the final
    look gets the false-alarm budget the interim looks left), and evidence.gate_decision: PASS is
-   Succeeded; FAIL, INCONCLUSIVE, no records, a judge that raises, a CodeDeploy or Logs error are
-   all Failed with the reason, and CodeDeploy rolls back.
+   Succeeded; FAIL, INCONCLUSIVE, no records, no latency reference, a judge that raises, a
+   CodeDeploy or Logs error are all Failed with the reason, and CodeDeploy rolls back.
 
 Like the PreTraffic hook it always reports: put_lifecycle_event_hook_execution_status runs in a
 `finally`; if that call itself fails, the error is logged and raised (CodeDeploy then times the
@@ -31,20 +37,23 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from canary.config import GateConfig
-from canary.evidence import (
-    EvidenceReport,
-    GateDecision,
-    expected_latency_ratio,
-    gate_decision,
-    judge_evidence,
-)
+from canary.evidence import EvidenceReport, GateDecision, Verdict, gate_decision, judge_evidence
 from canary.manifests import load_manifests
 from canary.probe import expected_labels, load_known_answers
-from canary.sources import LogsInsightsSource, WindowRecords, window_evidence
+from canary.sources import (
+    ALLOW_TRAFFIC,
+    LogsInsightsSource,
+    SourceError,
+    WindowRecords,
+    deployment_target,
+    hook_record,
+    latency_reference,
+    window_evidence,
+)
 
 SUCCEEDED, FAILED = "Succeeded", "Failed"
 GATE_LOG_MESSAGE = "posttraffic gate"
-ALLOW_TRAFFIC = "AllowTraffic"  # the Lambda deployment lifecycle event that shifts traffic
+HOOK_LOOKBACK_S = 3600.0  # the hook runs before the window: CodeDeploy waits up to an hour for it
 logger = Logger(service="canary-posttraffic")
 
 
@@ -76,42 +85,43 @@ def _epoch(value: Any) -> float | None:
 
 
 def find_window(codedeploy: Any, deployment_id: str, *, require_end: bool = True) -> CanaryWindow:
-    """The deployment's canary window from CodeDeploy (GateError when it has none)."""
-    info = codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
-    targets: list[str] = []
-    kwargs: dict[str, Any] = {"deploymentId": deployment_id}
-    while True:
-        page = codedeploy.list_deployment_targets(**kwargs)
-        targets += page.get("targetIds") or []
-        if not page.get("nextToken"):
-            break
-        kwargs["nextToken"] = page["nextToken"]
-    if len(targets) != 1:
-        raise GateError(f"deployment {deployment_id} has {len(targets)} targets, expected one Lambda alias")
-    target = codedeploy.get_deployment_target(deploymentId=deployment_id, targetId=targets[0])
-    lam = (target.get("deploymentTarget") or {}).get("lambdaTarget")
-    if not lam:
-        raise GateError(f"deployment {deployment_id}: target {targets[0]} is not a Lambda target")
-    fn = lam.get("lambdaFunctionInfo") or {}
-    event = next(
-        (e for e in lam.get("lifecycleEvents") or [] if e.get("lifecycleEventName") == ALLOW_TRAFFIC), None
-    )
+    """The deployment's canary window from CodeDeploy (GateError when it has none): its versions
+    from canary.sources.deployment_target, its times from the AllowTraffic lifecycle event."""
+    try:
+        target = deployment_target(codedeploy, deployment_id)
+    except SourceError as exc:
+        raise GateError(str(exc)) from None
+    event = target.event(ALLOW_TRAFFIC)
     start = _epoch((event or {}).get("startTime"))
     end = _epoch((event or {}).get("endTime"))
-    if start is None or (require_end and (end is None or event.get("status") != "Succeeded")):
+    if start is None or (require_end and (end is None or (event or {}).get("status") != "Succeeded")):
         status = (event or {}).get("status", "missing")
         raise GateError(f"deployment {deployment_id}: {ALLOW_TRAFFIC} has no finished window ({status})")
-    if not fn.get("currentVersion") or not fn.get("targetVersion"):
-        raise GateError(f"deployment {deployment_id}: target names no current/target version")
     return CanaryWindow(
         deployment_id=deployment_id,
-        config_name=str(info.get("deploymentConfigName") or ""),
-        function_name=str(fn.get("functionName") or ""),
-        baseline_version=str(fn["currentVersion"]),
-        canary_version=str(fn["targetVersion"]),
+        config_name=target.config_name,
+        function_name=target.function_name,
+        baseline_version=target.baseline_version,
+        canary_version=target.canary_version,
         start=start,
         end=end,
     )
+
+
+def await_reference(
+    read: Callable[[], float | None],
+    *,
+    poll_s: float,
+    deadline: float,
+    now: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> float | None:
+    """The hook's latency reference, read until it is visible or `deadline` (epoch s) comes."""
+    while True:
+        reference = read()
+        if reference is not None or now() + poll_s >= deadline:
+            return reference
+        sleep(poll_s)
 
 
 def await_records(
@@ -154,6 +164,7 @@ class GateOutcome:
     report: EvidenceReport | None
     complete: bool  # the records were complete (False: the clock ran out first)
     queries: int
+    latency_reference: float | None = None  # the hook's measured canary/baseline ratio
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -162,6 +173,7 @@ class GateOutcome:
             "window": asdict(self.window) if self.window else None,
             "records_complete": self.complete,
             "queries": self.queries,
+            "latency_reference": self.latency_reference,
             "report": self.report.as_dict() if self.report else None,
         }
 
@@ -200,6 +212,7 @@ def run_gate(
         now=now,
         sleep=sleep,
     )
+    reference, missing = _reference(window, config, logs=logs, deadline=deadline, now=now, sleep=sleep)
     ev = window_evidence(
         records,
         baseline_version=window.baseline_version,
@@ -208,16 +221,56 @@ def run_gate(
     )
     report = judge_evidence(
         ev,
-        expected_latency_ratio=expected_latency_ratio(manifests, ev.baseline_model, ev.canary_model),
+        expected_latency_ratio=reference,
         elapsed_s=(window.end or window.start) - window.start,
         final=True,
     )
     decision = gate_decision(report)
+    if missing and decision.succeeded:  # cannot happen (latency is NoData without it): belt and braces
+        decision = GateDecision(False, missing)
+    elif missing and report.verdict is not Verdict.FAIL:
+        decision = GateDecision(False, f"{missing}. The judge said {report.verdict.value}: {report.reason}")
+    elif missing:
+        decision = GateDecision(False, f"{decision.reason} (and {missing})")
     if not complete and not decision.succeeded:
         decision = GateDecision(
             False, decision.reason + " (records may be incomplete: the gate ran out of time)"
         )
-    return GateOutcome(decision, window, report, complete, records.queries)
+    return GateOutcome(decision, window, report, complete, records.queries, reference)
+
+
+def _reference(
+    window: CanaryWindow,
+    config: GateConfig,
+    *,
+    logs: Any,
+    deadline: float,
+    now: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> tuple[float | None, str | None]:
+    """(the hook's latency reference, None) or (None, why the gate has none)."""
+    where = f"latency reference from the PreTraffic hook for {window.deployment_id}"
+    if not config.hook_log_group:
+        return None, f"no {where}: HOOK_LOG_GROUP (the hook's log group) is not set"
+
+    def read() -> float | None:
+        record = hook_record(
+            logs,
+            config.hook_log_group,
+            window.deployment_id,
+            window.start - HOOK_LOOKBACK_S,
+            now(),
+            sleep=sleep,
+        )
+        return latency_reference(record)
+
+    reference = await_reference(read, poll_s=config.poll_s, deadline=deadline, now=now, sleep=sleep)
+    if reference is None:
+        return None, (
+            f'no {where}: no "pretraffic check" record with a measured latency_reference in '
+            f"{config.hook_log_group} by the gate's deadline (the latency metric cannot pass without it)"
+        )
+    return reference, None
 
 
 def report_status(codedeploy: Any, deployment_id: str, execution_id: str, status: str) -> None:

@@ -12,19 +12,33 @@ pool of them at once, and checks:
     time, where the old label-mix check (TVD 0.02 on 300 golden texts) caught 0 %;
   * errors: no request fails (a model whose files failed their checksum answers 500 to all);
   * model version: every answer came from the expected model;
-  * latency: the median round trip is sane; time: every text was sent before the deadline.
+  * latency: the median round trip is sane; time: every text was sent before the deadline;
+  * the latency reference: every text also goes to the baseline (the alias's current version
+    before the shift; both versions are read from the deployment, canary.sources.
+    deployment_target), paired by row id. Its answers must be ITS model's known answers (a
+    baseline disagreeing voids the comparison: Failed, saying so). The reference is the median
+    over texts of canary / baseline handler latency (the X-Handler-Latency-Ms header, which
+    infer.app sets on hook and probe answers only): the ratio the evidence judge and the gate
+    expect of the canary's probe latencies. It is logged in the "pretraffic check" record
+    (result.latency_reference, with the deployment_id) where they read it. Checked against the
+    manifests' coarse ratio (latency.ratio_to, canary.evidence.expected_latency_ratio): above
+    max(1, that ratio) x HOOK_MAX_LATENCY_FACTOR (1.5) the canary is slow from the start. The
+    floor of 1: handler time adds the same request overhead to both versions, which pulls the
+    ratio toward 1, so a model 10x faster in the scorer alone may well measure ~1 here.
 The golden set's accuracy floor and label mix are no longer checked: the same label on every
 test text implies the same accuracy and the same mix, and a different one already fails.
 
 Whatever happens (a failed check, a missing file, an exception, the clock running out) it
 reports Succeeded or Failed with put_lifecycle_event_hook_execution_status: CodeDeploy is
-never left waiting. The checking core, run_pretraffic, takes an `invoke` callable, so the
-local stack runs this same code against its own function processes.
+never left waiting. The checking core, run_pretraffic, takes an `invoke` callable (and an
+optional `invoke_baseline`), so the local stack runs this same code against its own function
+processes.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -36,8 +50,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from canary.config import MAX_HOOK_CONCURRENCY, HookConfig
+from canary.evidence import expected_latency_ratio
+from canary.manifests import ManifestError, load_manifests
 from canary.records import LABELS
-from canary.sources import HOOK_LOG_MESSAGE
+from canary.sources import HOOK_LOG_MESSAGE, deployment_target
 from canary.stats import median
 from infer.sources import PRETRAFFIC_REQUEST_PREFIX
 
@@ -49,6 +65,7 @@ ANSWERS_FORMAT = "known-answers/1"  # training/answers.py FORMAT
 MAX_NAMED_ROWS = 20  # row ids named in a reason; the details carry up to MAX_LISTED_ROWS
 MAX_LISTED_ROWS = 500
 NOT_SENT, NO_ANSWER = "not sent: out of time", "no answer before the deadline"
+LATENCY_HEADER = "X-Handler-Latency-Ms"  # infer.app.LATENCY_HEADER (the lean hook does not import it)
 logger = Logger(service="canary-pretraffic")
 
 
@@ -71,8 +88,9 @@ class Answer:
     status: int | None  # HTTP status; None when nothing came back
     label: str | None
     model_version: str | None  # the X-Model-Version header
-    latency_ms: float
+    latency_ms: float  # the invoke's round trip, measured here
     error: str | None = None  # why the request counts as failed
+    handler_ms: float | None = None  # the X-Handler-Latency-Ms header: the handler's own time
 
 
 @dataclass(frozen=True)
@@ -87,6 +105,22 @@ class Check:
 
 
 @dataclass(frozen=True)
+class LatencyReference:
+    """The canary/baseline handler-latency ratio measured on the known-answer texts."""
+
+    ratio: float | None  # median over paired texts of canary ms / baseline ms; None: not measured
+    pairs: int  # texts with a handler time from both versions
+    canary_median_ms: float | None
+    baseline_median_ms: float | None
+    baseline_version: str | None
+    baseline_model: str | None
+    reason: str  # how it was measured, or why there is none
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class HookResult:
     """All checks of one pre-traffic run."""
 
@@ -95,6 +129,12 @@ class HookResult:
     answered: int
     model_version: str | None
     details: Mapping[str, Any] = field(default_factory=dict)
+    reference: LatencyReference | None = None  # None: the baseline was not asked
+
+    @property
+    def latency_reference(self) -> float | None:
+        """The measured ratio the judge expects of the canary (None: none measured)."""
+        return self.reference.ratio if self.reference else None
 
     @property
     def passed(self) -> bool:
@@ -120,6 +160,7 @@ class HookResult:
             "model_version": self.model_version,
             "checks": [asdict(c) for c in self.checks],
             "details": dict(self.details),
+            "latency_reference": self.reference.as_dict() if self.reference else None,
         }
 
 
@@ -270,7 +311,18 @@ def _ask(invoke: Invoke, event: dict[str, Any], deadline: float | None, clock: C
         return Answer(status, None, version, elapsed, error="200 without a label in a JSON body")
     if label not in LABELS:
         return Answer(status, None, version, elapsed, error="label not one of the API's labels")
-    return Answer(status, label, version, elapsed)
+    return Answer(status, label, version, elapsed, handler_ms=handler_ms(response))
+
+
+def handler_ms(response: Mapping[str, Any]) -> float | None:
+    """The X-Handler-Latency-Ms header as a finite non-negative number, else None (a version
+    that predates the header, or a malformed value)."""
+    raw = response_header(response, LATENCY_HEADER)
+    try:
+        value = float(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) and value >= 0 else None
 
 
 def send_all(
@@ -283,25 +335,41 @@ def send_all(
 ) -> list[Answer]:
     """One request per row, config.concurrency in flight; past the deadline nothing more is sent
     and nothing more awaited (a hung invoke must not keep the hook from reporting)."""
+    return [answers[0] for answers in send_paired(rows, (invoke,), config, run_id, deadline, clock)]
+
+
+def send_paired(
+    rows: Sequence[KnownText],
+    invokes: Sequence[Invoke],
+    config: HookConfig,
+    run_id: str,
+    deadline: float | None,
+    clock: Callable[[], float],
+) -> list[tuple[Answer, ...]]:
+    """Per row, the same event to each invoke in turn (one answer each, in invokes' order);
+    config.concurrency rows in flight, so as many requests at once as with one invoke."""
+
+    def ask_each(event: dict[str, Any]) -> tuple[Answer, ...]:
+        return tuple(_ask(invoke, event, deadline, clock) for invoke in invokes)
+
     pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="pretraffic")
     try:
-        futures: list[Future[Answer]] = [
-            pool.submit(_ask, invoke, hook_event(row.text, row.row_id, config, run_id), deadline, clock)
-            for row in rows
+        futures: list[Future[tuple[Answer, ...]]] = [
+            pool.submit(ask_each, hook_event(row.text, row.row_id, config, run_id)) for row in rows
         ]
         wait(futures, timeout=None if deadline is None else max(0.0, deadline - clock()))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    return [_outcome(f) for f in futures]
+    return [_outcome(f, len(invokes)) for f in futures]
 
 
-def _outcome(future: Future[Answer]) -> Answer:
+def _outcome(future: Future[tuple[Answer, ...]], n: int) -> tuple[Answer, ...]:
     if not future.done() or future.cancelled():
-        return Answer(None, None, None, 0.0, NO_ANSWER)
+        return (Answer(None, None, None, 0.0, NO_ANSWER),) * n
     try:
         return future.result()
     except Exception as exc:  # a response too odd to read is a failed request, not a hook crash
-        return Answer(None, None, None, 0.0, error=f"unreadable response: {type(exc).__name__}")
+        return (Answer(None, None, None, 0.0, error=f"unreadable response: {type(exc).__name__}"),) * n
 
 
 def _rows_named(row_ids: Sequence[int]) -> str:
@@ -422,6 +490,8 @@ def run_pretraffic(
     config: HookConfig,
     invoke: Invoke,
     *,
+    invoke_baseline: Invoke | None = None,
+    baseline_version: str | None = None,
     run_id: str = "local",
     deadline: float | None = None,
     clock: Callable[[], float] = time.monotonic,
@@ -429,8 +499,11 @@ def run_pretraffic(
     """Check the new version through `invoke`; never raises for a bad version, only for a hook
     that cannot run (HookError and the like: the caller reports Failed).
 
-    `deadline` is a clock() value after which no more requests are sent or awaited. Nothing is
-    sent when the model's files or known answers cannot be trusted: the deployment fails anyway.
+    `invoke_baseline` (the alias's current version, named `baseline_version` in reasons): every
+    text goes to it too, paired by row id, for the latency reference and the baseline's own known
+    answers; None skips the pairing (latency_reference None, saying why). `deadline` is a clock()
+    value after which no more requests are sent or awaited. Nothing is sent when the model's
+    files or known answers cannot be trusted: the deployment fails anyway.
     """
     version = config.model_version
     details: dict[str, Any] = {"new_version_arn": config.new_version_arn}
@@ -446,16 +519,133 @@ def run_pretraffic(
     checks.insert(0, artifacts)
     if not all(c.passed for c in checks):
         return HookResult(checks=tuple(checks), sent=0, answered=0, model_version=version, details=details)
-    answers = send_all(rows, invoke, config, run_id, deadline, clock)
+    invokes = (invoke,) if invoke_baseline is None else (invoke, invoke_baseline)
+    paired = send_paired(rows, invokes, config, run_id, deadline, clock)
+    answers = [p[0] for p in paired]
     more, differ = check_answers(rows, answers, recorded, config, version)
     details.update(texts=len(rows), differing_row_ids=differ[:MAX_LISTED_ROWS])
+    if invoke_baseline is None:
+        reference = LatencyReference(
+            None, 0, None, None, baseline_version, None,
+            "no baseline version to pair with (invoke_baseline not given): no latency reference measured",
+        )  # fmt: skip
+    else:
+        base_checks, reference = baseline_checks(
+            rows, answers, [p[1] for p in paired], config, version, baseline_version or "baseline"
+        )
+        more += base_checks
     return HookResult(
         checks=tuple(checks + more),
         sent=sum(1 for a in answers if a.error != NOT_SENT),
         answered=sum(1 for a in answers if not a.error),
         model_version=version,
         details=details,
+        reference=reference,
     )
+
+
+def baseline_checks(
+    rows: Sequence[KnownText],
+    canary: Sequence[Answer],
+    baseline: Sequence[Answer],
+    config: HookConfig,
+    canary_model: str,
+    baseline_version: str,
+) -> tuple[list[Check], LatencyReference]:
+    """The baseline's own known answers and the latency reference with its sanity bound (pure
+    but for reading the baseline model's verified files): (checks, reference)."""
+    served = Counter(a.model_version for a in baseline if not a.error and a.model_version)
+    model = served.most_common(1)[0][0] if served else None
+    reference = measure_reference(canary, baseline, baseline_version, model)
+    who = f"baseline version {baseline_version} ({model or 'no model'})"
+    if model is None:
+        why = f"{who} answered none of the {len(rows)} texts: no comparison possible"
+        return [Check("baseline known answers", False, dict(served), "answers to compare", why)], reference
+    agreement = _baseline_agreement(rows, baseline, config, model, who)
+    return [agreement, _reference_check(reference, config, canary_model, model)], reference
+
+
+def _baseline_agreement(
+    rows: Sequence[KnownText], baseline: Sequence[Answer], config: HookConfig, model: str, who: str
+) -> Check:
+    """The baseline's answers against ITS model's known answers: a baseline that disagrees
+    voids the comparison the latency reference rests on."""
+    name, void = "baseline known answers", "the paired comparison is void"
+    artifacts, art = verify_artifacts(config.models_dir, model)
+    if art is None:
+        return Check(
+            name, False, None, f"{model}'s verified known answers", f"{who}: {artifacts.reason}: {void}"
+        )
+    try:
+        recorded = recorded_answers(art)
+    except HookError as exc:
+        return Check(name, False, None, f"{model}'s verified known answers", f"{who}: {exc}: {void}")
+    mine = [(row, a) for row, a in zip(rows, baseline, strict=True) if row.row_id in recorded]
+    mine = [(row, a) for row, a in mine if a.model_version in (None, model)]
+    check, _ = known_answers_check([r for r, _ in mine], [a for _, a in mine], recorded, model)
+    if check.passed:
+        return Check(name, True, check.observed, check.threshold, f"{who}: {check.reason}")
+    return Check(name, False, check.observed, check.threshold, f"{who}: {check.reason}: {void}")
+
+
+def measure_reference(
+    canary: Sequence[Answer], baseline: Sequence[Answer], baseline_version: str, baseline_model: str | None
+) -> LatencyReference:
+    """Median over the texts both versions answered with a handler time of canary / baseline."""
+    pairs = [
+        (c.handler_ms, b.handler_ms)
+        for c, b in zip(canary, baseline, strict=True)
+        if not c.error and not b.error and c.handler_ms and b.handler_ms  # None or 0: no ratio
+    ]
+    if not pairs:
+        timed = {v: sum(1 for a in answers if a.handler_ms is not None) for v, answers in
+                 (("canary", canary), ("baseline", baseline))}  # fmt: skip
+        why = (
+            f"no text has a handler time ({LATENCY_HEADER}) from both versions (answers with one: "
+            f"canary {timed['canary']}, baseline {timed['baseline']}; a version built before the "
+            "header sends none)"
+        )
+        return LatencyReference(None, 0, None, None, baseline_version, baseline_model, why)
+    ratio = median(sorted(c / b for c, b in pairs))  # stats.median takes sorted values
+    canary_ms, baseline_ms = median(sorted(c for c, _ in pairs)), median(sorted(b for _, b in pairs))
+    return LatencyReference(
+        round(ratio, 4),
+        len(pairs),
+        round(canary_ms, 4),
+        round(baseline_ms, 4),
+        baseline_version,
+        baseline_model,
+        f"median over {len(pairs)} known-answer texts of canary/baseline {LATENCY_HEADER}",
+    )
+
+
+def _reference_check(
+    ref: LatencyReference, config: HookConfig, canary_model: str, baseline_model: str
+) -> Check:
+    """The measured reference against the manifests' coarse ratio: max(1, it) x the factor."""
+    name, factor = "latency reference", config.max_latency_factor
+    if ref.ratio is None:
+        return Check(
+            name, False, None, "a measured ratio", f"{ref.reason}: the judge would have no reference"
+        )
+    try:
+        expected = expected_latency_ratio(load_manifests(config.models_dir), baseline_model, canary_model)
+    except ManifestError as exc:
+        expected, problem = None, str(exc)
+    else:
+        problem = f"the manifests give no latency.ratio_to for {canary_model}/{baseline_model}: retrain"
+    observed = {"ratio": ref.ratio, "pairs": ref.pairs, "expected": expected}
+    if expected is None:
+        return Check(name, False, observed, None, problem)
+    bound = max(1.0, expected) * factor
+    ok = ref.ratio <= bound
+    reason = (
+        f"measured {canary_model}/{baseline_model} handler latency ratio {ref.ratio:.2f} (median of "
+        f"{ref.pairs} pairs: {ref.canary_median_ms:g} ms vs {ref.baseline_median_ms:g} ms) "
+        f"{'<=' if ok else '>'} {bound:.2f} = max(1, the manifests' {expected:g}) x {factor:g}"
+        + ("" if ok else ": the canary is slow from the start")
+    )
+    return Check(name, ok, observed, round(bound, 4), reason)
 
 
 def lambda_invoker(lambda_client: Any, qualified_arn: str) -> Invoke:
@@ -480,6 +670,25 @@ def lambda_invoker(lambda_client: Any, qualified_arn: str) -> Invoke:
         return json.loads(payload)
 
     return invoke
+
+
+def baseline_of(codedeploy: Any, deployment_id: str, config: HookConfig) -> tuple[str, str]:
+    """(qualified ARN, version) of the alias's current version, from the deployment itself
+    (canary.sources.deployment_target, shared with the gate and the judge). HookError when the
+    deployment does not shift to NEW_VERSION_ARN's version or has no other version to pair with."""
+    target = deployment_target(codedeploy, deployment_id)
+    function_arn, new_version = config.new_version_arn.rsplit(":", 1)
+    if target.canary_version != new_version:
+        raise HookError(
+            f"deployment {deployment_id} shifts to version {target.canary_version}, but NEW_VERSION_ARN "
+            f"names version {new_version}"
+        )
+    if not target.baseline_version.isdigit() or target.baseline_version == new_version:
+        raise HookError(
+            f"deployment {deployment_id}: current version {target.baseline_version!r} is not another "
+            "published version to pair with"
+        )
+    return f"{function_arn}:{target.baseline_version}", target.baseline_version
 
 
 def report_status(codedeploy: Any, deployment_id: str, execution_id: str, status: str) -> None:
@@ -510,9 +719,12 @@ def handle(
         deadline = None
         if remaining_ms is not None:
             deadline = clock() + remaining_ms() / 1000.0 - config.time_margin_s
+        baseline_arn, baseline_version = baseline_of(codedeploy, str(deployment_id), config)
         result = run_pretraffic(
             config,
             lambda_invoker(lambda_client, config.new_version_arn),
+            invoke_baseline=lambda_invoker(lambda_client, baseline_arn),
+            baseline_version=baseline_version,
             run_id=str(deployment_id),
             deadline=deadline,
             clock=clock,
@@ -523,9 +735,15 @@ def handle(
         logger.exception("pre-traffic hook crashed: reporting Failed")
     finally:
         report_status(codedeploy, str(deployment_id), str(execution_id), status)
+    # deployment_id: the gate and the judge find this deployment's record (its latency reference) by it.
     logger.info(
         HOOK_LOG_MESSAGE,
-        extra={"status": status, "reason": reason, "result": result.as_dict() if result else None},
+        extra={
+            "deployment_id": str(deployment_id),
+            "status": status,
+            "reason": reason,
+            "result": result.as_dict() if result else None,
+        },
     )
     return {"status": status, "reason": reason}
 

@@ -8,6 +8,12 @@ share of the false-alarm budget. It publishes the verdict as the CanaryVerdict m
 1 INCONCLUSIVE, 0 PASS; the judge alarm fires on Maximum >= 2, so a FAIL rolls back at once) and
 logs the full report as one record with message "canary verdict", which `make report` reads.
 
+The latency metric tests the canary's probe latencies against the reference the PreTraffic hook
+measured on these two versions (its "pretraffic check" record of the running deployment, in
+HOOK_LOG_GROUP, canary.sources.hook_record; once seen it is kept for the deployment's later
+looks). Until that record is visible (log lag) latency is NoData: the look can FAIL on the other
+metrics but never PASS. The manifests' coarse ratio is only the hook's sanity bound.
+
 An interim look can only stop a bad canary early: promotion is the PostTraffic gate's
 (canary.gate), which judges the whole window itself. A judge that crashes publishes nothing and
 its alarm treats missing data as not breaching; the gate still fails such a deployment unless
@@ -23,12 +29,20 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from canary.config import ConfigError, JudgeLambdaConfig
-from canary.evidence import VERDICT_VALUE, Verdict, expected_latency_ratio, judge_evidence
-from canary.gate import GateError, find_window
+from canary.evidence import VERDICT_VALUE, Verdict, judge_evidence
+from canary.gate import HOOK_LOOKBACK_S, CanaryWindow, GateError, find_window
 from canary.judge import JUDGE_LOG_MESSAGE, VERDICT_DIMENSION, VERDICT_METRIC
 from canary.manifests import ManifestError, load_manifests
 from canary.probe import ProbeError, expected_labels, load_known_answers
-from canary.sources import AliasRouting, LogsInsightsSource, SourceError, live_routing, window_evidence
+from canary.sources import (
+    AliasRouting,
+    LogsInsightsSource,
+    SourceError,
+    hook_record,
+    latency_reference,
+    live_routing,
+    window_evidence,
+)
 
 logger = Logger(service="canary-judge")
 
@@ -59,11 +73,11 @@ def _routing_dict(routing: AliasRouting) -> dict[str, Any]:
     }
 
 
-def canary_start(codedeploy: Any, config: JudgeLambdaConfig, canary_version: str) -> float:
-    """When the running canary started: the AllowTraffic start of the in-progress deployment
-    that shifts to `canary_version`, in DEPLOYMENT_GROUP or, unset, any group of the application
-    (the template cannot name SAM's group here: its alarms depend on this function). SourceError
-    if there is none."""
+def canary_window(codedeploy: Any, config: JudgeLambdaConfig, canary_version: str) -> CanaryWindow:
+    """The running canary: the in-progress deployment that shifts to `canary_version` (its id and
+    AllowTraffic start), in DEPLOYMENT_GROUP or, unset, any group of the application (the
+    template cannot name SAM's group here: its alarms depend on this function). SourceError if
+    there is none."""
     if not config.application:
         raise SourceError("CODEDEPLOY_APPLICATION is not set: cannot date the canary")
     groups = [config.deployment_group] if config.deployment_group else []
@@ -87,8 +101,42 @@ def canary_start(codedeploy: Any, config: JudgeLambdaConfig, canary_version: str
             except GateError:
                 continue
             if window.canary_version == canary_version:
-                return window.start
+                return window
     raise SourceError(f"no in-progress deployment shifts traffic to version {canary_version}")
+
+
+def read_reference(
+    logs_client: Any,
+    config: JudgeLambdaConfig,
+    window: CanaryWindow,
+    now: float,
+    cache: dict[str, float] | None,
+    sleep: Any,
+) -> tuple[float | None, str]:
+    """(the hook's latency reference for this deployment or None, how it was found or why not).
+    A failed query is no reference this look (latency NoData), not a failed look."""
+    if cache is not None and window.deployment_id in cache:
+        return cache[window.deployment_id], "the hook's record (seen at an earlier look)"
+    if not config.hook_log_group:
+        return None, "HOOK_LOG_GROUP (the hook's log group) is not set"
+    try:
+        record = hook_record(
+            logs_client,
+            config.hook_log_group,
+            window.deployment_id,
+            window.start - HOOK_LOOKBACK_S,
+            now,
+            sleep=sleep,
+            timeout_s=20.0,
+        )
+    except SourceError as exc:
+        return None, f"the hook's record could not be read: {exc}"
+    reference = latency_reference(record)
+    if reference is None:
+        return None, f"no measured reference in {config.hook_log_group} for {window.deployment_id} yet"
+    if cache is not None:
+        cache[window.deployment_id] = reference
+    return reference, "the hook's record"
 
 
 def run_once(
@@ -102,8 +150,10 @@ def run_once(
     known_answers: dict[str, dict[str, str]] | None = None,
     now: float | None = None,
     sleep: Any = time.sleep,
+    references: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """One judge run (an interim look); returns what it did (also the Lambda's return value)."""
+    """One judge run (an interim look); returns what it did (also the Lambda's return value).
+    `references`: deployment id -> the hook's latency reference, kept across runs (None: none)."""
     now = time.time() if now is None else now
     routing = live_routing(lambda_client, config.function_name, config.alias)
     if not routing.canary_running:
@@ -111,7 +161,8 @@ def run_once(
         return {"status": "idle", "routing": _routing_dict(routing)}
     assert routing.canary_version is not None
     try:
-        start = canary_start(codedeploy_client, config, routing.canary_version)
+        window = canary_window(codedeploy_client, config, routing.canary_version)
+        start = window.start
         source = LogsInsightsSource(
             logs_client, config.log_group, (routing.baseline_version, routing.canary_version), sleep=sleep
         )
@@ -122,11 +173,8 @@ def run_once(
             canary_version=routing.canary_version,
             expected=expected_labels(known_answers or {}),
         )
-        report = judge_evidence(
-            ev,
-            expected_latency_ratio=expected_latency_ratio(manifests, ev.baseline_model, ev.canary_model),
-            elapsed_s=now - start,
-        )
+        reference, found = read_reference(logs_client, config, window, now, references, sleep)
+        report = judge_evidence(ev, expected_latency_ratio=reference, elapsed_s=now - start)
     except SourceError as exc:
         # No evidence is not evidence of harm: INCONCLUSIVE keeps the alarm quiet, the log says why
         # (the gate, which needs a PASS, fails a canary that stays without evidence).
@@ -135,12 +183,20 @@ def run_once(
         return {"status": "error", "verdict": Verdict.INCONCLUSIVE.value, "reason": str(exc)}
     publish_verdict(cloudwatch_client, config.namespace, config.function_name, report.verdict, now)
     body = report.as_dict()
-    body.update(routing=_routing_dict(routing), judged_at=now, canary_start=start, queries=records.queries)
+    body.update(
+        routing=_routing_dict(routing),
+        judged_at=now,
+        canary_start=start,
+        deployment_id=window.deployment_id,
+        queries=records.queries,
+        latency_reference={"ratio": reference, "source": found},
+    )
     logger.info(JUDGE_LOG_MESSAGE, extra={"verdict": report.verdict.value, "report": body})
     return {"status": "judged", "verdict": report.verdict.value, "reason": report.reason}
 
 
 _CLIENTS: dict[str, Any] = {}
+_REFERENCES: dict[str, float] = {}  # deployment id -> the hook's reference, once seen
 _MANIFESTS: dict[str, dict[str, Any]] | None = None
 _ANSWERS: dict[str, dict[str, str]] = {}
 
@@ -166,7 +222,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             _MANIFESTS = load_manifests(config.models_dir)
             _ANSWERS = load_known_answers(config.models_dir)
         except (ManifestError, ProbeError) as exc:
-            # Without them latency and probe agreement are Errors (INCONCLUSIVE): the gate fails it.
+            # Without them no shadow label or known answer is read (INCONCLUSIVE): the gate fails it.
             logger.error("model manifests or probe answers unreadable", extra={"reason": str(exc)})
             _MANIFESTS, _ANSWERS = {}, {}
     return run_once(
@@ -177,4 +233,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         codedeploy_client=_client("codedeploy"),
         manifests=_MANIFESTS,
         known_answers=_ANSWERS,
+        references=_REFERENCES,
     )

@@ -15,6 +15,13 @@ start of the canary (it starts at the first run after the shift) and the gap bet
 (`run_seconds` of every 60 s), so it sends faster: scheduled_rate() = that need over the worst
 case's probing seconds, (300 - 60) x 55/60 = 220 s -> 7 texts/s.
 
+Latency. Each answer carries the handler's own time in the X-Handler-Latency-Ms header (infer.app
+sets it on probe and hook requests only); the run reports each version's median of it, as a
+summary for on-call. The judge does not read it from here: its one source of the probe's
+latencies is the inference function's log records (latency_ms, the very number the header
+carries), which it reads with the labels and statuses of the same requests; a second path
+through the probe's own record would have to be joined back to them and could disagree.
+
 The probe set is built from the test split at `sam build` (training.golden writes probe.jsonl,
 the union of every model's probe rows, next to the golden set; it is never committed): JSON lines
 {"id": "<row id>", "text": "..."}. The label each model must give each row is in the model's
@@ -30,7 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +45,9 @@ from aws_lambda_powertools import Logger
 
 from canary.config import ConfigError, ProbeConfig
 from canary.evidence import LABELS, EvidenceConfig, plan
+from canary.hook import handler_ms
 from canary.sources import live_routing
+from canary.stats import median
 from infer.sources import PROBE_REQUEST_PREFIX
 
 PROBE_LOG_MESSAGE = "probe run"
@@ -76,6 +85,9 @@ class ProbeResult:
     failed: Mapping[str, int]  # version -> anything else (5xx, invoke error, no label)
     seconds: float
     stopped: str  # why the run ended
+    # version -> median X-Handler-Latency-Ms of its answered requests (None: no header seen);
+    # a summary: the judge reads each request's latency_ms from the logs
+    handler_ms_p50: Mapping[str, float | None] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -200,13 +212,15 @@ def probe_event(text: str, request_id: str, api_path: str, api_stage: str) -> di
     }
 
 
-def _answered(response: Mapping[str, Any]) -> bool:
+def _answered(response: Mapping[str, Any]) -> tuple[bool, float | None]:
+    """(a 200 with one of the API's labels, the handler's ms from its header or None)."""
     if response.get("error") or response.get("statusCode") != 200:
-        return False
+        return False, None
     try:
-        return json.loads(response.get("body") or "")["label"] in LABELS
+        ok = json.loads(response.get("body") or "")["label"] in LABELS
     except (ValueError, KeyError, TypeError):
-        return False
+        return False, None
+    return ok, handler_ms(response) if ok else None
 
 
 def run_probe(
@@ -234,13 +248,14 @@ def run_probe(
         raise ProbeError(f"rate must be > 0 and run id non-empty without '-', got {rate}, {run_id!r}")
     answered: Counter[str] = Counter()
     failed: Counter[str] = Counter()
+    timed: dict[str, list[float]] = {baseline_version: [], canary_version: []}
     began, sent, stopped, checked = clock(), 0, "duration reached", clock()
 
-    def ask(version: str, event: dict[str, Any]) -> tuple[str, bool]:
+    def ask(version: str, event: dict[str, Any]) -> tuple[str, bool, float | None]:
         try:
-            return version, _answered(invoke(version, event))
+            return version, *_answered(invoke(version, event))
         except Exception:  # an invoke that fails is a failed answer: the judge counts it
-            return version, False
+            return version, False, None
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         while True:
@@ -261,8 +276,10 @@ def run_probe(
                 (v, probe_event(row.text, rid, api_path, api_stage))
                 for v in (baseline_version, canary_version)
             ]
-            for version, ok in pool.map(lambda pair: ask(*pair), events):
+            for version, ok, ms in pool.map(lambda pair: ask(*pair), events):
                 (answered if ok else failed)[version] += 1
+                if ms is not None:
+                    timed[version].append(ms)
             sent += 1
     return ProbeResult(
         run_id=run_id,
@@ -273,6 +290,7 @@ def run_probe(
         failed=dict(failed),
         seconds=clock() - began,
         stopped=stopped,
+        handler_ms_p50={v: round(median(sorted(ms)), 4) if ms else None for v, ms in timed.items()},
     )
 
 

@@ -4,9 +4,11 @@
 
 Finds the stack (samconfig.toml's stack_name for --env, or --stack), then reads: the stack's
 alarms and their states (cloudwatch describe_alarms), its latest CodeDeploy deployment, and
-the judge's latest report (its "canary verdict" log record, through Logs Insights) and the
-pre-traffic hook's result (its "pretraffic check" record), and prints
-them with canary.render.render_report (or the dict itself with --json). Without AWS
+the judge's latest report (its "canary verdict" log record, through Logs Insights), the
+pre-traffic hook's result (its "pretraffic check" record) and the PostTraffic gate's decision
+with its final look (its "posttraffic gate" record), and prints them with
+canary.render.render_report (or the dict itself with --json, each evidence metric with the checks
+that decided it). Without AWS
 credentials it says so in one line and exits 2; an AWS error exits 1, also in one line.
 """
 
@@ -22,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from canary.config import PACKAGE_ROOT
+from canary.gate import GATE_LOG_MESSAGE
 from canary.judge import JUDGE_LOG_MESSAGE
-from canary.render import REPORT_SCHEMA, outcome_of, render_report
-from canary.sources import HOOK_LOG_MESSAGE, SourceError
+from canary.render import REPORT_SCHEMA, gate_from_record, outcome_of, render_report, with_checks
+from canary.sources import HOOK_LOG_MESSAGE, SourceError, latest_logged
 
 SAMCONFIG = PACKAGE_ROOT / "samconfig.toml"
 NO_CREDENTIALS = (
@@ -104,42 +107,6 @@ def latest_deployment(codedeploy: Any, application: str, group: str) -> dict[str
     }
 
 
-def latest_logged(
-    logs: Any,
-    log_group: str,
-    message: str,
-    since: float,
-    until: float,
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-    timeout_s: float = 60.0,
-) -> dict[str, Any] | None:
-    """The most recent Powertools log record with this message in [since, until], or None."""
-    query = f'fields @timestamp, @message\n| filter message = "{message}"\n| sort @timestamp desc\n| limit 1'
-    query_id = logs.start_query(
-        logGroupName=log_group, startTime=int(since), endTime=int(until) + 1, queryString=query, limit=1
-    )["queryId"]
-    waited = 0.0
-    while True:
-        response = logs.get_query_results(queryId=query_id)
-        status = response.get("status")
-        if status == "Complete":
-            break
-        if status in ("Failed", "Cancelled", "Timeout", "Unknown") or waited >= timeout_s:
-            raise SourceError(f"Logs Insights query on {log_group} ended {status}")
-        sleep(1.0)
-        waited += 1.0
-    for row in response.get("results") or []:
-        cells = {c["field"]: c.get("value") for c in row}
-        try:
-            record = json.loads(cells.get("@message") or "")
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            return record
-    return None
-
-
 def _pick(resources: list[dict[str, Any]], kind: str, hint: str = "") -> list[dict[str, Any]]:
     found = [r for r in resources if r.get("ResourceType") == kind]
     if hint:
@@ -179,12 +146,13 @@ def collect_report(
         deployment = max(candidates, key=lambda d: d.get("created") or 0.0) if candidates else None
     else:
         notes.append("the stack has no CodeDeploy deployment group (is DeploymentPreference set?)")
-    # The judge's and the hook's own log records for this deployment (or the last `hours`).
+    # The judge's, the hook's and the gate's own log records for this deployment (or the last `hours`).
     since = (deployment or {}).get("created") or now - hours * 3600.0
     until = min(now, ((deployment or {}).get("completed") or now) + 120.0)
-    judge = pretraffic = None
+    judge = pretraffic = gate = None
     judges = _pick(resources, "AWS::Lambda::Function", "judge")
     hooks = _pick(resources, "AWS::Lambda::Function", "pretraffic")
+    gates = _pick(resources, "AWS::Lambda::Function", "posttraffic")
     if not judges:
         notes.append("no canary judge function found in the stack (logical id containing 'Judge')")
     try:
@@ -200,20 +168,42 @@ def collect_report(
                 pretraffic.setdefault("reason", record.get("reason"))
     except SourceError as exc:
         notes.append(str(exc))
-    return {
+    try:  # apart: the gate's decision matters most when the others cannot be read
+        if gates:
+            group = f"/aws/lambda/{gates[0]['PhysicalResourceId']}"
+            gate = _gate_of(
+                deployment, latest_logged(logs, group, GATE_LOG_MESSAGE, since, until, sleep=sleep)
+            )
+    except SourceError as exc:
+        notes.append(str(exc))
+    report = {
         "schema": REPORT_SCHEMA,
         "generated_at": now,
         "source": "aws",
         "stack": stack,
         "environment": environment,
         "region": region,
-        "outcome": outcome_of(deployment, alarms),
+        "outcome": outcome_of(
+            deployment, alarms, pretraffic=pretraffic, gate=gate, judge=judge, has_gate=bool(gates)
+        ),
         "deployment": deployment,
         "pretraffic": pretraffic,
         "alarms": alarms,
         "judge": judge,
+        "gate": gate,
         "notes": notes,
     }
+    return with_checks(report)
+
+
+def _gate_of(deployment: dict[str, Any] | None, record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The gate's record as the report's "gate", when it is this deployment's (a gate that could not
+    find its window logs no window: it is taken as this deployment's, having run in its time span)."""
+    gate = gate_from_record(record)
+    logged_for = ((gate or {}).get("window") or {}).get("deployment_id")
+    if gate and deployment and logged_for and logged_for != deployment.get("id"):
+        return None
+    return gate
 
 
 def has_credentials(session: Any) -> bool:

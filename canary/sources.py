@@ -9,6 +9,11 @@
   model_version, status, label, shadow.<model>: a few dozen rows whatever the traffic) and live
   latency percentiles per version, probe requests as rows (a few thousand per window).
 - window_evidence: those records as canary.evidence.Evidence for one baseline/canary pair.
+- deployment_target: which versions a CodeDeploy deployment shifts between and its lifecycle
+  events (the PreTraffic hook, the gate and the judge all find the versions here).
+- latest_logged / hook_record / latency_reference: a component's own Powertools log record
+  through Logs Insights; the PreTraffic hook's "pretraffic check" record of one deployment and
+  the latency reference it measured (the judge's and the gate's expected latency ratio).
 
 A Logs Insights query returns at most 10,000 rows (StartQuery's limit), so raw rows break near
 130 req/s over a 5-minute window with logs still arriving; counts do not. Any query that fills
@@ -23,6 +28,7 @@ tell two function versions of the same model apart. Clients are passed in (tests
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
 import time
@@ -62,6 +68,140 @@ ExpectedLabel = Callable[[str, str], str | None]
 
 class SourceError(RuntimeError):
     """The records could not be read (the message says what to check)."""
+
+
+# --------------------------------------------------------------------------- CodeDeploy
+
+ALLOW_TRAFFIC = "AllowTraffic"  # the Lambda deployment lifecycle event that shifts traffic
+_DEPLOYMENT_ID = re.compile(r"^d-[A-Z0-9]{1,32}$")  # CodeDeploy's ids; they go into a query
+
+
+@dataclass(frozen=True)
+class DeploymentTarget:
+    """What one Lambda deployment shifts: the alias's function, from which version to which."""
+
+    deployment_id: str
+    config_name: str  # e.g. CodeDeployDefault.LambdaCanary10Percent5Minutes
+    function_name: str
+    baseline_version: str  # currentVersion: what the alias serves before the shift
+    canary_version: str  # targetVersion: the version being rolled out
+    lifecycle_events: tuple[Mapping[str, Any], ...]  # the target's, as CodeDeploy returns them
+
+    def event(self, name: str) -> Mapping[str, Any] | None:
+        return next((e for e in self.lifecycle_events if e.get("lifecycleEventName") == name), None)
+
+
+def deployment_target(codedeploy: Any, deployment_id: str) -> DeploymentTarget:
+    """The deployment's one Lambda target (codedeploy get_deployment, list_deployment_targets,
+    get_deployment_target: lambdaFunctionInfo's currentVersion / targetVersion, known from the
+    deployment's start, so the PreTraffic hook can read them too). SourceError when it has none."""
+    info = codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+    targets: list[str] = []
+    kwargs: dict[str, Any] = {"deploymentId": deployment_id}
+    while True:
+        page = codedeploy.list_deployment_targets(**kwargs)
+        targets += page.get("targetIds") or []
+        if not page.get("nextToken"):
+            break
+        kwargs["nextToken"] = page["nextToken"]
+    if len(targets) != 1:
+        raise SourceError(f"deployment {deployment_id} has {len(targets)} targets, expected one Lambda alias")
+    target = codedeploy.get_deployment_target(deploymentId=deployment_id, targetId=targets[0])
+    lam = (target.get("deploymentTarget") or {}).get("lambdaTarget")
+    if not lam:
+        raise SourceError(f"deployment {deployment_id}: target {targets[0]} is not a Lambda target")
+    fn = lam.get("lambdaFunctionInfo") or {}
+    if not fn.get("currentVersion") or not fn.get("targetVersion"):
+        raise SourceError(f"deployment {deployment_id}: target names no current/target version")
+    return DeploymentTarget(
+        deployment_id=deployment_id,
+        config_name=str(info.get("deploymentConfigName") or ""),
+        function_name=str(fn.get("functionName") or ""),
+        baseline_version=str(fn["currentVersion"]),
+        canary_version=str(fn["targetVersion"]),
+        lifecycle_events=tuple(lam.get("lifecycleEvents") or ()),
+    )
+
+
+# --------------------------------------------------------------------------- a component's own records
+
+
+def latest_logged(
+    logs: Any,
+    log_group: str,
+    message: str,
+    since: float,
+    until: float,
+    *,
+    where: str = "",
+    sleep: Callable[[float], None] = time.sleep,
+    timeout_s: float = 60.0,
+) -> dict[str, Any] | None:
+    """The most recent Powertools log record with this message in [since, until], or None.
+    `where`: an extra Logs Insights condition (built by the caller from checked values)."""
+    condition = f'message = "{message}"' + (f" and {where}" if where else "")
+    query = f"fields @timestamp, @message\n| filter {condition}\n| sort @timestamp desc\n| limit 1"
+    query_id = logs.start_query(
+        logGroupName=log_group, startTime=int(since), endTime=int(until) + 1, queryString=query, limit=1
+    )["queryId"]
+    waited = 0.0
+    while True:
+        response = logs.get_query_results(queryId=query_id)
+        status = response.get("status")
+        if status == "Complete":
+            break
+        if status in ("Failed", "Cancelled", "Timeout", "Unknown") or waited >= timeout_s:
+            raise SourceError(f"Logs Insights query on {log_group} ended {status}")
+        sleep(1.0)
+        waited += 1.0
+    for row in response.get("results") or []:
+        cells = {c["field"]: c.get("value") for c in row}
+        try:
+            record = json.loads(cells.get("@message") or "")
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            return record
+    return None
+
+
+def hook_record(
+    logs: Any,
+    log_group: str,
+    deployment_id: str,
+    since: float,
+    until: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    timeout_s: float = 60.0,
+) -> dict[str, Any] | None:
+    """The PreTraffic hook's "pretraffic check" record of this deployment (its `deployment_id`
+    field), from the hook's log group; None while it is not visible (log lag) or absent."""
+    if not _DEPLOYMENT_ID.match(deployment_id):
+        raise SourceError(f"{deployment_id!r} is not a CodeDeploy deployment id")
+    return latest_logged(
+        logs,
+        log_group,
+        HOOK_LOG_MESSAGE,
+        since,
+        until,
+        where=f'deployment_id = "{deployment_id}"',
+        sleep=sleep,
+        timeout_s=timeout_s,
+    )
+
+
+def latency_reference(record: Mapping[str, Any] | None) -> float | None:
+    """The canary/baseline latency ratio the hook measured, from its record (or its result,
+    HookResult.as_dict()); None when the record is missing or measured none."""
+    if not isinstance(record, Mapping):
+        return None
+    result = record.get("result") if isinstance(record.get("result"), Mapping) else record
+    reference = result.get("latency_reference")
+    value = reference.get("ratio") if isinstance(reference, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
 
 
 @dataclass(frozen=True)

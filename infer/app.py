@@ -9,6 +9,8 @@ A prediction is also scored, after the served answer, by every other model the p
 shadow, for the canary judge's label pairs); its time is logged apart (shadow_ms) and left out of
 latency_ms. Each record says who sent the request (source: live, probe or hook, from API
 Gateway's request id, see infer.sources); only live requests publish the business metrics.
+The probe's and the hook's answers also carry the logged latency_ms in the X-Handler-Latency-Ms
+header (the hook's latency reference, canary/hook.py); consumers' answers never do.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 
 ROUTE = "/infer/hate-speech"
 REQUEST_LOG_MESSAGE = "inference"
+LATENCY_HEADER = "X-Handler-Latency-Ms"  # latency_ms of the served path: probe and hook answers only
 INTERNAL_ERROR = {"issue": "Internal server error"}
 # Static CORS headers on every answer, errors included: the API is gated by its key, not by origin.
 # Powertools' CORSConfig only adds them when the request carries an Origin header and answers a
@@ -106,6 +109,7 @@ def _reply(
     started = app.context.get("started")
     latency_ms = 0.0 if started is None else (time.perf_counter() - started) * 1000.0
     latency_ms = max(0.0, latency_ms - (shadow_ms or 0.0))
+    latency_ms = round(latency_ms, 3)
     version = SERVICE.version
     context = app.lambda_context
     origin = source_of_event(app.current_event.raw_event)
@@ -115,7 +119,7 @@ def _reply(
             "model_version": version,
             "function_version": getattr(context, "function_version", None),
             "label": label,
-            "latency_ms": round(latency_ms, 3),
+            "latency_ms": latency_ms,
             "text_chars": text_chars,
             "status": int(status),
             "source": origin.source,
@@ -127,6 +131,10 @@ def _reply(
     headers = {**CORS_HEADERS, **(headers or {})}
     if version is not None:
         headers["X-Model-Version"] = version
+    # The same number the record logs, for the hook's paired measurement; a consumer's answer
+    # never carries it (its timing is the service's business, and the request id decides).
+    if origin.source != LIVE:
+        headers[LATENCY_HEADER] = f"{latency_ms:.3f}"
     # The probe's and the hook's requests are not users': the business metrics count consumers only.
     if label is not None and version is not None and origin.source == LIVE:
         # One EMF record, two dimension sets: [ModelVersion, service] and [ModelVersion, Label, service].

@@ -104,7 +104,27 @@ def evaluation(m: dict) -> str:
         known_answers_line(m),
         "",
     ]
+    if latency_line(m):
+        parts += ["## Latency", "", latency_line(m), ""]
     return "\n".join(parts)
+
+
+# Every card line about the machine-measured latency starts with this: the reproduction contract
+# (training/reproduce.py) leaves such lines out of the byte comparison of the cards.
+LATENCY_LINE_PREFIX = "Latency (machine-measured"
+
+
+def latency_line(m: dict) -> str:
+    """One line on the manifest's `latency` entry, "" without one (training/latency.py)."""
+    entry = m.get("latency")
+    if not isinstance(entry, dict) or not entry.get("ratio_to"):
+        return ""
+    ratios = ", ".join(f"{r:g}x {other}" for other, r in sorted(entry["ratio_to"].items()))
+    return (
+        f"{LATENCY_LINE_PREFIX}, left out of the reproduction check): on the {entry['texts']} probe texts "
+        f"this model takes {ratios} per text (`latency.ratio_to`, the runtime scorer, median of per-text "
+        "ratios, rounded to 0.1); the pre-traffic hook fails a canary it measures above 1.5 times that."
+    )
 
 
 def known_answers_line(m: dict) -> str:
@@ -137,6 +157,7 @@ def model_card(m: dict) -> str:
             "",
             known_answers_line(m),
             "",
+            *([latency_line(m), ""] if latency_line(m) else []),
             "## Intended use",
             "Triage of short English social-media texts into hate speech, offensive language or neither, "
             "behind the hate-speech API, to help human moderators prioritise. Not for automated sanctions "

@@ -13,6 +13,11 @@ write nothing). A retrain reproduces a committed version when:
   dtype and shape and differs by at most ARRAY_TOLERANCE;
 - manifest.json is identical except the sha256/bytes entries of those arrays: metrics,
   transitions, golden set and expected label mix must be exactly equal;
+- except what is machine-measured: the manifest's `latency` entry (training/latency.py: the
+  runtime scorer's time per text on this machine) and the cards' lines about it (they start
+  with cards.LATENCY_LINE_PREFIX) are left out of the exact comparison; only WHICH models
+  `latency.ratio_to` covers must match. A retrain that reproduces leaves the committed folder
+  untouched, so `make train` on another machine keeps the committed latency;
 - behaviour: the retrained scikit-learn pipeline and the runtime scorer over the COMMITTED
   artifacts give the same label on every test text, probabilities within PROBABILITY_TOLERANCE.
 
@@ -43,6 +48,7 @@ import numpy as np
 
 from infer.artifacts import MANIFEST, ArtifactError
 from infer.model import LABELS, load_model
+from training.cards import LATENCY_LINE_PREFIX
 from training.export import manifest_bytes
 
 # Measured on v2 (AMD EPYC, the wheels' OpenBLAS 0.3.31, kernels forced by OPENBLAS_CORETYPE):
@@ -58,6 +64,8 @@ PROBABILITY_TOLERANCE = 1e-9
 # Model kinds fitted by an iterative optimiser: only their coef/intercept get a tolerance.
 ITERATIVE_KINDS = frozenset({"logistic_regression"})
 MAX_LINES_PER_FILE = 5
+CARDS = frozenset({"MODEL_CARD.md", "EVALUATION.md"})
+MEASURED = "latency"  # the manifest's machine-measured entry (training/latency.py)
 
 
 @dataclass
@@ -67,6 +75,7 @@ class Result:
     version: str
     mismatches: list[str] = field(default_factory=list)  # one line each: "v2/coef.npy: ..."
     within_tolerance: dict[str, float] = field(default_factory=dict)  # array -> max |diff| (> 0)
+    machine_measured: list[str] = field(default_factory=list)  # files differing only in the latency
     n_files: int = 0
     n_texts: int = 0
     max_prob_diff: float = 0.0
@@ -77,7 +86,7 @@ class Result:
 
     @property
     def byte_identical(self) -> bool:
-        return self.reproduced and not self.within_tolerance
+        return self.reproduced and not self.within_tolerance and not self.machine_measured
 
     def summary(self) -> str:
         v = self.version
@@ -89,8 +98,19 @@ class Result:
         )
         if self.byte_identical:
             return f"{v}: byte-identical ({self.n_files} files); {behaviour}"
+        measured = (
+            f"; the machine-measured latency differs ({', '.join(sorted(self.machine_measured))}): the "
+            "committed value stays"
+            if self.machine_measured
+            else ""
+        )
+        if not self.within_tolerance:
+            return f"{v}: byte-identical except the latency ({self.n_files} files); {behaviour}{measured}"
         arrays = ", ".join(f"{name} max |diff| {d:.1e}" for name, d in sorted(self.within_tolerance.items()))
-        return f"{v}: reproduced within tolerance ({arrays}; tolerance {ARRAY_TOLERANCE:.0e}); {behaviour}"
+        return (
+            f"{v}: reproduced within tolerance ({arrays}; tolerance {ARRAY_TOLERANCE:.0e}); {behaviour}"
+            + measured
+        )
 
 
 def iterative_arrays(manifest: Any) -> set[str]:
@@ -182,6 +202,12 @@ def _describe(name: str, fresh: Path, committed: Path) -> list[str]:
     return [f"differs from line {first + 1} (retrained {len(ra)} bytes, committed {len(rb)} bytes)"]
 
 
+def _without_measured_lines(blob: bytes) -> list[bytes]:
+    """A card's lines without those about the machine-measured latency."""
+    prefix = LATENCY_LINE_PREFIX.encode()
+    return [line for line in blob.splitlines() if not line.startswith(prefix)]
+
+
 def _files(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir() if p.is_file()} if folder.is_dir() else set()
 
@@ -203,6 +229,11 @@ def compare_files(version: str, fresh: Path, committed: Path) -> Result:
     for name in differing:
         if name == MANIFEST:
             continue  # compared last, once the arrays within tolerance are known
+        if name in CARDS and _without_measured_lines((fresh / name).read_bytes()) == _without_measured_lines(
+            (committed / name).read_bytes()
+        ):
+            result.machine_measured.append(name)
+            continue
         if name in tolerant and name.endswith(".npy"):
             problem, d = _array_diff(fresh / name, committed / name)
             if problem:
@@ -228,10 +259,22 @@ def _manifest_mismatches(version: str, fresh: Path, committed: Path, result: Res
         files = m.get("files")
         if isinstance(files, dict):
             m["files"] = {k: v for k, v in files.items() if k not in result.within_tolerance}
+    # The machine-measured latency: only which models it covers is compared, never its numbers.
+    measured = [m.pop(MEASURED, None) for m in (a, b)]
+    covers = [sorted((m or {}).get("ratio_to") or {}) if isinstance(m, dict) else [] for m in measured]
+    if measured[0] != measured[1] and covers[0] == covers[1]:
+        result.machine_measured.append(MANIFEST)
     diffs = list(json_diff(a, b))
+    if covers[0] != covers[1]:
+        diffs.append(
+            f"{MEASURED}.ratio_to: the retrain measures {covers[0] or 'no model'}, committed "
+            f"{covers[1] or 'none'} (retrain with --force to record it)"
+        )
     if not diffs:
-        # Equal JSON: either only those checksums differed, or only the formatting did.
-        return [] if result.within_tolerance else [f"{version}/{MANIFEST}: same JSON, different bytes"]
+        # Equal JSON: only those checksums, the latency or the formatting differed.
+        if result.within_tolerance or MANIFEST in result.machine_measured:
+            return []
+        return [f"{version}/{MANIFEST}: same JSON, different bytes"]
     lines = [f"{version}/{MANIFEST}: {line}" for line in diffs[:MAX_LINES_PER_FILE]]
     if len(diffs) > MAX_LINES_PER_FILE:
         lines.append(f"{version}/{MANIFEST}: ... and {len(diffs) - MAX_LINES_PER_FILE} more difference(s)")

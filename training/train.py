@@ -22,7 +22,7 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -38,7 +38,7 @@ from sklearn.pipeline import make_pipeline, make_union  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from infer.model import LABELS  # noqa: E402
-from training import answers, cards, evaluate, reproduce  # noqa: E402
+from training import answers, cards, evaluate, latency, reproduce  # noqa: E402
 from training.data import golden_set, load  # noqa: E402
 from training.export import ModelWriter  # noqa: E402
 from training.features import stem_block, stem_table, tfidf_block  # noqa: E402
@@ -224,6 +224,7 @@ class Trained:
     pipelines: dict[str, Any]
     writers: dict[str, ModelWriter]
     manifests: dict[str, dict]
+    probe_texts: list[str] = field(default_factory=list)  # every model's probe set, test split order
 
 
 def train_all(ds, out: Path, jobs: int = 2) -> Trained:
@@ -274,7 +275,7 @@ def _train_all(ds, out: Path, jobs: int) -> Trained:
             "sample_weight": "annotator agreement (majority votes / annotators)",
         },
     }
-    writers, manifests = {}, {}
+    writers, manifests, probe_ids = {}, {}, set()
     for version, pipe in pipes.items():
         writer = ModelWriter(out / version)
         model = exporters[version](pipe, writer)
@@ -284,6 +285,7 @@ def _train_all(ds, out: Path, jobs: int) -> Trained:
         # hook and the evidence judge check it by row id, without the data set).
         known = answers.build("test", [r.row_id for r in ds.test], pred[version], LABELS)
         writer.add_json(answers.FILE, known)
+        probe_ids.update(known["probe"]["row_ids"])
         writers[version] = writer
         manifests[version] = {
             "version": version,
@@ -313,10 +315,24 @@ def _train_all(ds, out: Path, jobs: int) -> Trained:
             "known_answers": answers.summary(known),
             "transitions": transitions[version],
         }
-    return Trained(pipelines=pipes, writers=writers, manifests=manifests)
+    probe_texts = [r.text for r in ds.test if r.row_id in probe_ids]
+    return Trained(pipelines=pipes, writers=writers, manifests=manifests, probe_texts=probe_texts)
 
 
 def write_all(trained: Trained) -> None:
+    """Write every model, then time them (training.latency: the runtime scorer needs the written
+    artifacts) and write their manifests and cards again with the `latency` entry."""
+    _write(trained)
+    if len(trained.writers) < 2 or not trained.probe_texts:
+        return
+    measured = latency.measure({v: w.out_dir for v, w in trained.writers.items()}, trained.probe_texts)
+    for version, entry in measured.items():
+        trained.manifests[version]["latency"] = entry
+        log(f"{version} latency ratio_to {entry['ratio_to']} on {entry['texts']} probe texts")
+    _write(trained)
+
+
+def _write(trained: Trained) -> None:
     for version, writer in trained.writers.items():
         writer.write(
             trained.manifests[version],

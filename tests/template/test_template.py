@@ -155,8 +155,10 @@ def test_the_hook_is_a_codedeploy_hook_that_is_not_itself_deployed_gradually(pro
     assert role["ManagedPolicyArns"] == ["arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda"]
 
 
-def test_the_hook_may_invoke_only_the_new_version_and_report_to_codedeploy(prod):
-    """The hook gets the new version's qualified ARN and may invoke that and nothing else."""
+def test_the_hook_may_invoke_versions_read_the_deployment_and_report_to_codedeploy(prod):
+    """The hook gets the new version's qualified ARN; it may invoke qualified versions of the
+    inference function only (the new one and the baseline, which only the deployment names),
+    read this application's deployments (which versions) and report to them, nothing else."""
     hook = prod["Resources"][HOOK]["Properties"]
     version = version_logical_id(prod)
     assert hook["Environment"]["Variables"]["NEW_VERSION_ARN"] == {"Ref": version}
@@ -165,12 +167,21 @@ def test_the_hook_may_invoke_only_the_new_version_and_report_to_codedeploy(prod)
         for stmt in statements(prod["Resources"][f"{HOOK}Role"])
         for action in as_list(stmt["Action"])
     }
-    assert granted["lambda:InvokeFunction"] == {"Ref": version}
-    assert (
-        "deploymentgroup:${ServerlessDeploymentApplication}/*"
-        in granted["codedeploy:PutLifecycleEventHookExecutionStatus"]["Fn::Sub"]
-    )
-    assert set(granted) == {"lambda:InvokeFunction", "codedeploy:PutLifecycleEventHookExecutionStatus"}
+    assert granted["lambda:InvokeFunction"] == {"Fn::Sub": "${InferenceFunction.Arn}:*"}
+    for action in (
+        "codedeploy:GetDeployment",
+        "codedeploy:ListDeploymentTargets",
+        "codedeploy:GetDeploymentTarget",
+        "codedeploy:PutLifecycleEventHookExecutionStatus",
+    ):
+        assert "deploymentgroup:${ServerlessDeploymentApplication}/*" in granted[action]["Fn::Sub"], action
+    assert set(granted) == {
+        "lambda:InvokeFunction",
+        "codedeploy:GetDeployment",
+        "codedeploy:ListDeploymentTargets",
+        "codedeploy:GetDeploymentTarget",
+        "codedeploy:PutLifecycleEventHookExecutionStatus",
+    }
 
 
 def test_usage_plan_quota_and_throttle_come_from_the_parameters(prod, sam):
@@ -260,7 +271,10 @@ def test_the_judge_runs_every_minute_and_reads_the_inference_logs_and_alias(prod
     for stmt in statements(prod["Resources"][f"{JUDGE}Role"]):
         for action in as_list(stmt["Action"]):
             granted[action] = as_list(stmt["Resource"])
-    assert granted["logs:StartQuery"] == [{"Fn::GetAtt": ["InferenceLogGroup", "Arn"]}]
+    assert granted["logs:StartQuery"] == [
+        {"Fn::GetAtt": ["InferenceLogGroup", "Arn"]},
+        {"Fn::GetAtt": ["PreTrafficHookLogGroup", "Arn"]},
+    ]
     assert {"Fn::GetAtt": [INFER, "Arn"]} in granted["lambda:GetAlias"]
     timeout = prod["Resources"][JUDGE]["Properties"]["Timeout"]
     assert timeout < 60  # two runs never overlap
@@ -415,6 +429,7 @@ def function_env(cfn: dict, name: str, fakes: dict[str, str]) -> dict[str, str]:
 FAKES = {
     INFER: "hate-speech-prod-infer",
     "InferenceLogGroup": "/aws/lambda/hate-speech-prod-infer",
+    "PreTrafficHookLogGroup": "/aws/lambda/CodeDeployHook_hate-speech-prod-pretraffic",
     "ServerlessDeploymentApplication": "hate-speech-prod-ServerlessDeploymentApplication-X",
 }
 
@@ -448,6 +463,7 @@ def test_the_judge_reads_the_template_settings_it_is_given(prod):
     assert config.namespace == alarm["Namespace"]
     assert config.application == FAKES["ServerlessDeploymentApplication"]
     assert config.judge.looks == 5  # a 5-minute canary judged every minute
+    assert config.hook_log_group == FAKES["PreTrafficHookLogGroup"]  # the latency reference
 
 
 def schedule_of(cfn: dict, function: str) -> dict:
@@ -500,7 +516,7 @@ def test_the_longest_names_still_fit_lambdas_64_characters(sam):
 
 def test_the_gate_may_read_the_deployment_query_the_logs_and_report(prod):
     """CodeDeploy get/list calls and the report on this application's deployment groups only;
-    Logs Insights on the inference log group only."""
+    Logs Insights on the inference log group and the hook's (its latency reference) only."""
     actions = granted(prod, GATE)
     group = "deploymentgroup:${ServerlessDeploymentApplication}/*"
     for action in (
@@ -510,7 +526,10 @@ def test_the_gate_may_read_the_deployment_query_the_logs_and_report(prod):
         "codedeploy:PutLifecycleEventHookExecutionStatus",
     ):
         assert [group in r["Fn::Sub"] for r in actions[action]] == [True], action
-    assert actions["logs:StartQuery"] == [{"Fn::GetAtt": ["InferenceLogGroup", "Arn"]}]
+    assert actions["logs:StartQuery"] == [
+        {"Fn::GetAtt": ["InferenceLogGroup", "Arn"]},
+        {"Fn::GetAtt": ["PreTrafficHookLogGroup", "Arn"]},
+    ]
     assert set(actions) == {
         "codedeploy:GetDeployment",
         "codedeploy:ListDeploymentTargets",
@@ -534,6 +553,16 @@ def test_the_gates_timeout_fits_its_wait_for_late_logs(prod):
     assert config.max_log_lag_s >= EvidenceConfig().lag_max_s
     assert config.max_log_lag_s + config.settle_s + config.poll_s + config.time_margin_s <= props["Timeout"]
     assert config.log_group == FAKES["InferenceLogGroup"]
+    assert config.hook_log_group == FAKES["PreTrafficHookLogGroup"]  # the latency reference
+
+
+def test_the_hooks_log_group_is_where_the_hook_logs(prod):
+    """The log group the judge and the gate read the latency reference from is the hook's own."""
+    hook = prod["Resources"][HOOK]["Properties"]
+    assert hook["LoggingConfig"]["LogGroup"] == {"Ref": "PreTrafficHookLogGroup"}
+    for function in (JUDGE, GATE):
+        env = prod["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert env["HOOK_LOG_GROUP"] == {"Ref": "PreTrafficHookLogGroup"}, function
 
 
 def test_the_probe_runs_every_minute_and_may_invoke_only_the_inference_functions_versions(prod):

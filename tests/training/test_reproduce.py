@@ -17,7 +17,7 @@ from sklearn.pipeline import make_pipeline
 
 from infer.model import LABELS
 from tests.usermake import run_make
-from training import reproduce
+from training import cards, reproduce
 from training.export import ModelWriter, npy_bytes
 from training.train import export_v2, main, v2_features
 
@@ -45,8 +45,9 @@ def pipe():
     return make_pipeline(v2_features(), LogisticRegression(C=1.0, max_iter=1000)).fit(TEXTS, Y)
 
 
-def write_model(folder: Path, pipe, patch=None, accuracy: float = 1.0) -> Path:
-    """Export `pipe` as v2 into folder/v2, as train.py does; patch(writer) edits files first."""
+def write_model(folder: Path, pipe, patch=None, accuracy: float = 1.0, latency: float | None = None) -> Path:
+    """Export `pipe` as v2 into folder/v2, as train.py does; patch(writer) edits files first;
+    `latency`: a measured latency.ratio_to.v1, in the manifest and in the card's line."""
     writer = ModelWriter(folder / "v2")
     model = export_v2(pipe, writer)
     if patch:
@@ -58,7 +59,18 @@ def write_model(folder: Path, pipe, patch=None, accuracy: float = 1.0) -> Path:
         "training": {"data_sha256": "0" * 64},
         "metrics": {"test": {"accuracy": accuracy}},
     }
-    writer.write(manifest, lambda full: {"MODEL_CARD.md": f"# Model card: {full['version']}\n"})
+    if latency is not None:
+        manifest["latency"] = {
+            "ratio_to": {"v1": latency},
+            "median_ms": latency / 10,
+            "texts": 12,
+            "repeats": 5,
+        }
+
+    def card(full: dict) -> dict[str, str]:
+        return {"MODEL_CARD.md": f"# Model card: {full['version']}\n\n{cards.latency_line(full)}\nEnd.\n"}
+
+    writer.write(manifest, card)
     return folder / "v2"
 
 
@@ -331,3 +343,69 @@ def test_make_train_passes_force_only_when_asked(extra, forced):
     command = [line for line in done.stdout.splitlines() if "-m training.train" in line]
     assert len(command) == 1
     assert ("--force" in command[0]) is forced
+
+
+def test_a_retrain_differing_only_in_the_measured_latency_reproduces_and_keeps_the_committed_value(
+    tmp_path, pipe
+):
+    """Another machine times v2 at 6.9x v1 where 7.3x is committed: the manifest's latency entry
+    and the card's latency line are machine-measured, left out of the exact comparison, so the
+    version reproduces and even --force leaves the committed value (and every byte) in place."""
+    out = tmp_path / "models"
+    write_model(out, pipe, latency=7.3)
+    fresh_root = tmp_path / "retrain"
+    write_model(fresh_root, pipe, latency=6.9)
+    before = snapshot(out / "v2")
+    assert before["MODEL_CARD.md"] != snapshot(fresh_root / "v2")["MODEL_CARD.md"]
+    result = reproduce.check_version("v2", fresh_root / "v2", out / "v2", pipe, CHECK_TEXTS)
+    assert result.mismatches == []
+    assert sorted(result.machine_measured) == ["MODEL_CARD.md", "manifest.json"]
+    assert not result.byte_identical
+    assert "the committed value stays" in result.summary()
+    lines: list[str] = []
+    status = reproduce.publish(fresh_root, out, {"v2": pipe}, CHECK_TEXTS, force=True, emit=lines.append)
+    assert status == 0 and snapshot(out / "v2") == before
+    assert lines[0].endswith(f"left {out / 'v2'} untouched")
+
+
+def test_a_card_line_other_than_the_latency_one_still_counts(tmp_path, pipe):
+    """Only lines starting with the latency prefix are forgiven: any other card change is named."""
+    out = tmp_path / "models"
+    write_model(out, pipe, latency=7.3)
+    fresh_root = tmp_path / "retrain"
+    write_model(fresh_root, pipe, latency=6.9)
+    card = fresh_root / "v2" / "MODEL_CARD.md"
+    card.write_text(card.read_text().replace("End.", "The end."))
+    result = reproduce.check_version("v2", fresh_root / "v2", out / "v2", pipe, CHECK_TEXTS)
+    assert any(m.startswith("v2/MODEL_CARD.md: differs") for m in result.mismatches)
+
+
+def test_a_committed_manifest_without_the_latency_is_a_mismatch_force_records_it(tmp_path, pipe):
+    """Which models latency.ratio_to covers is compared: a committed manifest without it does
+    not reproduce (named, with the way out), and --force writes the measured entry."""
+    out = tmp_path / "models"
+    write_model(out, pipe)
+    fresh_root = tmp_path / "retrain"
+    write_model(fresh_root, pipe, latency=7.3)
+    lines: list[str] = []
+    assert reproduce.publish(fresh_root, out, {"v2": pipe}, CHECK_TEXTS, emit=lines.append) == 1
+    assert (
+        "v2/manifest.json: latency.ratio_to: the retrain measures ['v1'], committed none "
+        "(retrain with --force to record it)"
+    ) in lines
+    assert reproduce.publish(fresh_root, out, {"v2": pipe}, CHECK_TEXTS, force=True, emit=lines.append) == 0
+    assert snapshot(out / "v2") == snapshot(fresh_root / "v2")
+
+
+def test_the_latency_and_arrays_within_tolerance_together_still_reproduce(tmp_path, pipe):
+    """A retrain on another CPU: arrays 1e-11 away and another measured latency: reproduced,
+    the summary names both, nothing written."""
+    out = tmp_path / "models"
+    write_model(out, pipe, latency=7.3)
+    fresh_pipe = shifted(pipe, coef=1e-11)
+    fresh_root = tmp_path / "retrain"
+    write_model(fresh_root, fresh_pipe, latency=7.1)
+    result = reproduce.check_version("v2", fresh_root / "v2", out / "v2", fresh_pipe, CHECK_TEXTS)
+    assert result.mismatches == []
+    assert "manifest.json" in result.machine_measured and "coef.npy" in result.within_tolerance
+    assert "reproduced within tolerance" in result.summary() and "latency differs" in result.summary()

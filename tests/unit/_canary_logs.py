@@ -175,3 +175,28 @@ def stub_window(
         }
         stub.add_response("start_query", {"queryId": query_id}, params)
         stub.add_response("get_query_results", {"status": "Complete", "results": rows}, {"queryId": query_id})
+
+
+HOOK_LOG_GROUP = "/aws/lambda/CodeDeployHook_app-uat-pretraffic"
+
+
+def hook_record(ratio: float | None, deployment_id: str = "d-ABC123") -> dict:
+    """The PreTraffic hook's "pretraffic check" record of a deployment (canary.hook.handle)."""
+    reference = {"ratio": ratio, "pairs": 4953 if ratio else 0, "reason": "measured" if ratio else "none"}
+    return {
+        "message": "pretraffic check",
+        "deployment_id": deployment_id,
+        "status": "Succeeded",
+        "result": {"status": "Succeeded", "latency_reference": reference},
+    }
+
+
+def stub_hook_record(stub, record: dict | None, *, log_group: str = HOOK_LOG_GROUP, query_id: str = "hook"):
+    """One canary.sources.hook_record query: the hook's record (None: not visible yet)."""
+    stub.add_response(
+        "start_query",
+        {"queryId": query_id},
+        {"logGroupName": log_group, "startTime": ANY, "endTime": ANY, "queryString": ANY, "limit": 1},
+    )
+    rows = [] if record is None else [cells(**{"@timestamp": stamp(T0 - 60), "@message": json.dumps(record)})]
+    stub.add_response("get_query_results", {"status": "Complete", "results": rows}, {"queryId": query_id})

@@ -236,3 +236,53 @@ def test_new_fields_leak_neither_text_nor_key(serve, capsys):
     written = logs.getvalue() + "".join(capsys.readouterr())
     assert SECRET_TEXT[:20] not in written
     assert SECRET_KEY not in written and EVENT_API_KEY not in written
+
+
+@pytest.mark.parametrize("name", ["infer-post-probe", "infer-post-pretraffic"])
+def test_probe_and_hook_answers_carry_the_logged_handler_latency(serve, monkeypatch, name):
+    """A probe's or the hook's answer has X-Handler-Latency-Ms equal to the record's latency_ms,
+    the served path only: 10 ms of model time, not the 250 ms of shadow scoring."""
+    app = serve("v1")
+    now = [1000.0]
+    monkeypatch.setattr(app, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    served, shadow = app.SERVICE.model.predict, app.SERVICE.shadows[0].predict
+
+    def timed(predict, seconds):
+        def run(text):
+            now[0] += seconds
+            return predict(text)
+
+        return run
+
+    monkeypatch.setattr(app.SERVICE.model, "predict", timed(served, 0.010))
+    monkeypatch.setattr(app.SERVICE.shadows[0], "predict", timed(shadow, 0.250))
+    with captured_logs(app) as logs:
+        answer = invoke(app, event(name))
+    (record,) = request_records(logs)
+    assert answer.status == 200
+    assert float(answer.headers["x-handler-latency-ms"]) == pytest.approx(10.0)
+    assert float(answer.headers["x-handler-latency-ms"]) == pytest.approx(record["latency_ms"])
+
+
+def test_a_probe_refused_answer_still_carries_its_latency(serve):
+    """A probe request the handler refuses (unknown route) still says how long it took."""
+    app = serve("v2")
+    ev = event("infer-post-unknown-route")
+    ev["requestContext"]["requestId"] = "probe-run1-7-0"
+    answer = invoke(app, ev)
+    assert answer.status == 404
+    assert float(answer.headers["x-handler-latency-ms"]) >= 0.0
+
+
+@pytest.mark.parametrize("name", ["infer-post-valid", "infer-post-text-empty", "infer-post-unknown-route"])
+def test_consumers_never_see_the_handler_latency(serve, name):
+    """Live answers (200, 4xx) have no X-Handler-Latency-Ms, even when a consumer forges the probe's
+    request id header or the hook's X-Canary-Check: only API Gateway's request id decides."""
+    app = serve("v2")
+    ev = event(name)
+    forged = {"x-amzn-RequestId": "probe-run1-2-3", "X-Canary-Check": "pretraffic"}
+    ev["headers"].update(forged)
+    ev["multiValueHeaders"].update({k: [v] for k, v in forged.items()})
+    answer = invoke(app, ev)
+    assert "x-handler-latency-ms" not in answer.headers
+    assert all(k.lower() != "x-handler-latency-ms" for k in (answer.raw.get("multiValueHeaders") or {}))

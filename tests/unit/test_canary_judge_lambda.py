@@ -20,6 +20,7 @@ CONFIG = JudgeLambdaConfig(
     function_name="hate-speech-fn",
     log_group="/aws/lambda/hate-speech-fn",
     application="app",
+    hook_log_group=fx.HOOK_LOG_GROUP,
 )
 
 
@@ -62,7 +63,7 @@ def test_idle_without_a_canary_publishes_nothing():
     assert result["status"] == "idle"
 
 
-def run(lam, logs, cw, cd, now=NOW, known=None):
+def run(lam, logs, cw, cd, now=NOW, known=None, references=None):
     return run_once(
         CONFIG,
         lambda_client=lam,
@@ -72,6 +73,7 @@ def run(lam, logs, cw, cd, now=NOW, known=None):
         manifests=fx.MANIFESTS,
         known_answers=known,
         now=now,
+        references=references,
     )
 
 
@@ -104,6 +106,7 @@ def test_during_a_canary_publishes_the_evidence_verdict_and_logs_the_report(capl
             start=int(fx.T0),
             end=int(NOW),
         )
+        fx.stub_hook_record(s_logs, fx.hook_record(fx.RATIO))
         expect_verdict(s_cw, value)
         result = run(lam, logs, cw, cd, known=fx.known_answers(texts))
         s_cw.assert_no_pending_responses()
@@ -115,6 +118,79 @@ def test_during_a_canary_publishes_the_evidence_verdict_and_logs_the_report(capl
     assert report["look"]["final"] is False and report["look"]["elapsed_s"] == NOW - fx.T0
     assert report["routing"]["canary_version"] == "7" and report["canary_start"] == fx.T0
     assert {m["name"] for m in report["metrics"]} == {"probe_agreement", "paired_labels", "errors", "latency"}
+    assert report["latency_reference"]["ratio"] == pytest.approx(fx.RATIO)
+    assert report["deployment_id"] == "d-ABC123"
+
+
+def look(forced=0.0, hook=(None,), references=None, caplog=None):
+    """One interim look 5 minutes in; `hook`: what each read of the hook's record finds."""
+    lam, logs, cw, cd = clients()
+    texts = fx.probe_texts()
+    with Stubber(lam) as s_lam, Stubber(logs) as s_logs, Stubber(cw) as s_cw, Stubber(cd) as s_cd:
+        stub_alias(s_lam, {"7": 0.1})
+        stub_running_deployment(s_cd)
+        fx.stub_window(
+            s_logs,
+            fx.live_count_rows(1.0, forced=forced),
+            fx.latency_rows(),
+            fx.probe_rows(texts, forced=forced),
+            log_group=CONFIG.log_group,
+        )
+        for i, record in enumerate(hook):
+            fx.stub_hook_record(s_logs, record, query_id=f"hook{i}")
+        s_cw.add_response("put_metric_data", {})
+        result = run(lam, logs, cw, cd, known=fx.known_answers(texts), references=references)
+        s_logs.assert_no_pending_responses()
+    return result
+
+
+def test_an_interim_look_without_the_reference_has_latency_nodata_never_a_pass(caplog):
+    """The hook's record not visible yet (log lag): a healthy canary's look is INCONCLUSIVE with
+    latency NoData, saying the reference is missing, where it would otherwise PASS."""
+    result = look(hook=(None,))
+    assert result["verdict"] == "INCONCLUSIVE"
+    assert "latency: no latency reference yet for v2/v1" in result["reason"]
+    report = next(r.report for r in caplog.records if r.getMessage() == "canary verdict")
+    latency = next(m for m in report["metrics"] if m["name"] == "latency")
+    assert latency["classification"] == "NoData"
+    assert report["latency_reference"]["ratio"] is None
+    assert "no measured reference in" in report["latency_reference"]["source"]
+
+
+def test_an_interim_look_without_the_reference_still_fails_a_bad_canary():
+    """No reference yet, but a canary forcing 20 % of its answers: FAIL all the same."""
+    assert look(forced=0.2, hook=(None,))["verdict"] == "FAIL"
+
+
+def test_the_reference_once_seen_is_kept_for_the_deployments_later_looks():
+    """The first look reads the hook's record; the next one, with the same cache, asks no more
+    (its Stubber has no hook query) and still passes against the same reference."""
+    references: dict[str, float] = {}
+    assert look(hook=(fx.hook_record(fx.RATIO),), references=references)["verdict"] == "PASS"
+    assert references == {"d-ABC123": pytest.approx(fx.RATIO)}
+    assert look(hook=(), references=references)["verdict"] == "PASS"
+
+
+def test_a_failed_reference_query_is_no_reference_not_a_failed_look():
+    """The hook's log group query fails: this look has latency NoData (INCONCLUSIVE), the records
+    are judged all the same."""
+    lam, logs, cw, cd = clients()
+    texts = fx.probe_texts()
+    with Stubber(lam) as s_lam, Stubber(logs) as s_logs, Stubber(cw) as s_cw, Stubber(cd) as s_cd:
+        stub_alias(s_lam, {"7": 0.1})
+        stub_running_deployment(s_cd)
+        fx.stub_window(
+            s_logs,
+            fx.live_count_rows(1.0),
+            fx.latency_rows(),
+            fx.probe_rows(texts),
+            log_group=CONFIG.log_group,
+        )
+        s_logs.add_response("start_query", {"queryId": "hook"})
+        s_logs.add_response("get_query_results", {"status": "Failed", "results": []})
+        expect_verdict(s_cw, 1.0)
+        result = run(lam, logs, cw, cd, known=fx.known_answers(texts))
+    assert result["status"] == "judged" and result["verdict"] == "INCONCLUSIVE"
 
 
 def test_unreadable_logs_publish_inconclusive():
@@ -150,6 +226,8 @@ def test_judge_lambda_config_from_env():
     )
     assert config.log_group == "/aws/lambda/fn" and config.alias == "live"
     assert (config.application, config.deployment_group) == (None, "g")
+    assert config.hook_log_group == ""
+    assert JudgeLambdaConfig.from_env({"FUNCTION_NAME": "fn", "HOOK_LOG_GROUP": "/h"}).hook_log_group == "/h"
     assert config.judge.alpha == 0.005 and config.judge.looks == 6
     with pytest.raises(ConfigError, match="FUNCTION_NAME"):
         JudgeLambdaConfig.from_env({})

@@ -574,3 +574,36 @@ def test_the_lagged_store_shows_a_record_only_once_its_lag_has_passed(tmp_path):
         db.execute("INSERT INTO records VALUES (1, 5.0, '1', 'v1', 1.0, 'neither', 200)")
     (row,) = LaggedStore(old).window(0, 10, visible_by=0.0)
     assert (row.source, row.function_version) == ("live", "1")
+
+
+def test_the_hook_pairs_with_the_baseline_and_its_latency_reference_reaches_the_judge():
+    """With an evidence window the PreTraffic hook core gets the baseline to pair every text with
+    (invoke_baseline, baseline_version); the latency reference it measured is what the judge's and
+    the gate's latency metric then test against."""
+    seen = {}
+
+    def hook(config, invoke, **kwargs):
+        seen.update(kwargs)
+        return SimpleNamespace(passed=True, reason="ok", status="Succeeded", latency_reference=4.2)
+
+    window = FakeWindow([], gate=True)
+    window.latency_reference = None
+    clock = FakeClock()
+    controller = Controller(
+        alias=FakeAlias(),
+        baseline=SimpleNamespace(function_version="1", model_version="v1"),
+        canary=SimpleNamespace(function_version="2", model_version="v2"),
+        plan=plan_for("Canary10Percent5Minutes"),
+        alarms=[],
+        store=LaggedFakeStore(None),
+        manifests=load_manifests(MODELS),
+        hook_config=SimpleNamespace(time_margin_s=0.0, golden_path="/nonexistent"),
+        speed=60.0,
+        clock=clock,
+        stop=clock,
+        pretraffic=hook,
+        window=window,
+    )
+    assert controller.run().outcome == PROMOTED
+    assert seen["baseline_version"] == "1" and callable(seen["invoke_baseline"])
+    assert window.latency_reference == 4.2

@@ -313,33 +313,59 @@ def _evidence(baseline, canary):
 
 def test_latency_fails_a_canary_1_5x_slower_on_the_real_scale():
     """At the handler's real scale (0.49 ms, +0.24 ms is far under the old 1 ms floor) a canary
-    1.5x slower than its manifest expects fails on the paired probe latencies."""
+    1.5x slower than the pre-traffic reference expects fails on the paired probe latencies."""
     report = judge(*deployment(live_canary=0, live_baseline=0, slower=1.5))
     result = metric(report, "latency")
     assert result.failed, result.reason
     assert result.effect == pytest.approx(1.5, rel=0.05)
-    assert "slower than its manifest expects" in result.reason
+    assert "slower than the pre-traffic reference expects" in result.reason
 
 
-def test_latency_passes_a_canary_as_slow_as_its_manifest_expects():
-    """v2 is 1.77x v1 by design: with that ratio in the manifest the latency metric passes."""
+def test_latency_passes_a_canary_as_slow_as_its_reference():
+    """v2 is 1.77x v1 by design: with the hook's measured reference at that ratio it passes."""
     result = metric(judge(*deployment(live_canary=0, live_baseline=0)), "latency")
     assert result.classification is Classification.PASS
     assert result.details["median_ratio"] == pytest.approx(RATIO, rel=0.05)
 
 
-def test_latency_without_an_expected_ratio_is_an_error_not_a_pass():
-    """No expected ratio in the manifests: the latency metric says so and the verdict is
-    INCONCLUSIVE."""
-    report = judge(*deployment(live_canary=0, live_baseline=0), ratio=None)
+@pytest.mark.parametrize("final", [False, True])
+def test_latency_without_the_reference_is_nodata_never_a_pass(final):
+    """No reference from the hook yet (its log record not visible): with every pair the metric
+    needs, latency is NoData saying why, never Pass, so the look is INCONCLUSIVE, at an interim
+    look and at the final one alike."""
+    report = judge(*deployment(live_canary=0, live_baseline=0), ratio=None, final=final)
+    result = metric(report, "latency")
+    assert result.classification is Classification.NODATA
+    assert "no latency reference yet for v2/v1" in result.reason
+    assert result.n_canary >= result.n_needed  # the pairs are there: the reference is what lacks
+    assert report.verdict is Verdict.INCONCLUSIVE
+    assert not ev.gate_decision(report).succeeded
+
+
+def test_latency_with_an_impossible_reference_is_an_error():
+    """A reference that is not a positive finite number is an Error result naming it."""
+    report = judge(*deployment(live_canary=0, live_baseline=0), ratio=float("nan"))
     result = metric(report, "latency")
     assert result.classification is Classification.ERROR
-    assert "no expected latency ratio v2/v1" in result.reason
-    assert report.verdict is Verdict.INCONCLUSIVE
+    assert "latency reference v2/v1 is nan" in result.reason
+
+
+def test_a_missing_reference_does_not_hide_a_failing_metric():
+    """Latency NoData for want of a reference leaves the other metrics judged: a canary answering
+    its probe texts wrongly still FAILs."""
+    base, canary = deployment(live_canary=0, live_baseline=0)
+    canary = [
+        replace(r, label="neither", expected_label="hate_speech") if r.source == "probe" and i % 5 == 0 else r
+        for i, r in enumerate(canary)
+    ]
+    report = judge(base, canary, ratio=None)
+    assert report.verdict is Verdict.FAIL
+    assert metric(report, "latency").classification is Classification.NODATA
 
 
 def test_expected_latency_ratio_reads_either_manifest():
-    """The canary's entry, else the inverse of the baseline's; same model 1.0; unknown None."""
+    """The manifests' coarse ratio (the hook's sanity bound): the canary's entry, else the inverse
+    of the baseline's; same model 1.0; unknown None."""
     manifests = {"v2": {"latency": {"ratio_to": {"v1": 1.8}}}, "v1": {}}
     assert ev.expected_latency_ratio(manifests, "v1", "v2") == 1.8
     assert ev.expected_latency_ratio(manifests, "v2", "v1") == pytest.approx(1 / 1.8)
@@ -516,3 +542,32 @@ def test_expected_counts_and_the_live_only_window():
     assert ev.live_window_needed(1270, 0.004, 0.1) / 86400 == pytest.approx(36.75, abs=0.01)
     with pytest.raises(ValueError):
         ev.live_window_needed(1270, 0.0, 0.1)
+
+
+def test_group_summaries_show_each_source_apart_for_on_call():
+    """The report's groups carry, per source, the served label counts and latency percentiles, so
+    on-call sees live and probe evidence apart; aggregated live counts give their labels too."""
+    baseline = [EvidenceRecord("v1", OFFENSIVE, NEITHER, 200, 0.3, "live")] * 3 + [
+        EvidenceRecord("v1", HATE, HATE, 200, 0.2, "probe", HATE, "p1")
+    ]
+    canary = [EvidenceRecord("v2", NEITHER, OFFENSIVE, 200, 0.5, "live")] * 2 + [
+        EvidenceRecord("v2", HATE, HATE, 200, 0.4, "probe", HATE, "p1"),
+        EvidenceRecord("v2", None, None, 500, 0.4, "probe", NEITHER, "p2"),
+    ]
+    report = ev.judge(
+        baseline, canary, baseline_model="v1", canary_model="v2", expected_latency_ratio=RATIO, elapsed_s=60
+    )
+    groups = report.as_dict()["groups"]
+    assert groups["baseline"]["by_source"]["live"]["labels"] == {HATE: 0, OFFENSIVE: 3, NEITHER: 0}
+    assert groups["canary"]["by_source"]["probe"]["labels"] == {HATE: 1, OFFENSIVE: 0, NEITHER: 0}
+    assert groups["canary"]["by_source"]["live"]["latency_ms"]["p50"] == pytest.approx(0.5)
+    counts = ev.collect_live_counts(
+        [ev.LiveCount("v1", OFFENSIVE, NEITHER, 200, 7)],
+        [ev.LiveCount("v2", NEITHER, OFFENSIVE, 200, 4)],
+        baseline_model="v1",
+        canary_model="v2",
+    )
+    assert counts.labels == {
+        (Group.BASELINE, ev.Source.LIVE, OFFENSIVE): 7,
+        (Group.CANARY, ev.Source.LIVE, NEITHER): 4,
+    }

@@ -187,15 +187,16 @@ def test_a_hook_onset_waits_for_the_hook_to_be_done():
     )
     for _ in range(400):
         assert json.loads(wrapped({}, None)["body"])["label"] == "neither"
-    assert wrapped.effects == {"label": None, "delay_ms": 0.0}
+    assert wrapped.effects == {"label": None, "delay_ms": 0.0, "latency_factor": 1.0}
     done["hook"] = True
     assert json.loads(wrapped({}, None)["body"])["label"] == "hate_speech"
     assert wrapped.effects["label"] == "hate_speech"
 
 
 def test_injected_latency_is_reported_for_the_log_record():
-    """latency=3@hook once the hook is done: the wait the fault adds (2x the handler's time) is in
-    `effects` (the worker adds it to the logged latency_ms, as a slow model would log it)."""
+    """latency=3@hook once the hook is done: the wait the fault adds (2x the handler's time) and its
+    factor are in `effects` (the worker multiplies the logged latency_ms by it, as a function 3x
+    slower would log it)."""
     ticks = iter([0.0, 0.010])  # the handler takes 10 ms on this clock
     waited = []
     wrapped = apply(
@@ -203,4 +204,4 @@ def test_injected_latency_is_reported_for_the_log_record():
     )
     wrapped({}, None)
     assert waited == [pytest.approx(0.020)]
-    assert wrapped.effects["delay_ms"] == pytest.approx(20.0)
+    assert wrapped.effects["delay_ms"] == pytest.approx(20.0) and wrapped.effects["latency_factor"] == 3.0

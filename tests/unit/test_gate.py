@@ -35,6 +35,7 @@ def env(models_dir: Path, **extra: str) -> dict[str, str]:
         "MANIFESTS_DIR": str(models_dir),
         "GATE_MAX_LOG_LAG_S": "0",
         "GATE_SETTLE_S": "0",
+        "HOOK_LOG_GROUP": fx.HOOK_LOG_GROUP,
         **extra,
     }
 
@@ -116,8 +117,14 @@ def test_pass_on_the_whole_window_reports_succeeded(models_dir):
     assert result["reason"].startswith("PASS on the whole window")
 
 
-def run_with_report(models_dir, status, *, live, probes, config=None, extra_env=None, cd_setup=None):
-    """handle() on stubbed CodeDeploy and Logs, expecting `status` reported; every stub is used."""
+HOOK_RECORD = fx.hook_record(fx.RATIO)
+
+
+def run_with_report(
+    models_dir, status, *, live, probes, config=None, extra_env=None, cd_setup=None, hook=(HOOK_RECORD,)
+):
+    """handle() on stubbed CodeDeploy and Logs, expecting `status` reported; every stub is used.
+    `hook`: what each read of the hook's record finds, in turn (None: not visible yet)."""
     codedeploy, logs = boto3.client("codedeploy", **CREDS), boto3.client("logs", **CREDS)
     clock = Clock(END + 5.0)
     with Stubber(codedeploy) as s_cd, Stubber(logs) as s_logs:
@@ -128,6 +135,8 @@ def run_with_report(models_dir, status, *, live, probes, config=None, extra_env=
             cd_setup(s_cd)
         if live is not None:
             fx.stub_window(s_logs, live, fx.latency_rows(), probes)
+            for i, record in enumerate(hook):
+                fx.stub_hook_record(s_logs, record, query_id=f"hook{i}")
         result = handle(
             EVENT,
             codedeploy=codedeploy,
@@ -140,6 +149,65 @@ def run_with_report(models_dir, status, *, live, probes, config=None, extra_env=
         s_cd.assert_no_pending_responses()
         s_logs.assert_no_pending_responses()
     return result
+
+
+def test_the_gate_tests_latency_against_the_hooks_reference_not_the_manifests(models_dir):
+    """The manifests say v2 is RATIO x v1 and so do the probe pairs, but the hook measured only
+    RATIO / 1.5 on these deployed versions: against that reference the canary is 1.5x slower
+    than expected, so latency FAILs and the deployment fails."""
+    live, probes = healthy()
+    result = run_with_report(
+        models_dir, "Failed", live=live, probes=probes, hook=(fx.hook_record(fx.RATIO / 1.5),)
+    )
+    assert result["reason"].startswith("FAIL at the final look") and "latency" in result["reason"]
+
+
+def test_a_reference_that_arrives_late_is_waited_for(models_dir):
+    """The hook's record not visible at the first read (log lag), there at the next: the gate
+    waits for it like for the records, then passes."""
+    live, probes = healthy()
+    result = run_with_report(models_dir, "Succeeded", live=live, probes=probes, hook=(None, HOOK_RECORD))
+    assert result["status"] == "Succeeded", result["reason"]
+
+
+def test_a_reference_that_never_comes_fails_with_the_reason(models_dir):
+    """No "pretraffic check" record with a reference by the deadline (three reads 400 s apart in
+    the 840 s the gate has): Failed, saying so, even though every other metric passed."""
+    live, probes = healthy()
+    result = run_with_report(
+        models_dir,
+        "Failed",
+        live=live,
+        probes=probes,
+        hook=(None, None, None),
+        extra_env={"GATE_POLL_S": "400"},
+    )
+    assert result["reason"].startswith("no latency reference from the PreTraffic hook for d-ABC123")
+    assert fx.HOOK_LOG_GROUP in result["reason"] and "INCONCLUSIVE" in result["reason"]
+
+
+def test_a_hook_record_without_a_ratio_is_no_reference(models_dir):
+    """The hook logged its record but measured no ratio (e.g. a baseline without the header): the
+    gate keeps waiting and fails for want of a reference."""
+    live, probes = healthy()
+    result = run_with_report(
+        models_dir,
+        "Failed",
+        live=live,
+        probes=probes,
+        hook=(fx.hook_record(None),) * 3,
+        extra_env={"GATE_POLL_S": "400"},
+    )
+    assert result["reason"].startswith("no latency reference from the PreTraffic hook")
+
+
+def test_without_the_hooks_log_group_the_gate_fails_saying_so(models_dir):
+    """HOOK_LOG_GROUP unset: no reference can be read: Failed, naming the setting."""
+    live, probes = healthy()
+    result = run_with_report(
+        models_dir, "Failed", live=live, probes=probes, hook=(), extra_env={"HOOK_LOG_GROUP": ""}
+    )
+    assert "HOOK_LOG_GROUP (the hook's log group) is not set" in result["reason"]
 
 
 def test_fail_reports_failed(models_dir):
@@ -202,6 +270,7 @@ def test_a_failing_report_call_is_logged_and_raised(models_dir, caplog):
         with Stubber(codedeploy) as s_cd, Stubber(logs) as s_logs:
             setup(s_cd)
             fx.stub_window(s_logs, live, fx.latency_rows(), probes)
+            fx.stub_hook_record(s_logs, HOOK_RECORD)
             handle(
                 EVENT, codedeploy=codedeploy, logs=logs, environ=env(models_dir), now=clock, sleep=clock.sleep
             )

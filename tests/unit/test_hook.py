@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import random
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -52,25 +53,33 @@ def write_texts(path: Path, row_ids) -> Path:
     return path
 
 
-@pytest.fixture
-def setup(tmp_path: Path):
-    """A model dir (v9: a checksummed weights file, answers.json and a manifest naming both) and
-    the known-answer texts next to the golden set, as the build writes them."""
-    model = tmp_path / "models" / "v9"
+def write_model(models_dir: Path, name: str, recorded: dict[int, str], ratio_to: dict | None = None) -> Path:
+    """A model dir as training writes it: a checksummed weights file, answers.json, and a manifest
+    naming both (with latency.ratio_to when given)."""
+    model = models_dir / name
     model.mkdir(parents=True)
     blobs = {
         "weights.json": b'{"weights": [1, 2, 3]}',
-        "answers.json": json.dumps(answers_doc(RECORDED)).encode(),
+        "answers.json": json.dumps(answers_doc(recorded)).encode(),
     }
-    for name, blob in blobs.items():
-        (model / name).write_bytes(blob)
+    for file, blob in blobs.items():
+        (model / file).write_bytes(blob)
     manifest = {
         "format": "hate-speech-linear/1",
-        "version": "v9",
+        "version": name,
         "files": {n: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for n, b in blobs.items()},
-        "known_answers": {"file": "answers.json", "split": "test", "n": N},
+        "known_answers": {"file": "answers.json", "split": "test", "n": len(recorded)},
     }
+    if ratio_to:
+        manifest["latency"] = {"ratio_to": ratio_to}
     (model / "manifest.json").write_text(json.dumps(manifest))
+    return model
+
+
+@pytest.fixture
+def setup(tmp_path: Path):
+    """A model dir (v9) and the known-answer texts next to the golden set, as the build writes them."""
+    write_model(tmp_path / "models", "v9", RECORDED)
     write_texts(tmp_path / TEST_TEXTS, ROW_IDS)
     config = HookConfig(
         new_version_arn=ARN,
@@ -81,9 +90,14 @@ def setup(tmp_path: Path):
     return config, tmp_path
 
 
-def answer(label: str | None, status: int = 200, version: str = "v9") -> dict:
+def answer(
+    label: str | None, status: int = 200, version: str = "v9", handler_ms: float | None = None
+) -> dict:
     body = {"label": label, "category": "x", "scores": {}} if label else {"issue": "Internal server error"}
-    return {"statusCode": status, "headers": {"X-Model-Version": version}, "body": json.dumps(body)}
+    headers = {"X-Model-Version": version}
+    if handler_ms is not None:
+        headers["X-Handler-Latency-Ms"] = f"{handler_ms:.3f}"
+    return {"statusCode": status, "headers": headers, "body": json.dumps(body)}
 
 
 def row_of(event: dict) -> int:
@@ -91,8 +105,11 @@ def row_of(event: dict) -> int:
     return int(event["requestContext"]["requestId"].rsplit("-", 1)[1])
 
 
-def model(recorded=RECORDED, override=None, status: int = 200, version: str = "v9", calls=None):
-    """A fake new version: answers each text with its recorded label unless override[row] says otherwise."""
+def model(
+    recorded=RECORDED, override=None, status: int = 200, version: str = "v9", calls=None, handler_ms=None
+):
+    """A fake new version: answers each text with its recorded label unless override[row] says
+    otherwise; handler_ms(row) -> the X-Handler-Latency-Ms it sends (None: no header)."""
     override = override or {}
 
     def invoke(event: dict) -> dict:
@@ -100,7 +117,8 @@ def model(recorded=RECORDED, override=None, status: int = 200, version: str = "v
         assert json.loads(event["body"])["text"] == secret(row)  # the text of that row was sent
         if calls is not None:
             calls.append(row)
-        return answer(override.get(row, recorded[row]) if status == 200 else None, status, version)
+        label = override.get(row, recorded[row]) if status == 200 else None
+        return answer(label, status, version, handler_ms(row) if handler_ms else None)
 
     return invoke
 
@@ -318,6 +336,168 @@ def test_the_texts_are_found_next_to_the_golden_set_unless_configured(tmp_path):
     assert HookConfig.from_env({**env, "HOOK_TEST_TEXTS_PATH": str(elsewhere)}).known_texts_path == elsewhere
 
 
+# ------------------------------------------------------------------ the latency reference (paired)
+
+
+@pytest.fixture
+def paired(setup):
+    """The canary v9 and a baseline v8 (same texts, its own answers, every 4th row labelled
+    differently); v9's manifest expects it 2.0x v8."""
+    config, tmp = setup
+    (tmp / "models" / "v9" / "manifest.json").unlink()
+    shutil.rmtree(tmp / "models" / "v9")
+    write_model(tmp / "models", "v9", RECORDED, ratio_to={"v8": 2.0})
+    write_model(tmp / "models", "v8", BASE_RECORDED)
+    return config, tmp
+
+
+BASE_RECORDED = {
+    row: other(label) if i % 4 == 0 else label for i, (row, label) in enumerate(RECORDED.items())
+}
+
+
+def base_model(**kwargs):
+    return model(BASE_RECORDED, version="v8", **kwargs)
+
+
+def ms(base: float, spread: float = 0.2):
+    """Handler times varying from row to row around `base` (the ratio is what is measured)."""
+    return lambda row: base * (1.0 + spread * ((row % 5) - 2) / 2)
+
+
+def test_the_reference_is_the_median_paired_handler_latency_ratio(paired):
+    """Every text goes to both versions under the same request id; the reference is the median
+    of the per-text canary/baseline handler-time ratios (3.0 here, within max(1, 2.0) x 1.5), it
+    is in the result's as_dict with the pairs and each version's median, and every check passes."""
+    config, _ = paired
+    canary_calls: list[int] = []
+    base_calls: list[int] = []
+    result = run_pretraffic(
+        config,
+        model(calls=canary_calls, handler_ms=lambda row: 3 * ms(1.0)(row)),
+        invoke_baseline=base_model(calls=base_calls, handler_ms=ms(1.0)),
+        baseline_version="6",
+    )
+    assert result.passed, result.reason
+    assert sorted(canary_calls) == sorted(base_calls) == ROW_IDS
+    assert result.latency_reference == pytest.approx(3.0)
+    ref = result.as_dict()["latency_reference"]
+    assert (ref["pairs"], ref["baseline_version"], ref["baseline_model"]) == (N, "6", "v8")
+    assert ref["canary_median_ms"] == pytest.approx(3 * ref["baseline_median_ms"])
+    assert 0.8 <= ref["baseline_median_ms"] <= 1.2
+    check = next(c for c in result.checks if c.name == "latency reference")
+    assert "3.00" in check.reason and "max(1, the manifests' 2) x 1.5" in check.reason
+    assert {"baseline known answers", "latency reference"} <= {c.name for c in result.checks}
+
+
+def test_a_reference_beyond_1_5x_the_manifests_ratio_fails_naming_both(paired):
+    """The canary measures 4x the baseline where the manifests say 2x: above 2 x 1.5 = 3, the
+    canary is slow from the start and the hook fails, naming 4.00 and 3.00."""
+    config, _ = paired
+    result = run_pretraffic(
+        config,
+        model(handler_ms=lambda row: 4 * ms(1.0)(row)),
+        invoke_baseline=base_model(handler_ms=ms(1.0)),
+        baseline_version="6",
+    )
+    assert failed_checks(result) == {"latency reference"}
+    assert (
+        "ratio 4.00" in result.reason and "> 3.00" in result.reason and "slow from the start" in result.reason
+    )
+
+
+def test_a_model_much_faster_in_the_scorer_is_not_failed_for_measuring_near_1(paired):
+    """Rollback v9 -> v8: the manifests expect v8 at 1/2 of v9, but the handler's common overhead
+    pulls the measured ratio toward 1 (here 0.9): the bound is max(1, 0.5) x 1.5, so it passes."""
+    config, tmp = paired
+    rollback = HookConfig(
+        new_version_arn=ARN, model_version="v8", models_dir=config.models_dir, golden_path=config.golden_path
+    )
+    result = run_pretraffic(
+        rollback,
+        base_model(handler_ms=lambda row: 0.9 * ms(1.0)(row)),
+        invoke_baseline=model(handler_ms=ms(1.0)),
+        baseline_version="7",
+    )
+    assert result.passed, result.reason
+    assert result.latency_reference == pytest.approx(0.9)
+
+
+def test_a_baseline_disagreeing_with_its_own_known_answers_voids_the_comparison(paired):
+    """The baseline answers one text otherwise than v8 recorded: its answers cannot be trusted,
+    nor the comparison with them: Failed, saying the baseline disagrees and naming the row."""
+    config, _ = paired
+    row = ROW_IDS[2]
+    result = run_pretraffic(
+        config,
+        model(handler_ms=ms(2.0)),
+        invoke_baseline=base_model(override={row: other(BASE_RECORDED[row])}, handler_ms=ms(1.0)),
+        baseline_version="6",
+    )
+    assert failed_checks(result) == {"baseline known answers"}
+    assert "baseline version 6 (v8)" in result.reason and "comparison is void" in result.reason
+    assert f"row ids {row}" in result.reason
+
+
+def test_without_a_baseline_invoke_the_pairing_is_skipped_and_said(paired):
+    """The local stack without a baseline invoke: no extra request, no extra check, and the
+    result's latency_reference has no ratio and says why."""
+    config, _ = paired
+    result = run_pretraffic(config, model(handler_ms=ms(1.0)))
+    assert result.passed, result.reason
+    assert result.latency_reference is None
+    ref = result.as_dict()["latency_reference"]
+    assert ref["ratio"] is None and "invoke_baseline not given" in ref["reason"]
+    assert "latency reference" not in {c.name for c in result.checks}
+
+
+def test_a_baseline_without_the_latency_header_fails_the_reference(paired):
+    """A baseline built before X-Handler-Latency-Ms: no pair to measure, so the judge would have no
+    reference: the hook fails `latency reference`, saying which side lacked the header."""
+    config, _ = paired
+    result = run_pretraffic(
+        config, model(handler_ms=ms(2.0)), invoke_baseline=base_model(), baseline_version="6"
+    )
+    assert failed_checks(result) == {"latency reference"}
+    assert "canary 20, baseline 0" in result.reason and result.latency_reference is None
+
+
+def test_manifests_without_a_ratio_fail_the_reference_check(setup, tmp_path):
+    """v8 and v9 with no latency.ratio_to: nothing to bound the reference by: retrain."""
+    config, tmp = setup
+    write_model(tmp / "models", "v8", BASE_RECORDED)
+    result = run_pretraffic(
+        config,
+        model(handler_ms=ms(2.0)),
+        invoke_baseline=base_model(handler_ms=ms(1.0)),
+        baseline_version="6",
+    )
+    assert failed_checks(result) == {"latency reference"}
+    assert "no latency.ratio_to for v9/v8" in result.reason
+    assert result.latency_reference == pytest.approx(2.0)  # measured all the same, for the record
+
+
+def test_a_baseline_answering_nothing_fails(paired):
+    """A baseline that errors on every text: no comparison possible, Failed, saying so."""
+    config, _ = paired
+    result = run_pretraffic(
+        config, model(handler_ms=ms(1.0)), invoke_baseline=base_model(status=500), baseline_version="6"
+    )
+    assert failed_checks(result) == {"baseline known answers"}
+    assert "answered none of the 20 texts" in result.reason
+
+
+def test_handler_ms_reads_a_finite_non_negative_header_only():
+    """The header as a number; absent, malformed, negative or infinite: None."""
+    from canary.hook import handler_ms
+
+    assert handler_ms({"headers": {"x-handler-latency-ms": "0.812"}}) == pytest.approx(0.812)
+    assert handler_ms({"multiValueHeaders": {"X-Handler-Latency-Ms": ["1.5"]}}) == 1.5
+    for bad in ("abc", "-1", "inf", "nan"):
+        assert handler_ms({"headers": {"X-Handler-Latency-Ms": bad}}) is None
+    assert handler_ms({"headers": {}}) is None
+
+
 # ------------------------------------------------------------------ handle(): CodeDeploy always hears back
 
 
@@ -350,22 +530,92 @@ def clients():
     return boto3.client("codedeploy", **CREDS), boto3.client("lambda", **CREDS)
 
 
-def test_handle_reports_succeeded_for_a_version_giving_every_known_answer(setup):
-    """Success path: every text invoked on the qualified ARN, then Succeeded reported."""
+BASE_ARN = ARN.rsplit(":", 1)[0] + ":6"
+
+
+def stub_target(stub: Stubber, current: str = "6", target: str = "7") -> None:
+    """The deployment (get_deployment, list_deployment_targets, get_deployment_target) during
+    BeforeAllowTraffic: the alias on `current`, shifting to `target`."""
+    ids = {"deploymentId": "d-ABC123"}
+    info = {**ids, "deploymentConfigName": "CodeDeployDefault.LambdaCanary10Percent5Minutes"}
+    stub.add_response("get_deployment", {"deploymentInfo": info}, ids)
+    stub.add_response("list_deployment_targets", {"targetIds": ["hate-speech-fn:live"]}, ids)
+    lam = {
+        "deploymentId": "d-ABC123",
+        "targetId": "hate-speech-fn:live",
+        "status": "InProgress",
+        "lifecycleEvents": [{"lifecycleEventName": "BeforeAllowTraffic", "status": "InProgress"}],
+        "lambdaFunctionInfo": {
+            "functionName": "hate-speech-fn",
+            "functionAlias": "live",
+            "currentVersion": current,
+            "targetVersion": target,
+        },
+    }
+    stub.add_response(
+        "get_deployment_target",
+        {"deploymentTarget": {"deploymentTargetType": "LambdaTarget", "lambdaTarget": lam}},
+        {**ids, "targetId": "hate-speech-fn:live"},
+    )
+
+
+def stub_pair(
+    s_lam: Stubber, canary: dict | None, baseline: dict, *, canary_error: str | None = None
+) -> None:
+    """One text's two invokes, in the hook's order: the canary's qualified ARN, then the baseline's."""
+    if canary is None:
+        s_lam.add_client_error("invoke", canary_error or "TooManyRequestsException", http_status_code=429)
+    else:
+        s_lam.add_response(
+            "invoke",
+            {"StatusCode": 200, "Payload": payload(canary), "ExecutedVersion": "7", **(
+                {"FunctionError": canary_error} if canary_error else {})},
+            {"FunctionName": ARN, "InvocationType": "RequestResponse", "Payload": ANY},
+        )  # fmt: skip
+    s_lam.add_response(
+        "invoke",
+        {"StatusCode": 200, "Payload": payload(baseline), "ExecutedVersion": "6"},
+        {"FunctionName": BASE_ARN, "InvocationType": "RequestResponse", "Payload": ANY},
+    )
+
+
+def healthy_pair(row: int, label: str | None = None) -> tuple[dict, dict]:
+    return answer(label or RECORDED[row], handler_ms=1.2), answer(RECORDED[row], handler_ms=1.0)
+
+
+@pytest.fixture
+def logged(monkeypatch):
+    """The hook's log records as (message, extra) pairs."""
+    from canary import hook
+
+    records: list[tuple[str, dict]] = []
+    monkeypatch.setattr(hook.logger, "info", lambda msg, extra=None, **_: records.append((msg, extra or {})))
+    return records
+
+
+def test_handle_reports_succeeded_for_a_version_giving_every_known_answer(setup, logged):
+    """Success path: the versions read from the deployment, every text invoked on both qualified
+    ARNs, Succeeded reported, and the "pretraffic check" record carries the deployment id and the
+    measured latency reference (1.2 / 1.0), where the judge and the gate read it."""
     config, _ = setup
     codedeploy, lam = clients()
     with Stubber(codedeploy) as s_cd, Stubber(lam) as s_lam:
+        stub_target(s_cd)
         for row in ROW_IDS:
-            s_lam.add_response(
-                "invoke",
-                {"StatusCode": 200, "Payload": payload(answer(RECORDED[row])), "ExecutedVersion": "7"},
-                {"FunctionName": ARN, "InvocationType": "RequestResponse", "Payload": ANY},
-            )
+            stub_pair(s_lam, *healthy_pair(row))
         expect_status(s_cd, "Succeeded")
         result = handle(DEPLOYMENT, codedeploy=codedeploy, lambda_client=lam, environ=hook_env(config))
         s_cd.assert_no_pending_responses()
         s_lam.assert_no_pending_responses()
-    assert result["status"] == "Succeeded"
+    assert result["status"] == "Succeeded", result["reason"]
+    ((message, extra),) = [r for r in logged if r[0] == "pretraffic check"]
+    assert extra["deployment_id"] == "d-ABC123"
+    reference = extra["result"]["latency_reference"]
+    assert reference["ratio"] == pytest.approx(1.2) and reference["pairs"] == N
+    assert reference["baseline_version"] == "6"
+    from canary.sources import latency_reference
+
+    assert latency_reference(extra) == pytest.approx(1.2)  # what the gate reads back
 
 
 def test_handle_reports_failed_when_one_answer_differs(setup):
@@ -373,11 +623,10 @@ def test_handle_reports_failed_when_one_answer_differs(setup):
     config, _ = setup
     codedeploy, lam = clients()
     with Stubber(codedeploy) as s_cd, Stubber(lam) as s_lam:
+        stub_target(s_cd)
         for row in ROW_IDS:
             label = other(RECORDED[row]) if row == ROW_IDS[-1] else RECORDED[row]
-            s_lam.add_response(
-                "invoke", {"StatusCode": 200, "Payload": payload(answer(label)), "ExecutedVersion": "7"}
-            )
+            stub_pair(s_lam, *healthy_pair(row, label))
         expect_status(s_cd, "Failed")
         result = handle(DEPLOYMENT, codedeploy=codedeploy, lambda_client=lam, environ=hook_env(config))
         s_cd.assert_no_pending_responses()
@@ -389,16 +638,9 @@ def test_handle_reports_failed_when_the_new_version_errors(setup):
     config, _ = setup
     codedeploy, lam = clients()
     with Stubber(codedeploy) as s_cd, Stubber(lam) as s_lam:
-        for _ in range(N):
-            s_lam.add_response(
-                "invoke",
-                {
-                    "StatusCode": 200,
-                    "FunctionError": "Unhandled",
-                    "Payload": payload({"errorMessage": "boom"}),
-                    "ExecutedVersion": "7",
-                },
-            )
+        stub_target(s_cd)
+        for row in ROW_IDS:
+            stub_pair(s_lam, {"errorMessage": "boom"}, healthy_pair(row)[1], canary_error="Unhandled")
         expect_status(s_cd, "Failed")
         result = handle(DEPLOYMENT, codedeploy=codedeploy, lambda_client=lam, environ=hook_env(config))
         s_cd.assert_no_pending_responses()
@@ -410,16 +652,28 @@ def test_handle_counts_a_throttled_invoke_as_a_failed_request(setup):
     config, _ = setup
     codedeploy, lam = clients()
     with Stubber(codedeploy) as s_cd, Stubber(lam) as s_lam:
-        s_lam.add_client_error("invoke", "TooManyRequestsException", http_status_code=429)
+        stub_target(s_cd)
+        stub_pair(s_lam, None, healthy_pair(ROW_IDS[0])[1])
         for row in ROW_IDS[1:]:
-            s_lam.add_response(
-                "invoke",
-                {"StatusCode": 200, "Payload": payload(answer(RECORDED[row])), "ExecutedVersion": "7"},
-            )
+            stub_pair(s_lam, *healthy_pair(row))
         expect_status(s_cd, "Failed")
         result = handle(DEPLOYMENT, codedeploy=codedeploy, lambda_client=lam, environ=hook_env(config))
         s_cd.assert_no_pending_responses()
     assert f"1 of {N} requests failed" in result["reason"]
+
+
+def test_handle_fails_a_deployment_that_shifts_to_another_version(setup):
+    """The deployment shifts to version 8 while NEW_VERSION_ARN names 7: nothing invoked, Failed
+    reported, naming both."""
+    config, _ = setup
+    codedeploy, lam = clients()
+    with Stubber(codedeploy) as s_cd, Stubber(lam) as s_lam:
+        stub_target(s_cd, current="7", target="8")
+        expect_status(s_cd, "Failed")
+        result = handle(DEPLOYMENT, codedeploy=codedeploy, lambda_client=lam, environ=hook_env(config))
+        s_cd.assert_no_pending_responses()
+        s_lam.assert_no_pending_responses()
+    assert "shifts to version 8, but NEW_VERSION_ARN names version 7" in result["reason"]
 
 
 def test_handle_reports_failed_when_the_answers_file_was_tampered_with(setup):
@@ -429,6 +683,7 @@ def test_handle_reports_failed_when_the_answers_file_was_tampered_with(setup):
     path.write_bytes(path.read_bytes().replace(b'"split": "test"', b'"split": "tost"'))
     codedeploy, lam = clients()
     with Stubber(codedeploy) as s_cd, Stubber(lam) as s_lam:
+        stub_target(s_cd)
         expect_status(s_cd, "Failed")
         result = handle(DEPLOYMENT, codedeploy=codedeploy, lambda_client=lam, environ=hook_env(config))
         s_cd.assert_no_pending_responses()
@@ -447,28 +702,43 @@ def _unusable_answers(tmp: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("env_change", "prepare", "message"),
+    ("env_change", "prepare", "message", "looks_up"),
     [
-        ({"GOLDEN_PATH": "/nonexistent/golden.jsonl"}, None, "known-answer texts missing"),
-        ({"NEW_VERSION_ARN": ""}, None, "NEW_VERSION_ARN"),
-        ({"HOOK_CONCURRENCY": "many"}, None, "HOOK_CONCURRENCY"),
-        ({"HOOK_CONCURRENCY": "65"}, None, "between 1 and 64"),
-        ({}, _unusable_answers, "unusable known answers"),
+        ({"GOLDEN_PATH": "/nonexistent/golden.jsonl"}, None, "known-answer texts missing", True),
+        ({"NEW_VERSION_ARN": ""}, None, "NEW_VERSION_ARN", False),
+        ({"HOOK_CONCURRENCY": "many"}, None, "HOOK_CONCURRENCY", False),
+        ({"HOOK_CONCURRENCY": "65"}, None, "between 1 and 64", False),
+        ({"HOOK_MAX_LATENCY_FACTOR": "0"}, None, "HOOK_MAX_LATENCY_FACTOR", False),
+        ({}, _unusable_answers, "unusable known answers", True),
     ],
 )
-def test_handle_reports_failed_when_the_hook_itself_crashes(setup, env_change, prepare, message):
+def test_handle_reports_failed_when_the_hook_itself_crashes(setup, env_change, prepare, message, looks_up):
     """Crash path: no texts, no target ARN, a bad setting, unusable answers: still Failed reported."""
     config, tmp = setup
     if prepare:
         prepare(tmp)
     codedeploy, lam = clients()
     with Stubber(codedeploy) as s_cd, Stubber(lam):
+        if looks_up:
+            stub_target(s_cd)
         expect_status(s_cd, "Failed")
         result = handle(
             DEPLOYMENT, codedeploy=codedeploy, lambda_client=lam, environ=hook_env(config, **env_change)
         )
         s_cd.assert_no_pending_responses()
     assert result["status"] == "Failed" and message in result["reason"]
+
+
+def test_handle_reports_failed_when_codedeploy_refuses_the_lookup(setup):
+    """GetDeployment denied: no baseline to pair with, so Failed is reported with the error."""
+    config, _ = setup
+    codedeploy, lam = clients()
+    with Stubber(codedeploy) as s_cd, Stubber(lam):
+        s_cd.add_client_error("get_deployment", "AccessDeniedException", "not authorized")
+        expect_status(s_cd, "Failed")
+        result = handle(DEPLOYMENT, codedeploy=codedeploy, lambda_client=lam, environ=hook_env(config))
+        s_cd.assert_no_pending_responses()
+    assert result["status"] == "Failed" and "AccessDeniedException" in result["reason"]
 
 
 def test_handle_without_codedeploy_ids_reports_nothing(setup):
@@ -514,3 +784,17 @@ def test_real_v2_gives_its_known_answers_and_v1_posing_as_v2_does_not(dataset, m
     assert good.sent == len(dataset.test)
     bad = run_pretraffic(config, serve("v1", "v2"))
     assert failed_checks(bad) == {"known answers"}
+
+
+def test_the_reference_is_the_median_whatever_order_the_answers_come_in():
+    """Ratios 1, 5, 2, 4, 3 in row order: the reference is their median, 3, not the middle
+    answer's (2); each version's median ms likewise (canary 1, 5, 4, 4, 3 -> 4)."""
+    from canary.hook import Answer, measure_reference
+
+    base = [1.0, 1.0, 2.0, 1.0, 1.0]
+    ratios = [1.0, 5.0, 2.0, 4.0, 3.0]
+    canary = [Answer(200, "neither", "v9", 5.0, handler_ms=b * r) for b, r in zip(base, ratios, strict=True)]
+    baseline = [Answer(200, "neither", "v8", 5.0, handler_ms=b) for b in base]
+    ref = measure_reference(canary, baseline, "6", "v8")
+    assert ref.ratio == 3.0 and ref.pairs == 5
+    assert (ref.canary_median_ms, ref.baseline_median_ms) == (4.0, 1.0)

@@ -207,3 +207,24 @@ def test_probe_config_from_env():
         ProbeConfig.from_env({})
     with pytest.raises(ConfigError, match="PROBE_RATE"):
         ProbeConfig.from_env({"FUNCTION_NAME": "fn", "PROBE_RATE": "0"})
+
+
+def test_the_run_reports_each_versions_median_handler_latency_from_the_header():
+    """Answers carrying X-Handler-Latency-Ms: the result has each version's median (a summary;
+    the judge reads each request's latency_ms from the logs); without the header, None."""
+    clock = FakeClock()
+    times = {"6": iter([3.0, 1.0, 2.0, 9.0, 0.5]), "7": iter([])}
+
+    def invoke(version, event):
+        response = ok()
+        value = next(times[version], None)
+        if value is not None:
+            response["headers"]["X-Handler-Latency-Ms"] = f"{value:.3f}"
+        return response
+
+    result = run_probe(
+        invoke, TEXTS, "6", "7", rate=5.0, duration_s=1.0, run_id="abc", clock=clock, sleep=clock.sleep
+    )
+    assert result.texts == 5
+    assert result.handler_ms_p50 == {"6": 2.0, "7": None}
+    assert result.as_dict()["handler_ms_p50"] == {"6": 2.0, "7": None}

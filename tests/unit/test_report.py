@@ -11,7 +11,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from canary import report as cli
-from canary.render import alarm_in_words, outcome_of, render_report
+from canary.render import alarm_in_words, outcome_of, render_report, with_checks
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CREDS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -202,7 +202,7 @@ def test_collect_report_reads_alarms_deployment_and_the_judges_last_verdict(roll
     assert report["pretraffic"]["status"] == "Succeeded"
     json.dumps(report)
     text = render_report(report)
-    assert "Pre-traffic hook: Succeeded (300 golden requests)" in text
+    assert "Pre-traffic hook: Succeeded (300 known-answer requests)" in text
     assert max(len(line) for line in text.splitlines()) <= 80
 
 
@@ -327,3 +327,314 @@ def test_floor_cells_line_up_in_80_columns(rolled_back):
     assert len(lines) == len(cells) == 7
     assert len({line.index(c) for line, c in zip(lines, cells, strict=True)}) == 1
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+# --------------------------------------------------------------------------- issue 10: the evidence
+
+
+@pytest.fixture(scope="module")
+def evidence_reports() -> dict:
+    """Reports recorded by tests/fixtures/record_evidence_reports.py (real judge, gate and collection)."""
+    return json.loads((FIXTURES / "canary_report_evidence.json").read_text())
+
+
+def _lines(text: str, start: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip().startswith(start)]
+
+
+def _metric(report: dict, name: str) -> dict:
+    return next(m for m in report["metrics"] if m["name"] == name)
+
+
+def test_pass_at_the_gate_names_the_gate_and_why_every_metric_passed(evidence_reports):
+    """PROMOTED by the gate: the outcome names the stage, the final look and every metric's deciding
+    check (here: not significant at the look's alpha, with enough n)."""
+    report = evidence_reports["pass_at_gate"]
+    text = render_report(report)
+    assert report["outcome"] == {
+        "state": "PROMOTED",
+        "stage": "gate",
+        "reason": "the PostTraffic gate passed it on the whole window: "
+        "All 4 metrics pass with enough evidence",
+    }
+    assert text.splitlines()[2] == "Outcome: PROMOTED  (decided by the PostTraffic gate)"
+    assert "PASS at the final look after 300 s of canary, records complete." in text
+    gate_report = report["gate"]["report"]
+    for name in ("paired_labels", "errors", "latency"):
+        m = _metric(gate_report, name)
+        assert f"p {m['p_value']:.4f} > alpha" in text
+    assert sum(1 for line in _lines(text, "significance p") if line.endswith(" *")) == 3
+    # per version and per source apart: n and 5xx of live and probe
+    rows = _lines(text, "baseline live") + _lines(text, "v2 ver 2 probe")
+    assert len(rows) == 2
+    assert rows[0].split()[2] == str(gate_report["groups"]["baseline"]["requests"]["live"])
+
+
+def test_fail_by_probe_agreement_names_the_mismatching_answers(evidence_reports):
+    """ROLLED BACK by the gate's FAIL on probe_agreement: the outcome and the deciding floor say how
+    many probe answers differed from the manifest, with examples."""
+    report = evidence_reports["fail_probe_agreement"]
+    m = _metric(report["gate"]["report"], "probe_agreement")
+    k, n = m["details"]["mismatches"], m["n_canary"]
+    assert k == 3
+    text = render_report(report)
+    assert report["outcome"]["state"] == "ROLLED BACK" and report["outcome"]["stage"] == "gate"
+    worded = (
+        f"Canary answered known probe texts differently from its manifest: {k} mismatch(es) in {n} answers"
+    )
+    assert f"FAIL: probe_agreement: {worded}" in report["outcome"]["reason"]
+    assert _lines(text, "effect floor 3 mismatching")[0].endswith("3 mismatching answers > 0 allowed *")
+    assert "expected neither, answered hate_speech" in " ".join(text.split())
+    assert m["decided_by"] == ["effect floor"]
+
+
+def test_inconclusive_at_the_gate_names_what_lacks_how_much(evidence_reports):
+    """INCONCLUSIVE at the final look fails the deployment; the outcome names each metric short of
+    its minimum n and by how much, and the text marks those minimum n's as deciding."""
+    report = evidence_reports["inconclusive_at_gate"]
+    gate_report = report["gate"]["report"]
+    assert gate_report["verdict"] == "INCONCLUSIVE"
+    text = render_report(report)
+    lacking = [m for m in gate_report["metrics"] if m["classification"] == "NoData"]
+    assert {m["name"] for m in lacking} == {"errors", "latency"}
+    for m in lacking:
+        have = min(m["n_baseline"], m["n_canary"])
+        assert f"{m['name']} has {have} of the {m['n_needed']}" in report["outcome"]["reason"]
+        assert any(line.endswith(f"{have} < {m['n_needed']} {_unit(m)} *") for line in _lines(text, "min n"))
+    assert "judged the whole window INCONCLUSIVE: not enough evidence" in report["outcome"]["reason"]
+
+
+def _unit(m: dict) -> str:
+    return {"errors": "requests", "latency": "probe latency pairs"}[m["name"]]
+
+
+def test_a_crashed_judge_leaves_the_gates_reason(evidence_reports):
+    """The gate could not judge (its judging raised) and the scheduled judge logged nothing: the
+    outcome is the gate's reason, and the text says there is no report rather than a blank."""
+    report = evidence_reports["judge_crashed"]
+    assert report["gate"]["report"] is None and report["judge"] is None
+    text = render_report(report)
+    assert report["outcome"]["stage"] == "gate"
+    assert report["outcome"]["reason"] == (
+        "the PostTraffic gate failed it without a verdict: "
+        "gate could not judge the canary: ZeroDivisionError: float division by zero"
+    )
+    assert "No judge report: the gate could not judge the canary" in text
+    assert "no verdict logged in this window" in text
+
+
+def test_a_rollback_by_an_alarm_names_the_alarm_and_the_judges_failing_metric(evidence_reports):
+    """An alarm stopped the canary (the gate never ran): the outcome names the alarm CodeDeploy
+    reported and the judge's failing metric; its deciding checks are marked."""
+    report = evidence_reports["alarm_rollback"]
+    assert report["gate"] is None
+    text = render_report(report)
+    outcome = report["outcome"]
+    assert outcome["state"] == "ROLLED BACK" and outcome["stage"] == "alarm"
+    assert outcome["reason"].startswith(
+        "the alarm hate-speech-prod-canary-judge-fail fired during the canary"
+    )
+    assert "said FAIL: errors: Canary answers more 5xx than the baseline" in outcome["reason"]
+    assert "(decided by an alarm during the canary)" in text
+    assert "PostTraffic gate:" not in text
+    errors = _metric(report["judge"], "errors")
+    assert errors["decided_by"] == ["significance", "effect floor"]
+    assert _lines(text, "effect floor excess")[0].endswith(" *")
+    assert "FAIL at the interim look at 180 s, information fraction 0.20." in text
+
+
+def test_every_evidence_report_fits_80_columns_even_a_long_one(evidence_reports):
+    """Every recorded report, and one inflated with long names, reasons and numbers, fits 80 columns."""
+    for report in evidence_reports.values():
+        assert max(len(line) for line in render_report(report).splitlines()) <= 80
+    long = json.loads(json.dumps(evidence_reports["fail_probe_agreement"]))
+    gate_report = long["gate"]["report"]
+    long["gate"]["reason"] = "FAIL at the final look is not a pass: " + "very-long-reason-" * 30
+    long["gate"]["window"]["canary_version"] = "123456789012345678901234567890"
+    for m in gate_report["metrics"]:
+        m.update(name=m["name"] * 3, n_baseline=10**12, n_canary=10**12, p_value=2.6e-299, statistic=1e300)
+        m["reason"] = "x" * 300
+        m["test"] = "a test whose description goes on " * 8
+    gate_report["metrics"][0]["details"]["examples"] = [["probe-" + "9" * 120, "neither", "hate_speech"]]
+    gate_report["groups"]["canary"]["requests"]["live"] = 10**15
+    gate_report["dropped"] = {"a reason with no spaces" * 10: 10**9}
+    text = render_report(long)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "probe_agreementprobe_agreement" in text
+
+
+def test_per_source_latency_and_label_shares_render_when_the_groups_carry_them(evidence_reports):
+    """Groups with a by_source part (per source: latency_ms, labels) fill the per-source columns;
+    without it the table says latency is for all sources together and shows no label shares."""
+    report = json.loads(json.dumps(evidence_reports["pass_at_gate"]))
+    assert "no label shares" not in render_report(report)  # the judge's groups carry by_source
+    for group in report["gate"]["report"]["groups"].values():
+        del group["by_source"]  # as a report logged before the groups had it
+    assert "carries latency for all sources together and no label shares" in " ".join(
+        render_report(report).split()
+    )
+    baseline = report["gate"]["report"]["groups"]["baseline"]
+    baseline["by_source"] = {
+        "live": {
+            "latency_ms": {"p50": 3.25, "p90": 4.5, "p99": 9.0},
+            "labels": {"hate_speech": 1, "neither": 3},
+        },
+        "probe": {"label_shares": {"offensive_language": 1.0}},
+    }
+    text = render_report(report)
+    live = _lines(text, "baseline live")[0].split()
+    assert live[4:10] == ["3.2", "4.5", "9.0", "25.0%", "-", "75.0%"]
+    assert _lines(text, "v1 ver 1 probe")[0].split()[-2] == "100.0%"
+    assert "no label shares" not in text
+
+
+def test_json_carries_the_stage_the_gate_and_the_deciding_checks(evidence_reports):
+    """JSON=1 prints the same dict: the outcome's stage, the gate's record and its final look, and per
+    evidence metric the checks with the deciding ones (what the text marks with *)."""
+    for report in evidence_reports.values():
+        parts = [report["judge"], (report["gate"] or {}).get("report")]
+        for part in (p for p in parts if p):
+            assert part["schema"] == "canary-evidence/1"
+            for m in part["metrics"]:
+                assert {c["check"] for c in m["checks"]} >= {"min n", "effect floor"}
+                assert m["decided_by"] == [c["check"] for c in m["checks"] if c["decided"]]
+        # The text shows in full the look that decided: the gate's, else the judge's.
+        shown = next((p for p in reversed(parts) if p), None)
+        text = render_report(report)
+        for m in (shown or {}).get("metrics", []):
+            assert all(f"{c['text']} *" in text for c in m["checks"] if c["decided"])
+    assert evidence_reports["fail_probe_agreement"]["gate"]["status"] == "Failed"
+    assert with_checks(evidence_reports["pass_at_gate"]) == evidence_reports["pass_at_gate"]
+
+
+def test_the_old_report_and_the_old_judge_still_render_beside_the_new_code(rolled_back):
+    """A canary-report/1 from before issue 10 (no stage, no gate, a canary-judge/1 judge) renders as
+    before, and with_checks leaves its judge alone."""
+    assert rolled_back["judge"]["schema"] == "canary-judge/1" and "gate" not in rolled_back
+    text = render_report(rolled_back)
+    assert text.splitlines()[2] == "Outcome: ROLLED BACK"
+    assert "PostTraffic gate" not in text and "Canary judge" in text
+    assert with_checks(rolled_back) == rolled_back
+    report = {**rolled_back, "gate": {"status": "Failed", "reason": "no records", "report": None}}
+    assert "PostTraffic gate: Failed" in render_report(report)
+
+
+def test_the_rehearsals_gate_shows_its_final_look_once(evidence_reports):
+    """The rehearsal puts the gate at evidence.gate and its final look as the judge: the gate section
+    shows that look, and it is not shown a second time as the judge's."""
+    recorded = evidence_reports["fail_probe_agreement"]
+    gate = {k: recorded["gate"][k] for k in ("status", "succeeded", "reason", "records_complete")}
+    report = {
+        "outcome": {"state": "ROLLED BACK"},
+        "judge": recorded["gate"]["report"],
+        "evidence": {"gate": gate},
+    }
+    text = render_report(report)
+    assert "PostTraffic gate: Failed" in text
+    assert len(_lines(text, "metric          result")) == 1
+    assert "Canary judge" not in text
+
+
+@pytest.mark.parametrize(
+    ("pretraffic", "gate", "state", "stage", "says"),
+    [
+        (
+            {"status": "Failed", "reason": "3 texts answered wrongly"},
+            None,
+            "BLOCKED",
+            "hook",
+            "3 texts answered",
+        ),
+        ({"status": "Succeeded"}, None, "ROLLED BACK", "gate", "its record is not visible"),
+        (
+            {"status": "Succeeded"},
+            {"status": "Failed", "reason": "no records"},
+            "ROLLED BACK",
+            "gate",
+            "no records",
+        ),
+    ],
+)
+def test_a_hook_failure_is_told_apart_from_a_gate_failure(pretraffic, gate, state, stage, says):
+    """CodeDeploy says HOOK_EXECUTION_FAILURE for both hooks: the hook's and the gate's records decide."""
+    deployment = {
+        "status": "Failed",
+        "error_code": "HOOK_EXECUTION_FAILURE",
+        "error": "HOOK_EXECUTION_FAILURE x",
+    }
+    outcome = outcome_of(deployment, [], pretraffic=pretraffic, gate=gate)
+    assert (outcome["state"], outcome["stage"]) == (state, stage)
+    assert says in outcome["reason"]
+
+
+def test_collect_report_reads_the_gates_record_of_this_deployment():
+    """The gate's "posttraffic gate" record is read from its log group; a record of another deployment
+    is left out (and the outcome says the gate's record is not visible)."""
+    cfn, cw, cd, logs = (
+        boto3.client(n, **CREDS) for n in ("cloudformation", "cloudwatch", "codedeploy", "logs")
+    )
+    resources = [
+        ("ServerlessDeploymentApplication", "hs-app", "AWS::CodeDeploy::Application"),
+        ("InferenceFunctionDeploymentGroup", "hs-group", "AWS::CodeDeploy::DeploymentGroup"),
+        ("PostTrafficGateFunction", "CodeDeployHook_hs-posttraffic", "AWS::Lambda::Function"),
+    ]
+    outcome = {"succeeded": False, "reason": "r", "window": {"deployment_id": "d-GATE"}, "report": None}
+    record = {"message": "posttraffic gate", "status": "Failed", "reason": "no records", "outcome": outcome}
+    reports = []
+    for logged_for in ("d-GATE", "d-OTHER"):
+        outcome["window"]["deployment_id"] = logged_for
+        with Stubber(cfn) as s_cfn, Stubber(cw) as s_cw, Stubber(cd) as s_cd, Stubber(logs) as s_logs:
+            s_cfn.add_response(
+                "list_stack_resources",
+                {
+                    "StackResourceSummaries": [
+                        {
+                            "LogicalResourceId": logical,
+                            "PhysicalResourceId": physical,
+                            "ResourceType": kind,
+                            "LastUpdatedTimestamp": _dt(NOW),
+                            "ResourceStatus": "UPDATE_COMPLETE",
+                        }
+                        for logical, physical, kind in resources
+                    ]
+                },
+            )
+            s_cw.add_response("describe_alarms", {"MetricAlarms": []}, {"AlarmNames": []})
+            s_cd.add_response("list_deployments", {"deployments": ["d-GATE"]})
+            failed = {
+                "deploymentId": "d-GATE",
+                "status": "Failed",
+                "createTime": _dt(NOW - 900),
+                "completeTime": _dt(NOW - 60),
+                "errorInformation": {"code": "HOOK_EXECUTION_FAILURE", "message": "a hook failed"},
+            }
+            s_cd.add_response("batch_get_deployments", {"deploymentsInfo": [failed]})
+            s_logs.add_response(
+                "start_query",
+                {"queryId": "q"},
+                {
+                    "logGroupName": "/aws/lambda/CodeDeployHook_hs-posttraffic",
+                    "startTime": int(NOW - 900),
+                    "endTime": int(NOW) + 1,
+                    "queryString": ANY,
+                    "limit": 1,
+                },
+            )
+            s_logs.add_response(
+                "get_query_results",
+                {"status": "Complete", "results": [[{"field": "@message", "value": json.dumps(record)}]]},
+            )
+            reports.append(
+                cli.collect_report("hs", cloudformation=cfn, cloudwatch=cw, codedeploy=cd, logs=logs, now=NOW)
+            )
+    mine, other = reports
+    assert mine["gate"]["status"] == "Failed" and mine["gate"]["reason"] == "no records"
+    assert mine["outcome"] == {
+        "state": "ROLLED BACK",
+        "stage": "gate",
+        "reason": "the PostTraffic gate failed it without a verdict: no records",
+    }
+    assert other["gate"] is None
+    # Neither the hook's record nor this deployment's gate record: which hook failed is unknown.
+    assert other["outcome"]["state"] == "FAILED" and other["outcome"]["stage"] is None
+    assert "which one is unknown" in other["outcome"]["reason"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
@@ -287,3 +289,94 @@ def test_the_source_never_asks_logs_insights_for_more_than_10000_rows():
     """Logs Insights answers at most 10,000 rows a query: a larger limit is refused up front."""
     with pytest.raises(ValueError, match="1..10000"):
         LogsInsightsSource(client("logs"), "g", ["6"], limit=20_000)
+
+
+# --------------------------------------------------------------------------- CodeDeploy and the hook's record
+
+
+def test_deployment_target_reads_both_versions_before_traffic_shifts():
+    """During BeforeAllowTraffic (the PreTraffic hook's moment) the deployment's Lambda target
+    already names the alias's current version (the baseline) and the target version (the canary)."""
+    from canary.sources import deployment_target
+    from tests.unit.test_hook import stub_target
+
+    codedeploy = client("codedeploy")
+    with Stubber(codedeploy) as stub:
+        stub_target(stub, current="6", target="7")
+        target = deployment_target(codedeploy, "d-ABC123")
+        stub.assert_no_pending_responses()
+    assert (target.baseline_version, target.canary_version) == ("6", "7")
+    assert target.function_name == "hate-speech-fn" and target.event("AllowTraffic") is None
+    assert target.event("BeforeAllowTraffic")["status"] == "InProgress"
+
+
+def test_deployment_target_refuses_a_deployment_without_one_lambda_target():
+    """Two targets, or none: SourceError naming the deployment (the callers report Failed)."""
+    from canary.sources import deployment_target
+
+    codedeploy = client("codedeploy")
+    with Stubber(codedeploy) as stub:
+        stub.add_response("get_deployment", {"deploymentInfo": {"deploymentId": "d-ABC123"}})
+        stub.add_response("list_deployment_targets", {"targetIds": ["a", "b"]})
+        with pytest.raises(SourceError, match="d-ABC123 has 2 targets"):
+            deployment_target(codedeploy, "d-ABC123")
+
+
+def test_hook_record_asks_for_this_deployments_record_in_the_hooks_log_group():
+    """One query on the hook's log group, filtered on the message and the deployment id, newest
+    first, one row; the record comes back parsed, and its reference read by latency_reference."""
+    from canary.sources import hook_record, latency_reference
+
+    logs = client("logs")
+    record = logs_fixture.hook_record(1.8)
+    with Stubber(logs) as stub:
+        stub.add_response(
+            "start_query",
+            {"queryId": "q"},
+            {
+                "logGroupName": "/aws/lambda/hook",
+                "startTime": int(T0) - 3600,
+                "endTime": int(T0) + 1,
+                "queryString": 'fields @timestamp, @message\n| filter message = "pretraffic check" and '
+                'deployment_id = "d-ABC123"\n| sort @timestamp desc\n| limit 1',
+                "limit": 1,
+            },
+        )
+        stub.add_response(
+            "get_query_results",
+            {
+                "status": "Complete",
+                "results": [logs_fixture.cells(**{"@timestamp": "x", "@message": json.dumps(record)})],
+            },
+        )
+        found = hook_record(logs, "/aws/lambda/hook", "d-ABC123", T0 - 3600, T0, sleep=lambda s: None)
+    assert found == record and latency_reference(found) == 1.8
+
+
+def test_hook_record_refuses_what_is_not_a_deployment_id():
+    """The id goes into the query: anything but CodeDeploy's d-XXXX form is refused, unqueried."""
+    from canary.sources import hook_record
+
+    with pytest.raises(SourceError, match="not a CodeDeploy deployment id"):
+        hook_record(None, "/g", 'd-1" or message = "x', 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ({"result": {"latency_reference": {"ratio": 1.8}}}, 1.8),  # the logged record
+        ({"latency_reference": {"ratio": 0.9}}, 0.9),  # HookResult.as_dict()
+        ({"result": {"latency_reference": {"ratio": None, "reason": "no pairs"}}}, None),
+        ({"result": {"latency_reference": None}}, None),
+        ({"result": None}, None),
+        ({"result": {"latency_reference": {"ratio": float("nan")}}}, None),
+        ({"result": {"latency_reference": {"ratio": -1}}}, None),
+        ({"result": {"latency_reference": {"ratio": True}}}, None),
+        (None, None),
+    ],
+)
+def test_latency_reference_is_a_positive_finite_ratio_or_none(record, expected):
+    """Only a positive finite number is a reference; anything else (missing, null, NaN) is None."""
+    from canary.sources import latency_reference
+
+    assert latency_reference(record) == expected
