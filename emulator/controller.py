@@ -12,6 +12,14 @@ on a compressed clock.
                         TreatMissingData notBreaching)
     first ALARM         rollback: the alias goes back to 0 % at once
     end of the plan     promotion: 100 % to the new version
+
+With an evidence window (emulator.window.EvidenceWindow, issue 10) the canary is judged as on AWS
+after issue 10: the probe runs during the window, the judge is the evidence judge (an interim look
+every compressed minute, over the records VISIBLE by then: the store's log lag), and after the last
+shift (AllowTraffic done, 100 % on the new version) the PostTraffic gate waits on the compressed
+clock until the window's records are all visible (the lag's maximum after the window's end, alarms
+still watched every minute), judges the whole window (final look) and promotes only on PASS;
+anything else, a judge that crashed included, rolls back.
     traffic failure     with a `traffic` gauge: a generator that died or stalled stops the
                         deployment (ABORTED, back to 0 %): no verdict on missing evidence
 
@@ -25,6 +33,7 @@ spans the minutes really took, so they read the store as they would read real re
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 import threading
@@ -46,6 +55,7 @@ OK, ALARM, INSUFFICIENT = "OK", "ALARM", "INSUFFICIENT_DATA"
 # Lambda counts a crash or a timeout as an Errors datapoint; API Gateway answers those 502 / 504.
 # A 500 the handler chose to answer is no Lambda error (API 5XXError still counts it).
 FUNCTION_ERROR_STATUSES = frozenset({502, 504})
+HOOK_MIN_BUDGET_S = 60.0  # wall seconds the local PreTraffic hook gets at least
 
 Event = dict[str, Any]
 
@@ -203,6 +213,8 @@ def datapoint(
         return None if verdict is None else float(verdict)
     if (rule.namespace, rule.metric) not in LOCAL_METRICS:
         return None
+    if rule.namespace == "AWS/ApiGateway":  # the API counts its own requests: not the probe's or hook's
+        records = [r for r in records if r.source == "live"]
     if rule.new_version_only:
         records = [r for r in records if r.function_version == new_version]
     if not records:
@@ -308,6 +320,25 @@ def short_names(names: Sequence[str]) -> dict[str, str]:
     return {n: "-".join(p[common:]) for n, p in zip(names, parts, strict=True)}
 
 
+def _look(report: Any, at: float, sim: float) -> dict[str, Any]:
+    """An evidence judge's look, in short: verdict, metrics, n per group per source."""
+    groups = report.groups
+    return {
+        "at": at,
+        "t_sim_s": round(sim, 1),
+        "verdict": report.verdict.value,
+        "reason": report.reason,
+        "final": report.final,
+        "alpha": report.alpha_look,
+        "metrics": {m.name: m.classification.value for m in report.metrics},
+        "n": {g: dict(groups.get(g, {}).get("requests", {})) for g in ("baseline", "canary")},
+    }
+
+
+def _ns(n: Mapping[str, int]) -> str:
+    return f"{n.get('live', 0)}/{n.get('probe', 0)}"
+
+
 def _num(x: float) -> str:
     return f"{x:.0f}" if float(x).is_integer() else f"{x:.2f}"
 
@@ -333,6 +364,9 @@ class Deployment:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     weight: float = 0.0
     shift_started: float | None = None  # wall epoch of the first shifted request
+    gate: dict[str, Any] | None = None  # the PostTraffic gate's decision (evidence window only)
+    probe: dict[str, Any] | None = None  # the probe's counts once it stopped
+    judge_errors: list[str] = field(default_factory=list)  # looks at which the judge raised
 
     @property
     def status(self) -> str:
@@ -374,6 +408,9 @@ class Controller:
         traffic: TrafficGauge | None = None,
         stall_s: float = 40.0,
         pretraffic: Callable[..., HookResult] = run_pretraffic,
+        window: Any | None = None,
+        probe: Callable[[Callable[[], float]], Any] | None = None,
+        lag_max_s: float = 0.0,
     ) -> None:
         if not math.isfinite(speed) or speed <= 0:
             raise ValueError(f"speed must be a positive number, got {speed}")
@@ -386,8 +423,12 @@ class Controller:
         self.hook_config = hook_config
         self.judge_config = judge_config or JudgeConfig()
         self.judge_window_sim_s = judge_window_minutes * 60.0
-        # The hook function's Timeout, less the margin it keeps to report, on the compressed clock.
-        self.hook_budget_s = max(1.0, hook_timeout_s - hook_config.time_margin_s) / speed
+        # The hook function's Timeout, less the margin it keeps to report, on the compressed clock;
+        # at least HOOK_MIN_BUDGET_S: Lambda would answer the hook's concurrent requests in parallel
+        # environments, the local stack in one, so a busy machine must not time the hook out.
+        self.hook_budget_s = max(
+            HOOK_MIN_BUDGET_S, max(1.0, hook_timeout_s - hook_config.time_margin_s) / speed
+        )
         self.speed = speed
         self.on_event = on_event or (lambda _event: None)
         self.clock = clock
@@ -400,6 +441,18 @@ class Controller:
         self.traffic = traffic
         self.stall_s = stall_s
         self.pretraffic = pretraffic
+        # Issue 10: the evidence judge and gate (emulator.window.EvidenceWindow); the probe, started
+        # at the first shift with the compressed clock (returns a running ProbeRun); the longest
+        # log lag, in simulated seconds, that the gate waits out after the window.
+        self.window = window
+        self.probe_factory = probe
+        self.lag_max_s = float(lag_max_s)
+        self.probe: Any | None = None
+        self._shift_sim = 0.0
+        self._traffic_seen = 0
+        self._traffic_progress = 0.0
+        self._hook_records: list[RequestRecord] = []
+        self._probe_remaining_at_anchor = 0
         # Where the compressed clock was set, (wall, compressed s): the start, the shifts and every
         # minute's end. Between two it runs `speed` times faster than the wall clock; while a
         # minute waits for its traffic it stops at the minute's end (_sim_cap).
@@ -441,11 +494,37 @@ class Controller:
         offset = sim - a_sim
         return a_wall + (0.0 if abs(offset) <= 1e-6 else offset / self.speed)
 
+    def sim_at(self, wall: float) -> float:
+        """The compressed clock's reading at a wall time (simulated seconds)."""
+        return self._sim(wall)
+
+    def sim_now(self) -> float:
+        """The compressed clock now (simulated seconds since the deployment started)."""
+        return self._sim(self.clock())
+
+    def _outcomes(self) -> int:
+        """Requests answered so far by the replayed traffic and the probe (the minutes' pacing)."""
+        probe = self.probe.outcomes() if self.probe is not None else 0
+        return (self.traffic.outcomes() if self.traffic is not None else 0) + probe
+
+    def _planned(self) -> int:
+        """Requests planned for one compressed minute: the users' due in it, and the probe's, but
+        never more of the probe's than it still has to send (a probe that ran ahead while a minute
+        held, or that broke down, must not hold the next minute forever)."""
+        users = math.floor(self.traffic.rate * self.minute_s) if self.traffic is not None else 0
+        probe = self.probe
+        if probe is None:
+            return users
+        ahead = 0 if getattr(probe, "failure", None) is not None else max(0, self._probe_remaining_at_anchor)
+        return users + min(math.floor(probe.wall_rate * self.minute_s), ahead)
+
     def _anchor(self, wall: float, sim: float) -> None:
         self._anchors.append((wall, sim))
         self._sim_cap = None
         if self.traffic is not None:
-            self._outcomes_at_anchor = self.traffic.outcomes()
+            self._outcomes_at_anchor = self._outcomes()
+        remaining = getattr(self.probe, "remaining", None)
+        self._probe_remaining_at_anchor = remaining() if callable(remaining) else 10**9
 
     def _close_minute(self, label: str) -> tuple[float | None, str | None]:
         """Wait for the end of the compressed minute that began at the latest anchor: its wall
@@ -455,21 +534,24 @@ class Controller:
         nominal = a_wall + self.minute_s
         self._sim_cap = a_sim + 60.0
         traffic = self.traffic
-        target = (
-            None if traffic is None else self._outcomes_at_anchor + math.ceil(traffic.rate * self.minute_s)
-        )
-        seen, progressed, waited_noted = self._outcomes_at_anchor, self.clock(), False
+        # The requests due within the minute (floor: at a few requests a real-world hour, most
+        # compressed minutes plan none, and must not wait for one).
+        target = None if traffic is None else self._outcomes_at_anchor + self._planned()
+        # A stall: no answer for stall_s beyond the gap between two planned requests.
+        stall_s = self.stall_s + (1.0 / traffic.rate if traffic is not None and traffic.rate > 0 else 0.0)
+        seen, waited_noted = self._outcomes_at_anchor, False
         while not self.stop.is_set():
             now = self.clock()
             if traffic is not None:
                 failure = traffic.failure()
                 if failure is not None:
                     return None, failure
-                count = traffic.outcomes()
-                if count > seen:
-                    seen, progressed = count, now
-                elif now - progressed >= self.stall_s:
-                    return None, f"stalled: no request answered for {now - progressed:.0f} s"
+                own = traffic.outcomes()
+                if own > self._traffic_seen or not self._traffic_progress:
+                    self._traffic_seen, self._traffic_progress = own, now
+                elif now - self._traffic_progress >= stall_s:
+                    return None, f"stalled: no request answered for {now - self._traffic_progress:.0f} s"
+                seen = self._outcomes()
             if now >= nominal and (target is None or seen >= target):
                 self._anchor(now, a_sim + 60.0)
                 return now, None
@@ -523,11 +605,19 @@ class Controller:
         )
         if not self._pretraffic():
             return self._finish(BLOCKED)
+        hook_done = getattr(self.canary, "mark_hook_done", None)
+        if callable(hook_done):  # faults with @hook start now
+            hook_done()
         failure = self.traffic.failure() if self.traffic is not None else None
         if failure is not None:  # no traffic to judge the canary on: do not start the shift
             return self._abort(failure)
         for number, step in enumerate(self.plan.steps, 1):
             ended = self._hold(number, step)
+            if ended is not None:
+                self._stop_probe()
+                return self._finish(ended)
+        if self.window is not None:
+            ended = self._post_traffic()
             if ended is not None:
                 return self._finish(ended)
         d.stage = "promotion"
@@ -538,7 +628,9 @@ class Controller:
         if callable(promote):  # CodeDeploy's end state: the alias points at the new version alone
             promote()
         shifted = f"all traffic shifted to version {d.canary} ({self.canary.model_version})"
-        if self.plan.steps:
+        if self.window is not None:
+            d.reasons.append(f"the PostTraffic gate Succeeded ({d.gate['reason']}); {shifted}")
+        elif self.plan.steps:
             d.reasons.append(f"no alarm during {self.plan.minutes:g} minutes of {self.plan.name}; {shifted}")
         else:
             d.reasons.append(f"{self.plan.name}: {shifted} once the PreTraffic hook passed")
@@ -548,12 +640,22 @@ class Controller:
         d = self.deployment
         self.note(
             "hook",
-            f"PreTraffic hook: {self._golden_n()} golden requests to version {d.canary} "
-            f"(within {self.hook_budget_s:.1f} s: the hook's timeout, compressed)",
+            f"PreTraffic hook: {self._golden_n()} known-answer requests to version {d.canary} "
+            f"(within {self.hook_budget_s:.1f} wall s: the hook's timeout compressed, at least "
+            f"{HOOK_MIN_BUDGET_S:g} s)",
         )
         try:
             deadline = time.monotonic() + self.hook_budget_s
-            d.hook = self.pretraffic(self.hook_config, self._hook_invoke, run_id=d.id, deadline=deadline)
+            try:
+                d.hook = self.pretraffic(
+                    self.hook_config,
+                    self._hook_invoke,
+                    run_id=d.id,
+                    deadline=deadline,
+                    **self._baseline_pairing(),
+                )
+            finally:
+                self._store_hook_records()
         except (HookError, OSError, ValueError) as exc:
             # The real hook reports Failed on any crash; so does the local one.
             d.hook_error = f"hook crashed: {type(exc).__name__}: {exc}"
@@ -565,18 +667,61 @@ class Controller:
             self.note("hook-failed", d.reasons[-1], hook=d.hook.status)
             return False
         self.note("hook-passed", f"PreTraffic hook Succeeded: {d.hook.reason}", hook=d.hook.status)
+        if self.window is not None:
+            # What the judge and the gate read from the hook's log record: its measured
+            # canary/baseline handler-latency ratio (None: not measured; latency then lacks a reference).
+            self.window.latency_reference = getattr(d.hook, "latency_reference", None)
         return True
 
-    def _golden_n(self) -> str:
+    def _baseline_pairing(self) -> dict[str, Any]:
+        """The PreTraffic hook's baseline pairing (every text to the baseline too: the latency
+        reference), when the hook core takes it."""
         try:
-            with open(self.hook_config.golden_path, encoding="utf-8") as fh:
+            params = inspect.signature(self.pretraffic).parameters
+        except (TypeError, ValueError):
+            return {}
+        takes = "invoke_baseline" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+        if not takes or self.window is None:
+            return {}
+        return {"invoke_baseline": self._baseline_invoke, "baseline_version": self.deployment.baseline}
+
+    def _baseline_invoke(self, event: dict[str, Any]) -> Mapping[str, Any]:
+        """The hook's request to the baseline version, straight to it (its record kept, source hook)."""
+        return self._hook_invoke(event, self.baseline)
+
+    def _golden_n(self) -> str:
+        path = getattr(self.hook_config, "known_texts_path", self.hook_config.golden_path)
+        try:
+            with open(path, encoding="utf-8") as fh:
                 return str(sum(1 for line in fh if line.strip()))
         except OSError:
             return "the"
 
-    def _hook_invoke(self, event: dict[str, Any]) -> Mapping[str, Any]:
-        """Invoke the new version directly, as lambda invoke on its qualified ARN would."""
-        response = self.canary.invoke(event)
+    def _hook_invoke(self, event: dict[str, Any], version: Invocable | None = None) -> Mapping[str, Any]:
+        """Invoke the new version (or `version`) directly, as lambda invoke on its qualified ARN
+        would; its log record (source "hook") is kept for the store, as the function's logs hold it."""
+        target = version or self.canary
+        detailed = getattr(target, "invoke_detailed", None)
+        if not callable(detailed) or not callable(getattr(self.store, "extend", None)):
+            return self._as_hook_answer(target.invoke(event))
+        from emulator.functions import request_record
+        from emulator.window import status_label
+
+        invocation = detailed(event)
+        status, label = status_label(invocation)
+        self._hook_records.append(request_record(target, invocation, status, label, time.time(), event))
+        return self._as_hook_answer(invocation.payload)
+
+    def _store_hook_records(self) -> None:
+        records, self._hook_records = self._hook_records, []
+        if records:
+            try:
+                self.store.extend(records)
+            except Exception as exc:  # records lost must not change the hook's outcome
+                self.note("warning", f"the hook's records could not be stored: {type(exc).__name__}")
+
+    @staticmethod
+    def _as_hook_answer(response: Any) -> Mapping[str, Any]:
         if isinstance(response, Mapping) and "statusCode" not in response and "errorType" in response:
             return {
                 "statusCode": None,
@@ -596,6 +741,10 @@ class Controller:
         self._anchor(start, self._sim(start))  # minutes count from the shift
         if d.shift_started is None:
             d.shift_started = start
+            self._shift_sim = self._sim(start)
+            if self.probe_factory is not None and self.probe is None:
+                self.probe = self.probe_factory(self.sim_now)
+                self._anchor(start, self._sim(start))  # the minute's plan now counts the probe
         self.note("shift", f"{step.weight:.0%} of traffic to version {d.canary} for {step.minutes:g} minutes")
         minutes = max(1, math.ceil(step.minutes))
         for minute in range(1, minutes + 1):
@@ -635,12 +784,31 @@ class Controller:
         self.note("aborted", f"stopped: the traffic generator {failure}")
         return self._finish(ABORTED)
 
+    def _stop_probe(self) -> None:
+        if self.probe is not None and self.deployment.probe is None:
+            self.deployment.probe = {**self.probe.stop(), "failure": getattr(self.probe, "failure", None)}
+            self.probe = None  # the minutes after the window are paced by the users' traffic alone
+
+    def _records(self, since: float, until: float, visible_by: float | None = None) -> list[RequestRecord]:
+        """The store's records in a wall window; with visible_by, only those the log lag has let
+        through by then (a store without a lag sees them all)."""
+        if visible_by is not None and self.lag_max_s > 0:
+            return self.store.window(since, until, visible_by=visible_by)
+        return self.store.window(since, until)
+
     def _evaluate(self, end: float, label: str) -> list[AlarmState]:
         """One compressed minute: the judge's look, then every alarm over that minute."""
+        if self.window is not None:
+            return self._evaluate_evidence(end, label, judge_look=True)
         d = self.deployment
         self.flush()
         sim_end = self._sim(end)
-        records = self.store.window(self._wall_at(sim_end - self.judge_window_sim_s), end)
+        # The scheduled judge of before issue 10 compares users' requests only.
+        records = [
+            r
+            for r in self.store.window(self._wall_at(sim_end - self.judge_window_sim_s), end)
+            if r.source == "live"
+        ]
         d.judge = judge(
             records,
             baseline_version=d.baseline,
@@ -674,6 +842,160 @@ class Controller:
             judge_reason=d.judge.reason,
         )
         return fired
+
+    def _evaluate_evidence(self, end: float, label: str, *, judge_look: bool) -> list[AlarmState]:
+        """One compressed minute with the evidence judge: its interim look over the window's
+        records visible by now (judge_look), then every alarm over that minute's records (metrics
+        reach CloudWatch within the minute: no log lag for them)."""
+        from emulator.window import JudgeCrashed
+
+        d = self.deployment
+        self.flush()
+        sim_end = self._sim(end)
+        verdict, said = None, "waiting for the window's records"
+        if judge_look:
+            since = d.shift_started or d.started
+            visible = self._records(since, end, visible_by=sim_end)
+            try:
+                report = self.window.look(visible, since, end, sim_end - self._shift_sim)
+            except JudgeCrashed as exc:
+                d.judge_errors.append(str(exc))
+                d.looks.append(
+                    {
+                        "at": end,
+                        "t_sim_s": round(sim_end, 1),
+                        "verdict": None,
+                        "reason": str(exc),
+                        "final": False,
+                    }
+                )
+                said = f"judge crashed, no verdict published ({exc})"
+            else:
+                if report is None:
+                    said = "judge: no record of a version visible yet, no verdict published"
+                else:
+                    d.judge = report
+                    verdict = VERDICT_VALUE[report.verdict]
+                    d.looks.append(_look(report, end, sim_end))
+                    n = d.looks[-1]["n"]
+                    said = (
+                        f"judge {report.verdict.value} (n live/probe visible: baseline "
+                        f"{_ns(n['baseline'])}, canary {_ns(n['canary'])})"
+                    )
+        longest = max((a.rule.period_s for a in d.alarms), default=60.0)
+        records = self._records(self._wall_at(sim_end - longest), end)
+        fired = []
+        for alarm in d.alarms:
+            since = self._wall_at(sim_end - alarm.rule.period_s)
+            period = [r for r in records if since <= r.timestamp <= end]
+            if alarm.evaluate(datapoint(alarm.rule, period, d.canary, verdict), end):
+                fired.append(alarm)
+        self.note(
+            "minute",
+            f"{label}: {said}; " + self._alarm_summary(),
+            verdict=None if verdict is None else d.judge.verdict.value,
+            judge_reason=None if verdict is None else d.judge.reason,
+        )
+        return fired
+
+    def _post_traffic(self) -> str | None:
+        """AllowTraffic is done: 100 % on the new version; then the PostTraffic gate (AfterAllowTraffic)
+        waits for the window's records on the compressed clock, the alarms still watched every
+        minute, and judges the whole window. Returns ROLLED BACK or ABORTED when the deployment
+        ended here, None when the gate Succeeded."""
+        from emulator.window import GateInterrupted
+
+        d = self.deployment
+        self._stop_probe()
+        window_end = self.clock()
+        window_end_sim = self._sim(window_end)
+        self._route(1.0)
+        d.stage = "posttraffic"
+        start = self.clock()
+        self._anchor(start, self._sim(start))
+        self._gate_minute = 0
+        self._gate_ended: str | None = None
+        cfg = self.window.gate_config
+        self.note(
+            "posttraffic",
+            f"AllowTraffic done: 100 % to version {d.canary}; PostTraffic gate: waits "
+            f"{cfg.max_log_lag_s:g} s after the window for late log records, then until none arrives "
+            f"for {cfg.settle_s:g} s",
+        )
+        since = d.shift_started or d.started
+        try:
+            decision, report, complete = self.window.gate(
+                lambda: self._records(since, window_end, visible_by=self.sim_now()),
+                since=since,
+                until=window_end,
+                window_end=window_end_sim,
+                window_s=window_end_sim - self._shift_sim,
+                now=self.sim_now,
+                sleep=self._gate_sleep,
+            )
+        except GateInterrupted:
+            return self._gate_ended or ROLLED_BACK
+        now_sim = self.sim_now()
+        d.gate = {
+            "succeeded": decision.succeeded,
+            "status": "Succeeded" if decision.succeeded else "Failed",
+            "reason": decision.reason,
+            "records_complete": complete,
+            "t_sim_s": round(now_sim, 1),
+            "window_sim_s": [round(self._shift_sim, 1), round(window_end_sim, 1)],
+        }
+        if report is not None:
+            d.judge = report
+            d.looks.append(_look(report, self.clock(), now_sim))
+        if decision.succeeded:
+            self.note("gate-passed", f"PostTraffic gate Succeeded: {decision.reason}")
+            return None
+        d.reasons.append(f"PostTraffic gate Failed: {decision.reason}")
+        self._route(0.0)
+        self.note("rollback", f"rollback to 0 %: PostTraffic gate Failed: {decision.reason}")
+        return ROLLED_BACK
+
+    def _gate_sleep(self, seconds: float) -> None:
+        """The gate's sleep, on the compressed clock: every compressed minute that ends meanwhile is
+        closed as during the canary (traffic-paced) and its alarms evaluated; an alarm, a stop or a
+        failed traffic generator ends the deployment (GateInterrupted)."""
+        from emulator.window import GateInterrupted
+
+        d = self.deployment
+        target = self.sim_now() + max(0.0, seconds)
+        while not self.stop.is_set():
+            minute_end = self._anchors[-1][1] + 60.0
+            if minute_end > target:
+                now = self.sim_now()
+                if now < target:
+                    self.stop.wait((target - now) / self.speed)
+                if self.sim_now() >= target - 1e-6:
+                    return
+                continue
+            self._gate_minute += 1
+            label = f"posttraffic minute {self._gate_minute}"
+            end, failure = self._close_minute(label)
+            if end is None:
+                break
+            fired = self._evaluate_evidence(end, label, judge_look=False)
+            if fired:
+                d.stage = label
+                d.reasons += [f"{a.rule.name} in ALARM: {a.reason}" for a in fired]
+                self._route(0.0)
+                self.note(
+                    "rollback", "rollback to 0 %: " + ", ".join(a.rule.name for a in fired) + " in ALARM"
+                )
+                self._gate_ended = ROLLED_BACK
+                raise GateInterrupted("an alarm fired while the gate waited")
+        if self.stop.is_set():
+            d.reasons.append("rehearsal interrupted: traffic returned to the baseline")
+            self._route(0.0)
+            self._gate_ended = ROLLED_BACK
+        else:
+            d.stage = f"posttraffic minute {self._gate_minute}"
+            self._abort(failure or "failed")
+            self._gate_ended = ABORTED
+        raise GateInterrupted("the deployment ended while the gate waited")
 
     def _alarm_summary(self) -> str:
         """ "alarms OK", or the ones that are not, by their short names."""

@@ -8,11 +8,15 @@ Specs, as given to `python -m emulator rehearse --fault` (repeatable):
     labels=LABEL:P    a fraction P of the answers say LABEL instead of the model's label
     corrupt           the environment serves a copy of its model with one byte flipped: the
                       sha256 check fails at init and every request answers 500
+    judge=crash       not the canary's environment but the judge: it raises at every look, so no
+                      verdict is published and the PostTraffic gate must fail the deployment
 
 `@N` after errors, latency or labels delays the fault until the environment has served N
 invocations (e.g. errors=0.05@300: the PreTraffic hook's 300 golden requests are answered
 correctly and only live traffic sees the errors), which is how a fault the hook cannot see
-(a leak, a degraded dependency, drift on live inputs) is rehearsed.
+(a leak, a degraded dependency, drift on live inputs) is rehearsed. `@hook` starts it once the
+PreTraffic hook is done, whatever it sent (the deployment controller tells the environment; a
+new environment started later is told at its start).
 
 The worker process of emulator.functions applies them: prepare_models() before infer.app is
 imported (so a corrupt model fails at init, where the real one would), then apply() around
@@ -37,7 +41,11 @@ from infer.model import CATEGORIES, LABELS
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
-FORMS = "errors=P, latency=X, labels=LABEL:P or corrupt (optionally @N after the first three)"
+FORMS = (
+    "errors=P, latency=X, labels=LABEL:P, corrupt or judge=crash "
+    "(optionally @N or @hook after the first three)"
+)
+HOOK = "hook"  # the onset "once the PreTraffic hook is done"
 MAX_LATENCY_FACTOR = 1000.0  # beyond this a fault only makes invocations hit the function timeout
 
 
@@ -55,17 +63,24 @@ class Faults:
     """What is wrong with one execution environment; the defaults mean nothing is."""
 
     error_rate: float = 0.0  # errors=P: share of invocations that crash
-    error_after: int = 0  # invocations served correctly before `errors` starts
+    error_after: int | str = 0  # invocations served correctly before `errors` starts, or HOOK
     latency_factor: float = 1.0  # latency=X: multiplier on each invocation's handler time
-    latency_after: int = 0  # invocations at normal speed before `latency` starts
+    latency_after: int | str = 0  # invocations at normal speed before `latency` starts, or HOOK
     forced_labels: tuple[tuple[str, float], ...] = ()  # labels=LABEL:P, in the order given
-    labels_after: int = 0  # invocations answered truthfully before `labels` starts
+    labels_after: int | str = 0  # invocations answered truthfully before `labels` starts, or HOOK
     corrupt: bool = False  # corrupt: serve a copy of the model with one byte flipped
+    judge_crash: bool = False  # judge=crash: the judge raises at every look (not a worker fault)
     specs: tuple[str, ...] = field(default=(), compare=False)  # the specs as given, for reports
 
     @property
     def any(self) -> bool:
-        return bool(self.error_rate or self.latency_factor != 1.0 or self.forced_labels or self.corrupt)
+        return bool(
+            self.error_rate
+            or self.latency_factor != 1.0
+            or self.forced_labels
+            or self.corrupt
+            or self.judge_crash
+        )
 
     def describe(self) -> str:
         """The faults in one phrase, for progress lines and reports."""
@@ -90,13 +105,15 @@ def _probability(spec: str, raw: str) -> float:
     return value
 
 
-def _onset(spec: str, raw: str | None) -> int:
+def _onset(spec: str, raw: str | None) -> int | str:
     if raw is None:
         return 0
+    if raw.strip().lower() == HOOK:
+        return HOOK
     try:
         value = int(raw.strip())
     except ValueError:
-        raise _fail(spec, f"@{raw} is not a whole number of invocations") from None
+        raise _fail(spec, f"@{raw} is not a whole number of invocations nor @hook") from None
     if value < 0:
         raise _fail(spec, f"@{raw} must not be negative")
     return value
@@ -129,7 +146,13 @@ def parse(specs: Iterable[str]) -> Faults:
                 raise _fail(text, "corrupt takes no value")
             values["corrupt"] = True
         elif not eq or not rest.strip():
-            raise _fail(text, "missing value" if kind in ("errors", "latency", "labels") else "unknown fault")
+            raise _fail(
+                text, "missing value" if kind in ("errors", "latency", "labels", "judge") else "unknown fault"
+            )
+        elif kind == "judge":
+            if rest.strip().lower() != "crash" or at:
+                raise _fail(text, "the judge fault is judge=crash")
+            values["judge_crash"] = True
         elif kind == "errors":
             if "error_rate" in values:
                 raise _fail(text, "errors given twice")
@@ -170,11 +193,15 @@ def apply(
     seed: int | None = None,
     wait: Callable[[float], None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    hook_done: Callable[[], bool] = lambda: False,
 ) -> Handler:
     """The handler with the faults applied (the handler itself when there are none).
 
     Runs inside the worker process, around the real `infer.app.lambda_handler`. `corrupt`
-    acts on the model files instead (prepare_models); here it changes nothing.
+    acts on the model files instead (prepare_models); here it changes nothing. `hook_done` says
+    whether the PreTraffic hook is over (the onset of @hook faults). The returned handler's
+    `effects` says what the latest invocation got: {"label": forced label or None, "delay_ms" added,
+    "latency_factor" applied}.
     """
     faults = specs if isinstance(specs, Faults) else parse(specs)
     wait = wait or precise_wait
@@ -186,27 +213,39 @@ def apply(
     lock = threading.Lock()
     served = 0
 
+    def on(after: int | str, count: int) -> bool:
+        return hook_done() if after == HOOK else count > int(after)
+
     def faulty(event: dict[str, Any], context: Any) -> Any:
         nonlocal served
         with lock:
             served += 1
             count = served
             crash = (
-                count > faults.error_after
+                on(faults.error_after, count)
                 and faults.error_rate > 0
                 and errors_rng.random() < faults.error_rate
             )
-            forced = _draw_label(faults, labels_rng) if count > faults.labels_after else None
+            forced = _draw_label(faults, labels_rng) if on(faults.labels_after, count) else None
+        faulty.effects = {"label": None, "delay_ms": 0.0, "latency_factor": 1.0}
         if crash:
             raise InjectedCrash("injected fault: errors")
         started = clock()
         response = handler(event, context)
         if forced is not None:
-            response = force_label(response, forced)
-        if faults.latency_factor != 1.0 and count > faults.latency_after:
-            wait(max(0.0, (clock() - started) * (faults.latency_factor - 1.0)))
+            relabelled = force_label(response, forced)
+            if relabelled is not response:  # a 200 with a label: the answer (and its log) say `forced`
+                faulty.effects["label"] = forced
+            response = relabelled
+        if faults.latency_factor != 1.0 and on(faults.latency_after, count):
+            delay = max(0.0, (clock() - started) * (faults.latency_factor - 1.0))
+            wait(delay)
+            response = scale_handler_latency(response, faults.latency_factor)
+            faulty.effects["delay_ms"] = delay * 1000.0
+            faulty.effects["latency_factor"] = faults.latency_factor
         return response
 
+    faulty.effects = {"label": None, "delay_ms": 0.0, "latency_factor": 1.0}
     return faulty
 
 
@@ -230,6 +269,25 @@ def _draw_label(faults: Faults, rng: random.Random) -> str | None:
             return label
         u -= share
     return None
+
+
+LATENCY_HEADER = "X-Handler-Latency-Ms"  # infer.app.LATENCY_HEADER: the handler's own time
+
+
+def scale_handler_latency(response: Any, factor: float) -> Any:
+    """The answer of a handler `factor` times as slow: its X-Handler-Latency-Ms header (on the
+    probe's and the hook's answers) says so too; anything else unchanged."""
+    headers = response.get("headers") if isinstance(response, Mapping) else None
+    if not isinstance(headers, Mapping):
+        return response
+    name = next((k for k in headers if str(k).lower() == LATENCY_HEADER.lower()), None)
+    try:
+        value = float(headers[name]) if name is not None else None
+    except (TypeError, ValueError):
+        return response
+    if value is None:
+        return response
+    return {**response, "headers": {**headers, name: f"{value * factor:.3f}"}}
 
 
 def force_label(response: Any, label: str) -> Any:

@@ -33,11 +33,12 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from canary.records import RequestRecord
 from emulator.settings import LOCAL_ACCOUNT, StackSettings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +81,56 @@ class Invocation:
     duration_ms: float  # handler time (Lambda's Duration); for a crash or timeout, until it was noticed
     cold_start: bool  # True when this invocation started its execution environment
     init_ms: float | None  # the environment's init duration, on a cold start
+    record: dict[str, Any] | None = None  # the handler's per-request log record (emulator.worker)
+
+
+def request_record(
+    version: FunctionVersion,
+    invocation: Invocation,
+    status: int,
+    label: str | None,
+    timestamp: float,
+    event: Mapping[str, Any] | None = None,
+) -> RequestRecord:
+    """The per-request record the judge reads for one invocation: the handler's own log record
+    (source, probe_id, shadow labels and time, handler latency), with the status and label the
+    caller got; the Invoke API's figures when the handler logged none (a crash, a timeout), and
+    then the source its request id says (`event`: how Logs Insights tells them apart too)."""
+    log = dict(invocation.record or {})
+    if "source" not in log and event is not None:
+        from infer.sources import source_of_event
+
+        origin = source_of_event(event)
+        log["source"], log["probe_id"] = origin.source, origin.probe_id
+    latency = log.get("latency_ms")
+    if not isinstance(latency, (int, float)) or isinstance(latency, bool):
+        latency = invocation.duration_ms
+    data = {
+        "function_version": version.function_version,
+        "model_version": version.model_version,
+        "latency_ms": round(float(latency), 3),
+        "label": label,
+        "status": status,
+        "timestamp": timestamp,
+        "source": log.get("source"),
+        "probe_id": log.get("probe_id"),
+        # The served label only has a shadow when it was answered.
+        "shadow": (log.get("shadow") or {}) if label is not None else {},
+        "shadow_ms": log.get("shadow_ms"),
+    }
+    try:
+        return RequestRecord.from_mapping(data)
+    except ValueError:  # a log record the judge could not read: keep what the caller saw
+        return RequestRecord(
+            version.function_version,
+            version.model_version,
+            round(invocation.duration_ms, 3),
+            label,
+            status,
+            timestamp,
+            log.get("source") or "live",
+            log.get("probe_id"),
+        )
 
 
 @functools.lru_cache(maxsize=1)
@@ -262,6 +313,7 @@ class FunctionVersion:
         self._pending: dict[str, _Call] = {}  # in the order sent: the worker answers in that order
         self._reader: threading.Thread | None = None
         self._log = None
+        self._hook_done = False  # the PreTraffic hook is over: faults with @hook are on
 
     def __repr__(self) -> str:
         faults = list(self.faults)
@@ -409,7 +461,20 @@ class FunctionVersion:
             duration_ms=float(answer.get("duration_ms", elapsed_ms)),
             cold_start=call.cold,
             init_ms=call.init_ms,
+            record=answer.get("record") if answer.get("ok") is True else None,
         )
+
+    def mark_hook_done(self) -> None:
+        """Tell the environment the PreTraffic hook is over (faults with @hook start now). The
+        message queues behind the invocations already sent; a later environment is told at start."""
+        with self._lock:
+            self._hook_done = True
+            env = self._env
+            if env is not None:
+                try:
+                    os.write(env.to_worker, b'{"control": "hook-done"}\n')
+                except OSError:  # a dead environment: its successor starts with --hook-done
+                    pass
 
     # ------------------------------------------------------------------ internals
 
@@ -442,6 +507,8 @@ class FunctionVersion:
             args += ["--fault", spec]
         if self.seed is not None:
             args += ["--seed", str(self.seed)]
+        if self._hook_done:
+            args.append("--hook-done")
         env_vars = lambda_environment(
             self.settings, self.function_version, self.model_version, self.models_dir
         )

@@ -55,6 +55,7 @@ from emulator.functions import (
     FunctionVersion,
     Invocation,
     RequestTooLarge,
+    request_record,
 )
 from emulator.settings import LOCAL_ACCOUNT, Route, StackSettings
 
@@ -718,16 +719,7 @@ class Gateway:
                 label = None
             if label not in LABELS:
                 label = None
-        writer.put(
-            RequestRecord(
-                function_version=version.function_version,
-                model_version=version.model_version,
-                latency_ms=round(invocation.duration_ms, 3),
-                label=label,
-                status=answer.status,
-                timestamp=time.time(),
-            )
-        )
+        writer.put(request_record(version, invocation, answer.status, label, time.time()))
 
 
 def _failure_cause(invocation: Invocation) -> str | None:

@@ -1,30 +1,39 @@
 """`python -m emulator rehearse`: a whole canary rollout, offline, in well under a minute.
 
-    python -m emulator rehearse [--baseline v1] [--canary v2] [--fault SPEC ...] [--speed 10]
-                                [--seed 7] [--rate 200] [--env prod] [--json] [--html PATH]
+    python -m emulator rehearse [--baseline v1] [--canary v2] [--fault SPEC ...] [--speed 30]
+                                [--traffic 5] [--mix LABEL=FACTOR ...] [--log-lag 120] [--seed 7]
+                                [--env prod] [--json] [--html PATH] [--old-judge]
 
 It starts the local stack as the chosen samconfig environment deploys it (default prod: the
 rollout `make rollout MODEL=v2 ENV=prod` would start), with the baseline model live on
 function version 1 and the canary model on version 2 (faults injected into the canary only),
-replays the test split through the gateway over real HTTP with the API key, and lets the
-deployment controller (emulator.controller) run the template's DeploymentPreference on a
-clock `--speed` times faster than real: the PreTraffic hook, the canary step with the judge
-and the alarms every compressed minute, then promotion or rollback. Progress goes to stderr
-as it happens; the on-call report (canary.render, as `make report` prints it) or, with
---json, the report dict goes to stdout; an HTML page with charts goes to --html.
+builds what `sam build` ships the hook and the probe (training.golden), replays the test split
+through the gateway over real HTTP with the API key at --traffic users' requests per real-world
+second (the wall rate is traffic x speed; --mix reweights it by true label), and lets the
+deployment controller (emulator.controller) run the template's DeploymentPreference on a clock
+`--speed` times faster than real: the PreTraffic hook, the canary step with the probe
+(emulator.window), the evidence judge and the alarms every compressed minute over records that
+reach the judge after a log lag (emulator.store), then, after the last shift, the PostTraffic
+gate, which waits for the window's late records and promotes only on PASS. Progress goes to
+stderr as it happens; the on-call report (canary.render, as `make report` prints it) or, with
+--json, the report dict goes to stdout; an HTML page with charts goes to --html. When the
+manifests give no expected latency ratio, or with --old-judge, the judge of before issue 10
+runs instead (no probe, no lag, no gate), and the progress and the report say so.
 
 Exit status: 0 promoted, 3 rolled back or blocked, 2 usage error (bad flag, unknown model,
 bad fault, data missing, a Python without the function's dependencies), 1 the local stack
 itself failed (a lost request, a 5xx of its own), 4 no verdict: the replayed traffic died or
 stalled, so the deployment was stopped (ABORTED) rather than judged on missing evidence.
 
-The compressed minutes are paced by the traffic: each lasts until the requests planned for it
-have been answered, so a busy machine makes the rehearsal longer, not its evidence thinner.
+The compressed minutes are paced by the traffic and the probe: each lasts until the requests
+planned for it have been answered, so a busy machine makes the rehearsal longer, not its
+evidence thinner.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -41,7 +50,7 @@ from typing import Any
 
 from canary.config import ConfigError, HookConfig, JudgeLambdaConfig
 from canary.manifests import ManifestError, load_manifests
-from canary.records import LABELS, RecordStore, RequestRecord
+from canary.records import LABELS, RequestRecord
 from canary.render import REPORT_SCHEMA, render_report
 from canary.stats import quantile
 from emulator.controller import (
@@ -64,7 +73,9 @@ from emulator.settings import (
     SettingsError,
     load_settings,
 )
+from emulator.store import DEFAULT_LAG_S, LaggedStore, LogLag
 from emulator.traffic import Traffic, TrafficPlan
+from emulator.window import ProbeRun, counts_by_source
 
 EXIT_PROMOTED, EXIT_INTERNAL, EXIT_USAGE, EXIT_NOT_PROMOTED, EXIT_NO_VERDICT = 0, 1, 2, 3, 4
 BASELINE_VERSION, CANARY_VERSION = "1", "2"  # Lambda version numbers of the two models
@@ -86,15 +97,31 @@ class Options:
     baseline: str = "v1"  # model live before the deployment (function version 1)
     canary: str = "v2"  # model the deployment rolls out (function version 2)
     faults: tuple[str, ...] = ()  # fault specs injected into the canary's environment only
-    speed: float = 10.0  # time compression: one compressed minute lasts 60 / speed wall seconds
-    seed: int = 7  # order of the replayed texts, the alias's routing draws, the fault draws
-    rate: float = 200.0  # replayed requests per wall second
+    speed: float = 30.0  # time compression: one compressed minute lasts 60 / speed wall seconds
+    seed: int = 7  # order of the replayed texts, the alias's routing draws, the fault draws, the lag
+    traffic: float = 5.0  # users' requests per real-world second (wall rate: traffic x speed)
+    mix: tuple[tuple[str, float], ...] = ()  # (true label, factor): reweights the replayed split
+    log_lag: float = DEFAULT_LAG_S  # median real-world seconds before a record reaches the judge
+    rate: float | None = None  # deprecated: requests per wall second (= traffic x speed)
+    # Issue 10's probe, evidence judge and PostTraffic gate; None: when the manifests are ready for
+    # it (an expected latency ratio for the pair), else the judge of before with a note saying so.
+    evidence: bool | None = None
     env: str = "prod"  # samconfig environment whose settings the stack takes
     data: Path | None = None  # labelled CSV (default: $HATE_DATA, else ../shared/data)
     models_dir: Path = ROOT / "models"  # folder holding models/<version>
     template: Path = DEFAULT_TEMPLATE  # the SAM template read for the settings
     samconfig: Path = DEFAULT_SAMCONFIG  # the samconfig read for the environment
     after_s: float = 2.0  # wall seconds of traffic kept flowing after the decision
+
+    @property
+    def wall_rate(self) -> float:
+        """Replayed requests per wall second."""
+        return self.rate if self.rate is not None else self.traffic * self.speed
+
+    @property
+    def real_rate(self) -> float:
+        """Users' requests per real-world second."""
+        return self.rate / self.speed if self.rate is not None else self.traffic
 
 
 @dataclass
@@ -112,18 +139,87 @@ class Rehearsal:
 # --------------------------------------------------------------------------- setup
 
 
-def _texts(options: Options) -> tuple[list[str], list[dict[str, str]]]:
-    """The test split's texts, shuffled by seed, and the golden set ({"text", "label"} rows)."""
-    from training.data import golden_set, load
+def _texts(options: Options) -> tuple[list[str], Any]:
+    """The test split's texts in replay order (shuffled by seed; with a mix, drawn with each true
+    label's factor as its weight), and the data set (the hook's and the probe's files are built
+    from it as `sam build` does)."""
+    from training.data import load
 
     try:
         dataset = load(options.data)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
-    texts = [row.text for row in dataset.test]
-    random.Random(options.seed).shuffle(texts)
-    golden = [{"text": r.text, "label": LABELS[r.label]} for r in golden_set(dataset)]
-    return texts, golden
+    rng = random.Random(options.seed)
+    if options.mix:
+        factors = dict(options.mix)
+        weights = [factors.get(LABELS[row.label], 1.0) for row in dataset.test]
+        texts = [row.text for row in rng.choices(dataset.test, weights=weights, k=len(dataset.test))]
+    else:
+        texts = [row.text for row in dataset.test]
+        rng.shuffle(texts)
+    return texts, dataset
+
+
+def _build_hook_files(dataset: Any, folder: Path, models_dir: Path) -> Path:
+    """What `sam build` puts in the hook's and the probe's packages (training.golden): the golden
+    set, the known-answer texts, the probe set; returns the golden set's path."""
+    from training.golden import BuildError, write_hook_files
+
+    golden = folder / "golden.jsonl"
+    try:
+        write_hook_files(dataset, golden, models_dir)
+    except BuildError as exc:
+        raise UsageError(f"the hook's files cannot be built: {exc}") from None
+    return golden
+
+
+def _gate_config(settings: Any, extra: Mapping[str, str]) -> tuple[Any, float]:
+    """The PostTraffic gate function's environment (GateConfig) and its Timeout, from the template."""
+    from canary.config import GateConfig
+
+    fn = next((f for f in settings.functions.values() if f.handler == "canary.gate.lambda_handler"), None)
+    env = dict(fn.environment) if fn else {}
+    env["FUNCTION_NAME"] = settings.inference.name
+    env.update({k: v for k, v in extra.items() if k.startswith("GATE_")})
+    return GateConfig.from_env(env), float(fn.timeout_s) if fn else 900.0
+
+
+def parse_mix(specs: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    """--mix LABEL=FACTOR specs as (label, factor) pairs; UsageError on a bad one."""
+    out: dict[str, float] = {}
+    for spec in specs:
+        label, eq, raw = str(spec).partition("=")
+        label = label.strip().lower().replace(" ", "_").replace("-", "_")
+        if not eq or label not in LABELS:
+            raise UsageError(f"--mix {spec!r}: write LABEL=FACTOR with LABEL one of {', '.join(LABELS)}")
+        try:
+            factor = float(raw)
+        except ValueError:
+            raise UsageError(f"--mix {spec!r}: {raw!r} is not a number") from None
+        if not math.isfinite(factor) or factor < 0 or label in out:
+            raise UsageError(f"--mix {spec!r}: the factor must be a number >= 0, once per label")
+        out[label] = factor
+    if out and all(out.get(label, 1.0) == 0 for label in LABELS):
+        raise UsageError("--mix leaves no text to replay (every label's factor is 0)")
+    return tuple(out.items())
+
+
+def _per_key_quota(options: Options, settings: Any) -> tuple[Any, str | None]:
+    """The settings the gateway gets, and a note when the usage plan's quota was lifted. The quota
+    is per API key (one consumer) per month; the replay stands for every user at --traffic, sent
+    with one key, so when it would exceed one key's quota the rehearsal lifts it, and says so."""
+    if settings.quota_limit is None:
+        return settings, None
+    plan = plan_for(settings.deployment_type)
+    expected = options.wall_rate * ((plan.minutes * 60.0 + 660.0) / options.speed + options.after_s + 5.0)
+    if expected <= settings.quota_limit:
+        return settings, None
+    note = (
+        f"the replay (about {expected:.0f} requests with one API key) stands for many users: the usage "
+        f"plan's quota of {settings.quota_limit} requests per key per {settings.quota_period.lower()} is "
+        "lifted for it (its throttle still applies)"
+    )
+    return dataclasses.replace(settings, quota_limit=None), note
 
 
 def _check(options: Options, settings: Any, manifests: dict[str, Any]) -> None:
@@ -136,27 +232,32 @@ def _check(options: Options, settings: Any, manifests: dict[str, Any]) -> None:
             )
     if not math.isfinite(options.speed) or not 0.1 <= options.speed <= 600:
         raise UsageError(f"--speed {options.speed:g}: use a compression between 0.1 and 600 (default 10)")
-    if not math.isfinite(options.rate) or not 1 <= options.rate <= 2000:
+    if options.rate is not None and (not math.isfinite(options.rate) or not 1 <= options.rate <= 2000):
         raise UsageError(f"--rate {options.rate:g}: use between 1 and 2000 requests per second")
-    if settings.rate_limit is not None and options.rate > settings.rate_limit:
+    if not math.isfinite(options.traffic) or not options.traffic >= 0.001:
+        raise UsageError(f"--traffic {options.traffic:g}: use at least 0.001 requests per second")
+    if options.wall_rate > 2000:
         raise UsageError(
-            f"--rate {options.rate:g} is over the usage plan's throttle of {settings.rate_limit:g} req/s "
-            f"in environment {options.env!r} ({settings.samconfig_path.name}); lower --rate or rehearse "
-            "--env prod"
+            f"--traffic {options.traffic:g} at --speed {options.speed:g} is {options.wall_rate:g} requests "
+            "per wall second, more than this machine's 2000: lower --speed or --traffic"
         )
-    plan = plan_for(settings.deployment_type)
-    expected = options.rate * (plan.minutes * 60.0 / options.speed + options.after_s + 5.0)
-    if settings.quota_limit is not None and expected > settings.quota_limit:
+    if not math.isfinite(options.log_lag) or not 0 <= options.log_lag <= 3600:
+        raise UsageError(f"--log-lag {options.log_lag:g}: use between 0 and 3600 seconds")
+    if settings.rate_limit is not None and options.wall_rate > settings.rate_limit:
         raise UsageError(
-            f"this rehearsal would send about {expected:.0f} requests, over the usage plan's quota of "
-            f"{settings.quota_limit} in environment {options.env!r}: raise --speed, lower --rate, "
-            "or rehearse another --env"
+            f"{options.wall_rate:g} requests per wall second is over the usage plan's throttle of "
+            f"{settings.rate_limit:g} req/s in environment {options.env!r} ({settings.samconfig_path.name}); "
+            "lower --traffic or --speed, or rehearse --env prod"
         )
     if not settings.pre_traffic_hook:
         raise UsageError(f"{settings.template_path.name}: the inference function has no PreTraffic hook")
 
 
-OVERRIDE_PREFIXES = ("JUDGE_", "HOOK_")  # thresholds a caller may try out, as `sam local --env-vars` would
+OVERRIDE_PREFIXES = (
+    "JUDGE_",
+    "HOOK_",
+    "GATE_",
+)  # thresholds a caller may try out, as `sam local --env-vars` would
 
 
 def overrides(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -180,6 +281,60 @@ def _hook_config(settings: Any, options: Options, golden: Path, extra: Mapping[s
         "MODELS_DIR": str(options.models_dir),
     }
     return HookConfig.from_env(env)
+
+
+def _evidence_ready(options: Options, manifests: Mapping[str, Any]) -> tuple[bool, str | None]:
+    """Whether this rehearsal runs issue 10's evidence judge, probe and gate, and, when it falls
+    back to the judge of before, why (said in the progress and the report)."""
+    from canary.evidence import expected_latency_ratio
+
+    if options.evidence is False:
+        return False, "the judge of before issue 10 (--old-judge): no probe, no log lag, no PostTraffic gate"
+    ratio = expected_latency_ratio(manifests, options.baseline, options.canary)
+    if ratio is None and options.evidence is None:
+        return False, (
+            f"the manifests of {options.baseline} and {options.canary} give no expected latency ratio "
+            "(manifest latency.ratio_to): the evidence judge could never PASS its latency metric, so this "
+            "rehearsal uses the judge of before issue 10 (no probe, no log lag, no PostTraffic gate)"
+        )
+    return True, None
+
+
+def _evidence_window(
+    options: Options,
+    settings: Any,
+    manifests: Mapping[str, Any],
+    plan: Any,
+    faults: Faults,
+    golden: Path,
+    extra: Mapping[str, str],
+) -> tuple[Any, Any, list[Any]]:
+    """The evidence judge and PostTraffic gate of this deployment, the probe's plan and its texts
+    (the probe set the build wrote next to the golden set)."""
+    from canary.evidence import EvidenceConfig
+    from canary.evidence import plan as evidence_plan
+    from canary.probe import ProbeError, load_known_answers, load_probe_set
+    from emulator.window import EvidenceWindow
+    from training.golden import PROBE_TEXTS
+
+    gate_config, gate_timeout = _gate_config(settings, extra)
+    config = EvidenceConfig(window_s=plan.minutes * 60.0 if plan.steps else 60.0)
+    try:
+        known = load_known_answers(options.models_dir)
+        texts = load_probe_set(golden.with_name(PROBE_TEXTS))
+    except ProbeError as exc:
+        raise UsageError(f"the probe cannot run: {exc}") from None
+    window = EvidenceWindow(
+        baseline_version=BASELINE_VERSION,
+        canary_version=CANARY_VERSION,
+        manifests=manifests,
+        known_answers=known,
+        gate_config=gate_config,
+        gate_timeout_s=gate_timeout,
+        config=config,
+        crash=faults.judge_crash,
+    )
+    return window, evidence_plan(config), texts
 
 
 def _judge_config(settings: Any, extra: Mapping[str, str]) -> JudgeLambdaConfig:
@@ -215,18 +370,26 @@ def rehearse(options: Options, progress: Callable[[str], None] | None = None) ->
     except (FaultError, SettingsError, ManifestError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     _check(options, settings, manifests)
-    texts, golden_rows = _texts(options)
+    texts, dataset = _texts(options)
+    settings, quota_note = _per_key_quota(options, settings)
+    use_evidence, why_not = _evidence_ready(options, manifests)
+    options = dataclasses.replace(options, evidence=use_evidence)
+    lag = LogLag(options.log_lag if options.evidence else 0.0, seed=options.seed)
 
     with tempfile.TemporaryDirectory(prefix="rehearsal-") as tmp:
-        golden = Path(tmp) / "golden.jsonl"
-        golden.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in golden_rows), "utf-8")
+        golden = _build_hook_files(dataset, Path(tmp), options.models_dir)
         what_if = overrides()
+        window = None
         try:
             hook_config = _hook_config(settings, options, golden, what_if)
             judge_lambda = _judge_config(settings, what_if)
+            if options.evidence:
+                window, probe_plan, texts_for_probe = _evidence_window(
+                    options, settings, manifests, plan, faults, golden, what_if
+                )
         except ConfigError as exc:
             raise UsageError(f"{settings.template_path.name}: {exc}") from None
-        store = RecordStore(Path(tmp) / "records.sqlite")
+        store = LaggedStore(Path(tmp) / "records.sqlite", lag=lag)
         api_key = generate_api_key()
         baseline = FunctionVersion(
             BASELINE_VERSION,
@@ -257,32 +420,67 @@ def rehearse(options: Options, progress: Callable[[str], None] | None = None) ->
                 f"version {CANARY_VERSION} = {options.canary} (init {_ms(canary.init_ms)}), "
                 f"faults in the canary: {faults.describe()}"
             )
+            if why_not:
+                line(f"NOTE: {why_not}")
+            if quota_note:
+                line(f"NOTE: {quota_note}")
             if what_if:
                 line(
                     "what-if thresholds from the environment, over the template's: "
                     + ", ".join(f"{k}={v}" for k, v in what_if.items())
                 )
+            if options.rate is not None:
+                line(
+                    f"--rate is deprecated: --rate {options.rate:g} (requests per wall second) is "
+                    f"--traffic {options.real_rate:g} (per real-world second) at --speed {options.speed:g}"
+                )
             route = settings.routes[0]
             traffic = Traffic(
                 TrafficPlan(
-                    url=f"{gateway.url}{route.path}", api_key=api_key, texts=tuple(texts), rate=options.rate
+                    url=f"{gateway.url}{route.path}",
+                    api_key=api_key,
+                    texts=tuple(texts),
+                    rate=options.wall_rate,
                 )
             )
             traffic.start()
             if not traffic.wait_for(answered=1, timeout_s=30.0):
                 why = traffic.failure() or "got no answer from the gateway within 30 s"
                 raise TrafficFailed(f"the traffic generator {why}: nothing was rehearsed")
+            mix = ", ".join(f"{k} x{v:g}" for k, v in options.mix) or "as in the test split"
             line(
-                f"traffic: {len(texts)} test-split texts, shuffled (seed {options.seed}), "
-                f"at {options.rate:g} "
-                f"req/s over HTTP with the API key; all of it to version {BASELINE_VERSION} until the shift"
+                f"traffic: {len(texts)} test-split texts, shuffled (seed {options.seed}; labels {mix}), "
+                f"at {options.real_rate:g} req/s of real-world time ({options.wall_rate:g} per wall second) "
+                f"over HTTP with the API key; all of it to version {BASELINE_VERSION} until the shift"
             )
+            if window is not None:
+                line(
+                    f"evidence: probe {probe_plan.probe_rps:g} texts/s to each version during the canary "
+                    f"({len(texts_for_probe)} probe texts, straight to the versions); log lag "
+                    f"{lag.describe()}; the PostTraffic gate judges the whole window"
+                )
             stop = threading.Event()
+            controller: Controller | None = None
 
             def on_event(entry: dict[str, Any]) -> None:
                 counts = traffic.counts() if traffic else {}
                 entry["traffic"] = counts
+                if entry["kind"] == "start" and controller is not None and window is not None:
+                    store.clock = controller.sim_at  # from now on records lag on the compressed clock
                 line(f"{_clock(entry['t_sim_s'])} {entry['message']}" + _counts(entry))
+
+            def start_probe(clock: Callable[[], float]) -> ProbeRun:
+                return ProbeRun(
+                    versions={BASELINE_VERSION: baseline, CANARY_VERSION: canary},
+                    texts=texts_for_probe,
+                    baseline=BASELINE_VERSION,
+                    canary=CANARY_VERSION,
+                    rate=probe_plan.probe_rps,
+                    duration_s=plan.minutes * 60.0,
+                    clock=clock,
+                    speed=options.speed,
+                    sink=store.extend,
+                ).start()
 
             controller = Controller(
                 alias=alias,
@@ -304,6 +502,9 @@ def rehearse(options: Options, progress: Callable[[str], None] | None = None) ->
                 traffic=traffic,
                 # Past the traffic's own per-request timeout: a slow canary is not a stalled generator.
                 stall_s=traffic.plan.timeout_s + 5.0,
+                window=window,
+                probe=start_probe if window is not None else None,
+                lag_max_s=lag.max_s,
             )
             try:
                 deployment = controller.run()
@@ -332,6 +533,10 @@ def rehearse(options: Options, progress: Callable[[str], None] | None = None) ->
     report, problems = build_report(
         options, settings, deployment, records, summary, faults, cold_starts=(baseline, canary)
     )
+    if why_not:
+        report["notes"].insert(1, f"Judge: {why_not}.")
+    if quota_note:
+        report["notes"].insert(1, f"Usage plan: {quota_note}.")
     if what_if:
         report["rehearsal"]["overrides"] = what_if
         report["notes"].insert(
@@ -441,6 +646,10 @@ def build_report(
     of the local stack (lost requests, 5xx the functions did not answer, a failing baseline)."""
     d = deployment
     roles = {d.baseline: "baseline", d.canary: "canary"}
+    by_source = counts_by_source(records)
+    # The users' view (latency, labels, 5xx they got): live requests; the probe's and the hook's
+    # are counted apart (evidence.by_source) and judged by the evidence judge.
+    records = [r for r in records if r.source == "live"]
     versions = version_table(records, roles)
     by_role = {v["role"]: v for v in versions}
     client_5xx = int(traffic.get("5xx", 0))
@@ -469,8 +678,14 @@ def build_report(
         problems.append(f"{canary_before_shift} user requests reached the canary before the shift")
 
     outcome_reason = {
-        PROMOTED: "the canary passed the PreTraffic hook and every alarm; all traffic shifted to it",
-        ROLLED_BACK: "an alarm fired during the canary step: traffic returned to the baseline",
+        PROMOTED: "the canary passed the PreTraffic hook, every alarm"
+        + (" and the PostTraffic gate (PASS on the whole window)" if d.gate else "")
+        + "; all traffic shifted to it",
+        ROLLED_BACK: (
+            "the PostTraffic gate failed: traffic returned to the baseline"
+            if d.gate and not d.gate["succeeded"]
+            else "an alarm fired during the deployment: traffic returned to the baseline"
+        ),
         BLOCKED: "the PreTraffic hook failed: no user request reached the new version",
         ABORTED: "no verdict: the rehearsal's replayed traffic failed, so the deployment was stopped "
         "and traffic returned to the baseline; this says nothing about the canary (rehearse again)",
@@ -498,6 +713,7 @@ def build_report(
             "samples, or a difference not yet significant), which no alarm acts on: the canary was not "
             "fully compared. Lower --speed or raise --rate for more evidence per minute."
         )
+    notes += _evidence_notes(d, by_source)
     notes += [f"LOCAL STACK PROBLEM: {p}" for p in problems]
     report = {
         "schema": REPORT_SCHEMA,
@@ -525,6 +741,12 @@ def build_report(
         "alarms": [a.as_dict() for a in d.alarms],
         "judge": judge,
         "looks": d.looks,
+        "evidence": {
+            "by_source": {roles.get(v, v): n for v, n in sorted(by_source.items())},
+            "probe": d.probe,
+            "gate": d.gate,
+            "judge_errors": list(d.judge_errors),
+        },
         "versions": versions,
         "traffic": {
             **{
@@ -560,7 +782,11 @@ def build_report(
             "faults": list(faults.specs),
             "speed": options.speed,
             "seed": options.seed,
-            "rate": options.rate,
+            "rate": options.wall_rate,
+            "traffic": options.real_rate,
+            "mix": dict(options.mix),
+            "log_lag_s": options.log_lag if options.evidence else 0.0,
+            "evidence_judge": options.evidence,
             "plan": d.plan.name,
             "latency_slo_ms": settings.latency_slo_ms,
             "cold_start_ms": {
@@ -571,6 +797,32 @@ def build_report(
         "notes": notes,
     }
     return report, problems
+
+
+def _evidence_notes(d: Deployment, by_source: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """The evidence in words: n per version per source, the probe, the gate's decision."""
+    if d.gate is None and d.probe is None and not d.judge_errors:
+        return []
+    roles = {d.baseline: "baseline", d.canary: "canary"}
+    parts = [
+        f"{roles.get(v, v)} (version {v}) {n.get('live', 0)} live, {n.get('probe', 0)} probe, "
+        f"{n.get('hook', 0)} hook"
+        for v, n in sorted(by_source.items())
+    ]
+    notes = ["Evidence, requests recorded per version and source: " + "; ".join(parts) + "."]
+    if d.probe is not None:
+        failed = sum((d.probe.get("failed") or {}).values())
+        notes.append(
+            f"Probe: {d.probe['texts']} texts sent straight to both versions ({failed} failed answers; "
+            f"ended: {d.probe.get('stopped')})"
+            + (f"; it broke down: {d.probe['failure']}" if d.probe.get("failure") else "")
+            + "."
+        )
+    if d.judge_errors:
+        notes.append(f"The judge crashed at {len(d.judge_errors)} looks: {d.judge_errors[-1]}")
+    if d.gate is not None:
+        notes.append(f"PostTraffic gate {d.gate['status']}: {d.gate['reason']}")
+    return notes
 
 
 def _traffic_note(traffic: Mapping[str, Any], function_5xx: int, recorded: int) -> str:
@@ -625,10 +877,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m emulator rehearse",
         description="Rehearse a canary rollout offline: the PreTraffic hook, the canary step with the "
         "judge and the alarms, then promotion or rollback, on a compressed clock.",
-        epilog="Faults (canary only, repeatable): errors=P, latency=X, labels=LABEL:P, corrupt; add @N to "
-        "errors/latency/labels to start them after the environment's first N invocations (the hook "
-        "sends 300). Exit status: 0 promoted, 3 rolled back or blocked, 2 usage error, "
-        "1 local stack failure, 4 no verdict (the replayed traffic died or stalled).",
+        epilog="Faults (canary only, repeatable): errors=P, latency=X, labels=LABEL:P, corrupt, judge=crash; "
+        "add @hook to errors/latency/labels to start them once the PreTraffic hook is done (@N: after "
+        "the environment's first N invocations). Exit status: 0 promoted, 3 rolled back or blocked, "
+        "2 usage error, 1 local stack failure, 4 no verdict (the replayed traffic died or stalled).",
     )
     defaults = Options()
     parser.add_argument("--baseline", default=defaults.baseline, help="model live before (default v1)")
@@ -641,13 +893,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="fault injected into the canary (repeatable)",
     )
     parser.add_argument(
-        "--speed", type=float, default=defaults.speed, help="time compression (default 10: 5 minutes in 30 s)"
+        "--speed", type=float, default=defaults.speed, help="time compression (default 30: 5 minutes in 10 s)"
     )
     parser.add_argument(
         "--seed", type=int, default=defaults.seed, help="seed of traffic order, routing, faults"
     )
     parser.add_argument(
-        "--rate", type=float, default=defaults.rate, help="requests per wall second (default 200)"
+        "--rate",
+        type=float,
+        default=None,
+        help="deprecated: requests per wall second (use --traffic; --rate R is --traffic R/speed)",
+    )
+    parser.add_argument(
+        "--traffic",
+        type=float,
+        default=defaults.traffic,
+        metavar="R",
+        help="users' requests per real-world second (default 5; 0.004 is a few hundred a day: then the "
+        "probe carries the evidence); the wall rate is R x --speed",
+    )
+    parser.add_argument(
+        "--mix",
+        action="append",
+        default=[],
+        metavar="LABEL=FACTOR",
+        help="reweight the replayed test split by true label, e.g. hate_speech=3 (repeatable)",
+    )
+    parser.add_argument(
+        "--log-lag",
+        type=float,
+        default=defaults.log_lag,
+        metavar="SECONDS",
+        help="median real-world seconds before a record reaches the judge (lognormal, at most 5x the "
+        "median, seeded; default 120; 0: at once)",
+    )
+    parser.add_argument(
+        "--old-judge",
+        action="store_true",
+        help="the judge of before issue 10 (no probe, no log lag, no PostTraffic gate)",
     )
     parser.add_argument(
         "--env", default=defaults.env, help="samconfig environment to rehearse (default prod)"
@@ -677,13 +960,22 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on a usage error and 0 on --help
         return int(exc.code or 0)
+    try:
+        mix = parse_mix(args.mix)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     options = Options(
+        mix=mix,
         baseline=args.baseline,
         canary=args.canary,
         faults=tuple(args.fault),
         speed=args.speed,
         seed=args.seed,
         rate=args.rate,
+        traffic=args.traffic,
+        log_lag=args.log_lag,
+        evidence=False if args.old_judge else None,
         env=args.env,
         data=args.data,
         models_dir=args.models,

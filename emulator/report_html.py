@@ -386,7 +386,7 @@ def _lanes(
     )
     for look in looks:
         t = float(look.get("t_sim_s") or 0.0)
-        verdict = str(look.get("verdict"))
+        verdict = str(look.get("verdict") or "no verdict")  # None: the judge crashed at this look
         parts.append(
             f'<circle cx="{x(t):.1f}" cy="{yy + lane / 2:.1f}" r="5" '
             f'fill="{VERDICT_COLORS.get(verdict, "#555")}">'
@@ -464,6 +464,33 @@ def _versions_table(versions: Sequence[Mapping[str, Any]]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def _evidence_table(evidence: Mapping[str, Any] | None, rehearsal: Mapping[str, Any]) -> str:
+    """Where the judge's evidence came from (n per version per source), the probe, the gate."""
+    if not evidence or not rehearsal.get("evidence_judge"):
+        return '<p class="muted">Judged by the judge of before issue 10 (no probe, no log lag, no gate).</p>'
+    rows = "".join(
+        f"<tr><td>{_e(role)}</td><td class=num>{_count(n.get('live'))}</td>"
+        f"<td class=num>{_count(n.get('probe'))}</td><td class=num>{_count(n.get('hook'))}</td></tr>"
+        for role, n in sorted((evidence.get("by_source") or {}).items())
+    )
+    gate = evidence.get("gate")
+    gate_line = (
+        f"<p><b>PostTraffic gate {_e(gate.get('status'))}</b>: {_e(gate.get('reason'))}</p>"
+        if gate
+        else '<p class="muted">The PostTraffic gate did not run (the deployment ended before it).</p>'
+    )
+    crashes = evidence.get("judge_errors") or ()
+    crash_line = (
+        f"<p class=bad>The judge crashed at {len(crashes)} looks: {_e(crashes[-1])}</p>" if crashes else ""
+    )
+    return (
+        f"{gate_line}{crash_line}<p class=muted>Users' traffic {_e(rehearsal.get('traffic'))} req/s "
+        f"(real-world), log lag median {_e(rehearsal.get('log_lag_s'))} s.</p>"
+        "<table><tr><th>version</th><th class=num>live</th><th class=num>probe</th>"
+        f"<th class=num>hook</th></tr>{rows}</table>"
+    )
+
+
 def _hook_table(hook: Mapping[str, Any] | None) -> str:
     if not hook:
         return '<p class="muted">The PreTraffic hook did not run.</p>'
@@ -473,7 +500,7 @@ def _hook_table(hook: Mapping[str, Any] | None) -> str:
         for c in hook.get("checks") or ()
     )
     return (
-        f"<p><b>{_e(hook.get('status'))}</b> on {_count(hook.get('sent'))} golden requests "
+        f"<p><b>{_e(hook.get('status'))}</b> on {_count(hook.get('sent'))} known-answer requests "
         f"({_count(hook.get('answered'))} answered).</p>"
         f"<table><tr><th></th><th>check</th><th>result</th></tr>{rows}</table>"
     )
@@ -606,7 +633,10 @@ at stage <b>{_e(report.get("stage"))}</b>. {_e(outcome_reason)}<ul>{reasons}</ul
 <h2>Label shares per version</h2>
 <div class="card">{labels_chart(versions, (judge or {}).get("expected_canary_shares"))}</div>
 
-<h2>Per-version table (every request of the rehearsal)</h2>
+<h2>Evidence: requests per version and source, the PostTraffic gate</h2>
+<div class="card">{_evidence_table(report.get("evidence"), rehearsal)}</div>
+
+<h2>Per-version table (users' requests of the rehearsal)</h2>
 <div class="card">{_versions_table(versions)}</div>
 
 <h2>PreTraffic hook</h2>

@@ -14,16 +14,24 @@ Protocol, one JSON object per line:
     -> {"type": "ready", "init_ms": float,
         "error": null | {"errorType", "errorMessage", "missingModule"?}}                    (once)
     <- {"id": str, "event": {...}, "timeout_ms": int, "invoked_function_arn": str, "trace_id": str}
-    -> {"id": str, "ok": true, "payload": <handler result>, "duration_ms": float}
+    -> {"id": str, "ok": true, "payload": <handler result>, "duration_ms": float, "record": {...}|null}
     -> {"id": str, "ok": false, "payload": {"errorType", "errorMessage", "requestId", "stackTrace"},
-        "duration_ms": float}
+        "duration_ms": float, "record": null}
+    <- {"control": "hook-done"}      (no answer: faults with @hook start from the next invocation)
 End of input on --requests ends the process.
+
+`record` is the handler's own per-request log record (message "inference"), as CloudWatch Logs
+would hold it, read off the handler's stdout as it is written (RecordTap): the fields the judge
+reads (RECORD_KEYS), never the text. An injected fault that changes the answer changes it too, as
+a broken model would (a forced label is the label logged; latency=X makes the logged latency_ms X
+times as long).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
 import os
 import resource
@@ -35,6 +43,64 @@ from pathlib import Path
 from typing import Any
 
 HANDLER_ENV = "_HANDLER"
+REQUEST_LOG_MESSAGE = "inference"  # infer.app.REQUEST_LOG_MESSAGE (not imported: init order)
+RECORD_KEYS = (
+    "model_version",
+    "function_version",
+    "label",
+    "latency_ms",
+    "status",
+    "source",
+    "probe_id",
+    "shadow",
+    "shadow_ms",
+)
+
+
+class RecordTap(io.TextIOBase):
+    """The handler's stdout, passed through unchanged, keeping the latest per-request log record
+    (a JSON line whose message is "inference"): what the log pipeline would deliver."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.pending = ""
+        self.record: dict[str, Any] | None = None
+
+    def write(self, text: str) -> int:
+        self.out.write(text)
+        if '"' + REQUEST_LOG_MESSAGE + '"' in text or self.pending:
+            self.pending += text
+            *lines, self.pending = self.pending.split("\n")
+            for line in lines:
+                self._keep(line)
+        return len(text)
+
+    def _keep(self, line: str) -> None:
+        try:
+            data = json.loads(line)
+        except ValueError:
+            return
+        if isinstance(data, dict) and data.get("message") == REQUEST_LOG_MESSAGE:
+            self.record = {k: data.get(k) for k in RECORD_KEYS if k in data}
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def fileno(self) -> int:
+        return self.out.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    def take(self) -> dict[str, Any] | None:
+        """The record the latest invocation logged (None when it logged none), then forget it."""
+        if self.pending:
+            self._keep(self.pending)
+            self.pending = ""
+        record, self.record = self.record, None
+        return record
+
+
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
@@ -127,11 +193,20 @@ def _max_rss_mb() -> int:
 
 
 def serve(
-    requests_fd: int, responses_fd: int, faults: list[str], seed: int | None, workdir: str | None = None
+    requests_fd: int,
+    responses_fd: int,
+    faults: list[str],
+    seed: int | None,
+    workdir: str | None = None,
+    hook_done: bool = False,
 ) -> int:
     started = time.perf_counter()
     init_error = None
     handler = None
+    # Before the handler module loads: Powertools' logger keeps the stream it found at init.
+    tap = RecordTap(sys.stdout)
+    sys.stdout = tap
+    hook = {"done": hook_done}  # a fault with @hook starts once the controller says so
     try:
         parsed = None
         if faults:
@@ -148,7 +223,7 @@ def serve(
                 os.environ["MODELS_DIR"] = str(target)
         handler = _load_handler(os.environ.get(HANDLER_ENV, "infer.app.lambda_handler"))
         if parsed is not None:
-            handler = fault_specs.apply(handler, parsed, seed=seed)
+            handler = fault_specs.apply(handler, parsed, seed=seed, hook_done=lambda: hook["done"])
     except Exception as exc:  # the runtime's Runtime.ImportModuleError: every invocation fails
         init_error = _init_error(exc, os.environ.get(HANDLER_ENV, "infer.app.lambda_handler"))
         print(f"[ERROR] {init_error['errorType']}: {init_error['errorMessage']}", file=sys.stderr)
@@ -166,6 +241,9 @@ def serve(
     with os.fdopen(requests_fd, "rb", buffering=1 << 16) as requests:
         for line in requests:
             message = json.loads(line)
+            if message.get("control") == "hook-done":
+                hook["done"] = True
+                continue
             request_id = message["id"]
             os.environ["_X_AMZN_TRACE_ID"] = message.get("trace_id") or ""
             # The deadline runs from the start of this invocation (it may have queued before).
@@ -192,9 +270,19 @@ def serve(
                         "in the handler"
                     )
             duration_ms = (time.perf_counter() - begun) * 1000.0
+            record = tap.take()
+            record = record if ok else None
+            if record is not None:
+                record = _with_fault_effects(record, getattr(handler, "effects", None))
             try:
                 data = json.dumps(
-                    {"id": request_id, "ok": ok, "payload": payload, "duration_ms": duration_ms}
+                    {
+                        "id": request_id,
+                        "ok": ok,
+                        "payload": payload,
+                        "duration_ms": duration_ms,
+                        "record": record,
+                    }
                 )
             except (TypeError, ValueError) as exc:  # the runtime cannot serialise the result
                 ok = False
@@ -224,6 +312,20 @@ def serve(
     return 0
 
 
+def _with_fault_effects(record: dict[str, Any], effects: dict[str, Any] | None) -> dict[str, Any]:
+    """The log record a broken model would have written: the forced label, the added latency."""
+    if not effects:
+        return record
+    record = dict(record)
+    if effects.get("label") is not None and record.get("label") is not None:
+        record["label"] = effects["label"]
+    # X times as long: the handler's own clock would have measured its path X times as long too.
+    factor = effects.get("latency_factor") or 1.0
+    if factor != 1.0 and isinstance(record.get("latency_ms"), (int, float)):
+        record["latency_ms"] = round(record["latency_ms"] * factor, 3)
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emulator.worker", description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, required=True, help="fd to read invocations from")
@@ -231,9 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault", action="append", default=[], help="fault spec (emulator.faults)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the fault draws")
     parser.add_argument("--workdir", default=None, help="scratch folder (the corrupt fault's model copy)")
+    parser.add_argument("--hook-done", action="store_true", help="the PreTraffic hook is over (@hook faults)")
     args = parser.parse_args(argv)
     try:
-        return serve(args.requests, args.responses, args.fault, args.seed, args.workdir)
+        return serve(args.requests, args.responses, args.fault, args.seed, args.workdir, args.hook_done)
     except BrokenPipeError:  # the parent went away: nothing left to answer
         return 0
     except KeyboardInterrupt:

@@ -204,3 +204,52 @@ def test_stopping_the_gateway_stops_the_environments(settings):
     assert version.pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_records_carry_the_handlers_source_probe_id_and_shadow_end_to_end(stack):
+    """A user's request through the gateway and a probe's straight to a version both reach the store
+    with what the handler logged: source live (no probe id) or probe (the request id after
+    "probe-"), the other model's label in the shadow with its time apart, the handler's latency."""
+    from emulator.functions import request_record
+
+    gateway, alias, baseline, canary, store = stack
+    since = time.time()
+    assert post(gateway.route_url(), "you absolute clown").status_code == 200
+    event = json.loads(json.dumps(EVENT))
+    event["requestContext"]["requestId"] = "probe-RUN-17-3"
+    invocation = canary.invoke_detailed(event)
+    store.extend(
+        [
+            request_record(
+                canary, invocation, 200, json.loads(invocation.payload["body"])["label"], time.time(), event
+            )
+        ]
+    )
+    gateway.flush()
+    live, probe = store.window(since, time.time() + 1)
+    assert (live.source, live.probe_id, live.function_version) == ("live", None, "1")
+    assert dict(live.shadow).keys() == {"v2"} and live.shadow_ms is not None and live.shadow_ms >= 0
+    assert (probe.source, probe.probe_id, probe.model_version) == ("probe", "RUN-17-3", "v2")
+    assert dict(probe.shadow).keys() == {"v1"}
+
+
+def test_a_hook_onset_fault_starts_when_the_environment_is_told_the_hook_is_done(settings):
+    """labels=hate_speech:1@hook: the environment answers truthfully (the model's own label, not
+    hate speech for this text) until mark_hook_done(), then
+    every answer (and the label its log record carries) is hate speech; a new environment started
+    after that (the old one died) is told at its start."""
+    canary = FunctionVersion("2", "v2", faults=["labels=hate_speech:1@hook"], settings=settings, seed=3)
+    event = json.loads(json.dumps(EVENT))
+    event["body"] = json.dumps({"text": "have a lovely day"})
+    with canary:
+        before = [canary.invoke_detailed(event) for _ in range(5)]
+        canary.mark_hook_done()
+        after = canary.invoke_detailed(event)
+        os.kill(canary.pid, 9)
+        time.sleep(0.2)
+        reborn = canary.invoke_detailed(event)
+    truthful = {json.loads(i.payload["body"])["label"] for i in before}
+    assert len(truthful) == 1 and "hate_speech" not in truthful
+    for invocation in (after, reborn):
+        assert json.loads(invocation.payload["body"])["label"] == "hate_speech"
+        assert invocation.record["label"] == "hate_speech"

@@ -34,7 +34,9 @@ from emulator.rehearse import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.data, pytest.mark.slow]
 
-FAST = {"speed": 30.0, "rate": 200.0, "after_s": 0.5}
+# The judge of before issue 10 (its own path, kept behind --old-judge); the evidence judge, the
+# probe, the log lag and the gate are rehearsed in test_rehearsal_evidence.py.
+FAST = {"speed": 30.0, "rate": 200.0, "after_s": 0.5, "evidence": False}
 
 
 def _run(dataset, *faults: str, **overrides):
@@ -66,7 +68,19 @@ def test_rehearsal_promotes_v2_through_the_cli(dataset, tmp_path, capsys):
     a matter of load; an INCONCLUSIVE promotion is flagged in the report's notes."""
     html = tmp_path / "report.html"
     status = main(
-        ["--speed", "30", "--rate", "200", "--json", "--html", str(html), "--quiet", "--seed", "11"]
+        [
+            "--speed",
+            "30",
+            "--rate",
+            "200",
+            "--json",
+            "--html",
+            str(html),
+            "--quiet",
+            "--seed",
+            "11",
+            "--old-judge",
+        ]
     )
     out = capsys.readouterr().out
     report = json.loads(out)
@@ -92,8 +106,8 @@ def test_rehearsal_promotes_v2_through_the_cli(dataset, tmp_path, capsys):
 
 
 def test_corrupt_canary_is_blocked_before_any_user_traffic(dataset, tmp_path, monkeypatch):
-    """corrupt: the canary's model fails its checksum; the PreTraffic hook sees every golden request
-    answer 500 and blocks the deployment; no user request ever reaches version 2. The damaged
+    """corrupt: the canary's model fails its checksum; the PreTraffic hook sees every known-answer
+    request answer 500 and blocks the deployment; no user request ever reaches version 2. The damaged
     model copy and the rehearsal's scratch files are gone from the temp folder afterwards."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     result = _run(dataset, "corrupt")
@@ -110,8 +124,8 @@ def test_corrupt_canary_is_blocked_before_any_user_traffic(dataset, tmp_path, mo
 
 
 def test_erroring_canary_is_blocked_by_the_pretraffic_hook(dataset):
-    """errors=0.05 from the first invocation: some of the 300 golden requests crash, and the hook
-    (no golden request may fail) blocks it before traffic."""
+    """errors=0.05 from the first invocation: some of the hook's 4,953 known-answer requests
+    crash, and the hook (no request may fail) blocks it before traffic."""
     result = _run(dataset, "errors=0.05")
     report = result.report
     assert report["outcome"]["state"] == BLOCKED and result.exit_status == EXIT_NOT_PROMOTED
@@ -122,20 +136,20 @@ def test_erroring_canary_is_blocked_by_the_pretraffic_hook(dataset):
 
 
 def test_forced_labels_are_blocked_by_the_pretraffic_hook(dataset):
-    """labels=hate_speech:0.2: the golden set's label mix moves far from the manifest's, so the hook
-    blocks the canary before traffic."""
+    """labels=hate_speech:0.2: a fifth of the answers to the hook's known-answer texts differ from
+    the labels the model's answers.json recorded, so the hook blocks the canary before traffic."""
     result = _run(dataset, "labels=hate_speech:0.2")
     report = result.report
     assert report["outcome"]["state"] == BLOCKED
     failed = {c["name"] for c in report["pretraffic"]["checks"] if not c["passed"]}
-    assert "label distribution" in failed
+    assert "known answers" in failed
     assert _canary(report) is None
 
 
 def test_errors_under_live_traffic_roll_back_at_the_first_minute(dataset):
-    """errors=0.05@300: the hook's golden requests pass, live requests crash (API Gateway 502); the
+    """errors=0.05@hook: the hook's requests pass, live requests crash (API Gateway 502); the
     canary-errors alarm fires on the first compressed minute and traffic returns to 0 %."""
-    result = _run(dataset, "errors=0.05@300")
+    result = _run(dataset, "errors=0.05@hook")
     report = result.report
     assert report["outcome"]["state"] == ROLLED_BACK and result.exit_status == EXIT_NOT_PROMOTED
     assert report["pretraffic"]["status"] == "Succeeded"
@@ -150,11 +164,11 @@ def test_errors_under_live_traffic_roll_back_at_the_first_minute(dataset):
 
 
 def test_slow_canary_is_rolled_back_by_the_judge(dataset):
-    """latency=10 on a v2 -> v2 deployment (so slowness is the only difference): the hook's median
-    stays far under its limit and p99 under the SLO, but the judge finds the canary significantly
-    and meaningfully slower (Mann-Whitney + median ratio) and its verdict alarm rolls it back
-    before the five minutes are up."""
-    result = _run(dataset, "latency=10", baseline="v2")
+    """latency=10@hook on a v2 -> v2 deployment (so slowness is the only difference): the hook
+    passes, p99 stays under the SLO, but the judge finds the canary significantly and meaningfully
+    slower (Mann-Whitney + median ratio) and its verdict alarm rolls it back before the five
+    minutes are up."""
+    result = _run(dataset, "latency=10@hook", baseline="v2")
     report = result.report
     assert report["outcome"]["state"] == ROLLED_BACK
     assert report["pretraffic"]["status"] == "Succeeded"
@@ -167,10 +181,10 @@ def test_slow_canary_is_rolled_back_by_the_judge(dataset):
 
 
 def test_label_drift_under_live_traffic_is_rolled_back_by_the_judge(dataset):
-    """labels=hate_speech:0.3@300 on a v2 -> v2 deployment: right on the golden set, wrong on live
-    traffic; the judge's label test (canary mix against what the baseline's mix predicts) fails
-    and its verdict alarm rolls the canary back."""
-    result = _run(dataset, "labels=hate_speech:0.3@300", baseline="v2")
+    """labels=hate_speech:0.3@hook on a v2 -> v2 deployment: right on the hook's texts, wrong on
+    live traffic; the judge's label test (canary mix against what the baseline's mix predicts)
+    fails and its verdict alarm rolls the canary back."""
+    result = _run(dataset, "labels=hate_speech:0.3@hook", baseline="v2")
     report = result.report
     assert report["outcome"]["state"] == ROLLED_BACK
     labels = next(m for m in report["judge"]["metrics"] if m["name"] == "labels")
@@ -209,7 +223,9 @@ def test_a_dead_traffic_generator_stops_the_rollout_with_no_verdict(dataset, cap
     killed: list[int] = []
     killer = threading.Thread(target=_kill_the_traffic_process, args=(3.0, killed), daemon=True)
     killer.start()
-    status = main(["--speed", "30", "--rate", "200", "--json", "--no-html", "--quiet", "--seed", "11"])
+    status = main(
+        ["--speed", "30", "--rate", "200", "--json", "--no-html", "--quiet", "--seed", "11", "--old-judge"]
+    )
     killer.join(5)
     captured = capsys.readouterr()
     report = json.loads(captured.out)
@@ -255,10 +271,16 @@ def test_a_python_without_the_functions_dependencies_is_refused_before_any_traff
         (["--canary", "v9"], "no model v9"),
         (["--speed", "0"], "--speed"),
         (["--env", "nowhere"], "no environment"),
+        (["--traffic", "0"], "--traffic"),
+        (["--mix", "spam=2"], "--mix"),
+        (["--mix", "hate_speech=-1"], "--mix"),
+        (["--log-lag", "-5"], "--log-lag"),
+        (["--fault", "judge=slow"], "judge=crash"),
     ],
 )
 def test_usage_errors_exit_2_before_starting_anything(dataset, capsys, argv, message):
-    """A bad flag, fault, model, speed or environment: one clear line on stderr and exit 2."""
+    """A bad flag, fault, model, speed, traffic, mix, log lag or environment: one clear line on
+    stderr and exit 2."""
     assert main([*argv, "--quiet", "--no-html"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err

@@ -219,7 +219,7 @@ def test_the_html_report_renders_in_headless_chromium(dataset, chromium, tmp_pat
     """A rolled-back rehearsal's page in a real browser: the DOM holds the outcome and the three
     charts with their shapes, the console stays silent, and the screenshot is a full-size picture
     with the charts' colours in it, not a blank or one-colour page."""
-    result = rehearse(Options(faults=("errors=0.05@300",), speed=30.0, after_s=0.5))
+    result = rehearse(Options(faults=("errors=0.05@hook",), speed=30.0, after_s=0.5))
     page = tmp_path / "report.html"
     page.write_text(result.html, encoding="utf-8")
     assert overlaps(result.html) == []  # on real data too: labels apart, plain words

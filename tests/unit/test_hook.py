@@ -34,7 +34,7 @@ def secret(row_id: int) -> str:
     return f"secret tweet {row_id}"
 
 
-def answers_doc(recorded: dict[int, str]) -> dict:
+def answers_doc(recorded: dict[int, str], probe_rows: list[int] | None = None) -> dict:
     row_ids = list(recorded)
     return {
         "format": "known-answers/1",
@@ -44,7 +44,7 @@ def answers_doc(recorded: dict[int, str]) -> dict:
         "row_ids": row_ids,
         "labels": list(LABELS),
         "answers": "".join(str(LABELS.index(recorded[r])) for r in row_ids),
-        "probe": {"balanced_over": "this model's answers", "per_label": {}, "row_ids": []},
+        "probe": {"balanced_over": "this model's answers", "per_label": {}, "row_ids": probe_rows or []},
     }
 
 
@@ -53,14 +53,20 @@ def write_texts(path: Path, row_ids) -> Path:
     return path
 
 
-def write_model(models_dir: Path, name: str, recorded: dict[int, str], ratio_to: dict | None = None) -> Path:
+def write_model(
+    models_dir: Path,
+    name: str,
+    recorded: dict[int, str],
+    ratio_to: dict | None = None,
+    probe_rows: list[int] | None = None,
+) -> Path:
     """A model dir as training writes it: a checksummed weights file, answers.json, and a manifest
     naming both (with latency.ratio_to when given)."""
     model = models_dir / name
     model.mkdir(parents=True)
     blobs = {
         "weights.json": b'{"weights": [1, 2, 3]}',
-        "answers.json": json.dumps(answers_doc(recorded)).encode(),
+        "answers.json": json.dumps(answers_doc(recorded, probe_rows)).encode(),
     }
     for file, blob in blobs.items():
         (model / file).write_bytes(blob)
@@ -379,7 +385,8 @@ def test_the_reference_is_the_median_paired_handler_latency_ratio(paired):
         baseline_version="6",
     )
     assert result.passed, result.reason
-    assert sorted(canary_calls) == sorted(base_calls) == ROW_IDS
+    # Each text twice: the known answers, then the warm reference pass (no probe set here: all).
+    assert sorted(canary_calls) == sorted(base_calls) == sorted(ROW_IDS * 2)
     assert result.latency_reference == pytest.approx(3.0)
     ref = result.as_dict()["latency_reference"]
     assert (ref["pairs"], ref["baseline_version"], ref["baseline_model"]) == (N, "6", "v8")
@@ -601,7 +608,7 @@ def test_handle_reports_succeeded_for_a_version_giving_every_known_answer(setup,
     codedeploy, lam = clients()
     with Stubber(codedeploy) as s_cd, Stubber(lam) as s_lam:
         stub_target(s_cd)
-        for row in ROW_IDS:
+        for row in ROW_IDS * 2:  # the known answers, then the reference pass (no probe set here: all)
             stub_pair(s_lam, *healthy_pair(row))
         expect_status(s_cd, "Succeeded")
         result = handle(DEPLOYMENT, codedeploy=codedeploy, lambda_client=lam, environ=hook_env(config))
@@ -798,3 +805,42 @@ def test_the_reference_is_the_median_whatever_order_the_answers_come_in():
     ref = measure_reference(canary, baseline, "6", "v8")
     assert ref.ratio == 3.0 and ref.pairs == 5
     assert (ref.canary_median_ms, ref.baseline_median_ms) == (4.0, 1.0)
+
+
+def test_the_reference_is_measured_on_the_probe_set_texts(paired):
+    """The ratio depends on the texts: the reference is the median over the probe set's rows only
+    (the texts the probe will send), here 2.0 on them while the other texts run at 4.0."""
+    config, tmp = paired
+    probe_rows = ROW_IDS[::3]
+    shutil.rmtree(tmp / "models" / "v9")
+    write_model(tmp / "models", "v9", RECORDED, ratio_to={"v8": 2.0}, probe_rows=probe_rows)
+    on_probe = set(probe_rows)
+    result = run_pretraffic(
+        config,
+        model(handler_ms=lambda row: (2.0 if row in on_probe else 4.0) * ms(1.0)(row)),
+        invoke_baseline=base_model(handler_ms=ms(1.0)),
+        baseline_version="6",
+    )
+    ref = result.as_dict()["latency_reference"]
+    assert result.latency_reference == pytest.approx(2.0)
+    assert ref["pairs"] == len(probe_rows) and "probe-set texts" in ref["reason"]
+
+
+def test_the_reference_comes_from_a_second_warm_pass_as_the_probe_sees_the_texts(paired):
+    """The first pass meets every text cold (the canary 5x slower on a first sight here); the
+    reference is measured on the second pass, warm, as the probe's cycling set will be: 2.0."""
+    config, _ = paired
+    seen: set[int] = set()
+
+    def canary_ms(row: int) -> float:
+        cold = row not in seen
+        seen.add(row)
+        return (10.0 if cold else 2.0) * ms(1.0)(row)
+
+    result = run_pretraffic(
+        config,
+        model(handler_ms=canary_ms),
+        invoke_baseline=base_model(handler_ms=ms(1.0)),
+        baseline_version="6",
+    )
+    assert result.latency_reference == pytest.approx(2.0)

@@ -1,0 +1,306 @@
+"""The canary window of a rehearsal (issue 10): the probe, the evidence judge's looks, the gate.
+
+    ProbeRun        during the window, the REAL probe core (canary.probe.run_probe) sends each
+                    probe text to BOTH function versions, straight to their execution environments
+                    (no gateway, key or quota), at the plan's rate on the controller's compressed
+                    clock; every answer's log record goes to the store like any other (log lag)
+    EvidenceWindow  the store's records, as canary.sources reads them from CloudWatch Logs (live
+                    requests as counts, live latency percentiles, the probe's records: WindowRecords),
+                    through the same code as the scheduled judge and the gate: window_evidence,
+                    judge_evidence (interim looks; the final look at the gate), gate_decision, and
+                    the gate's own wait for late records (canary.gate.await_records) on the
+                    compressed clock
+
+The probe set and the known answers are the ones `sam build` ships: training.golden writes the
+probe set next to the golden set, each model's answers.json holds its labels (canary.probe).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from canary import evidence
+from canary.records import RequestRecord
+from canary.stats import quantile
+from infer.sources import HOOK, LIVE, PROBE
+
+PROBE_RUN_ID = "REHEARSAL"  # no "-": it separates the parts of a probe id
+
+
+class JudgeCrashed(RuntimeError):
+    """The judge raised (the `judge=crash` fault, or a real bug): no verdict at this look."""
+
+
+def status_label(invocation: Any) -> tuple[int, str | None]:
+    """The status a direct caller sees (a function error counts as 502, as API Gateway would say)
+    and the answered label."""
+    payload = invocation.payload
+    if invocation.function_error is not None or not isinstance(payload, Mapping):
+        return 502, None
+    status = payload.get("statusCode")
+    if not isinstance(status, int):
+        return 502, None
+    label = None
+    if 200 <= status < 300:
+        try:
+            label = json.loads(payload.get("body") or "").get("label")
+        except (AttributeError, TypeError, ValueError):
+            label = None
+        label = label if label in evidence.LABELS else None
+    return status, label
+
+
+def direct_answer(payload: Any) -> Mapping[str, Any]:
+    """What `lambda invoke` on a qualified ARN gives a direct caller (the hook, the probe): the
+    proxy response, or, for a function error, a response with no status and the error named."""
+    if isinstance(payload, Mapping) and "statusCode" not in payload and "errorType" in payload:
+        return {
+            "statusCode": None,
+            "headers": {},
+            "body": "",
+            "error": f"function error {payload['errorType']}",
+        }
+    return payload
+
+
+# --------------------------------------------------------------------------- the probe
+
+
+@dataclass
+class ProbeRun:
+    """canary.probe.run_probe over the canary window, in its own thread, with an invoke that calls
+    the two execution environments directly and stores each answer's log record."""
+
+    versions: Mapping[str, Any]  # function version -> FunctionVersion
+    texts: Sequence[Any]  # canary.probe.ProbeText
+    baseline: str  # function versions
+    canary: str
+    rate: float  # probe texts per simulated second (each to both versions)
+    duration_s: float  # simulated seconds
+    clock: Callable[[], float]  # the controller's compressed clock (simulated seconds)
+    speed: float
+    sink: Callable[[list[RequestRecord]], Any]  # the store's extend
+    answers: int = 0  # invocations answered (either version)
+    result: Any = None  # canary.probe.ProbeResult once it ended
+    failure: str | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _pending: list[RequestRecord] = field(default_factory=list)
+    _flushed: float = 0.0
+    _thread: threading.Thread | None = None
+
+    @property
+    def wall_rate(self) -> float:
+        """Probe texts per wall second (the controller paces its minutes with it)."""
+        return self.rate * self.speed
+
+    def outcomes(self) -> int:
+        """Probe texts answered by both versions so far."""
+        return self.answers // 2
+
+    def remaining(self) -> int:
+        """Probe texts still to send in this window (0 once the run is over)."""
+        if self.result is not None or self.failure is not None:
+            return 0
+        return max(0, round(self.rate * self.duration_s) - self.outcomes())
+
+    def start(self) -> ProbeRun:
+        self._thread = threading.Thread(target=self._run, name="probe", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30.0)
+        self._flush(force=True)
+        r = self.result
+        return {
+            "texts": r.texts if r else self.outcomes(),
+            "answered": dict(r.answered) if r else {},
+            "failed": dict(r.failed) if r else {},
+            "stopped": r.stopped if r else (self.failure or "stopped"),
+            "failure": self.failure,
+        }
+
+    def _run(self) -> None:
+        from canary.probe import run_probe
+
+        try:
+            self.result = run_probe(
+                self._invoke,
+                self.texts,
+                self.baseline,
+                self.canary,
+                rate=self.rate,
+                duration_s=self.duration_s,
+                run_id=PROBE_RUN_ID,
+                clock=self.clock,
+                sleep=lambda s: self._stop.wait(max(0.0, s) / self.speed),
+                keep_going=lambda: not self._stop.is_set(),
+            )
+        except Exception as exc:  # a probe that dies leaves the gate short of evidence: never a pass
+            self.failure = f"{type(exc).__name__}: {exc}"
+
+    def _invoke(self, version: str, event: dict[str, Any]) -> Mapping[str, Any]:
+        from emulator.functions import request_record
+
+        fv = self.versions[version]
+        invocation = fv.invoke_detailed(event)  # an InvokeError is run_probe's failed answer
+        status, label = status_label(invocation)
+        record = request_record(fv, invocation, status, label, time.time(), event)
+        with self._lock:
+            self._pending.append(record)
+            self.answers += 1
+        self._flush()
+        return direct_answer(invocation.payload)
+
+    def _flush(self, force: bool = False) -> None:
+        with self._lock:
+            if not self._pending or (not force and time.monotonic() - self._flushed < 0.25):
+                return
+            batch, self._pending, self._flushed = self._pending, [], time.monotonic()
+        self.sink(batch)
+
+
+# --------------------------------------------------------------------------- records as the judge reads them
+
+
+def window_records(records: Sequence[RequestRecord], since: float, until: float) -> Any:
+    """The records as canary.sources.LogsInsightsSource.evidence_window reads them from the logs:
+    live requests as counts per (version, model, status, label, shadow labels), live latency
+    percentiles per version (answered requests), the probe's records one by one; the hook's are
+    left out."""
+    from canary.sources import LATENCY_PERCENTILES, LiveAggregate, WindowRecords
+
+    counts: Counter[tuple[Any, ...]] = Counter()
+    latencies: dict[str, list[float]] = {}
+    probes = []
+    for r in records:
+        if r.source == LIVE:
+            counts[(r.function_version, r.model_version, r.status, r.label, r.shadow)] += 1
+            if r.status < 500:
+                latencies.setdefault(r.function_version, []).append(r.latency_ms)
+        elif r.source == PROBE:
+            probes.append(r)
+    live = tuple(LiveAggregate(*key, count=n) for key, n in sorted(counts.items(), key=str))
+    pcts = {
+        v: {f"p{q}": quantile(sorted(xs), q / 100.0) for q in LATENCY_PERCENTILES}
+        for v, xs in latencies.items()
+    }
+    return WindowRecords(since, until, live, pcts, tuple(probes), 0, 1, len(probes) + len(live))
+
+
+def counts_by_source(records: Sequence[RequestRecord]) -> dict[str, dict[str, int]]:
+    """n per function version per source (live, probe, hook)."""
+    out: dict[str, dict[str, int]] = {}
+    for r in records:
+        side = out.setdefault(r.function_version, {LIVE: 0, PROBE: 0, HOOK: 0})
+        side[r.source] = side.get(r.source, 0) + 1
+    return out
+
+
+# --------------------------------------------------------------------------- the judge and the gate
+
+
+@dataclass
+class EvidenceWindow:
+    """The evidence judge and the PostTraffic gate over one deployment's canary window."""
+
+    baseline_version: str  # function versions
+    canary_version: str
+    manifests: Mapping[str, Mapping[str, Any]]
+    known_answers: Mapping[str, Mapping[str, str]]  # canary.probe.load_known_answers
+    gate_config: Any  # canary.config.GateConfig (the template's gate function environment)
+    gate_timeout_s: float = 900.0  # the gate function's Timeout
+    config: evidence.EvidenceConfig = field(default_factory=evidence.EvidenceConfig)
+    crash: bool = False  # the `judge=crash` fault: every look raises
+    # The canary/baseline handler-latency ratio the PreTraffic hook measured on these two versions
+    # (the judge and the gate read it from the hook's log record): the latency metric's reference.
+    latency_reference: float | None = None
+
+    def _judge(self, records: Any, elapsed_s: float, final: bool) -> evidence.EvidenceReport:
+        from canary.probe import expected_labels
+        from canary.sources import window_evidence
+
+        if self.crash:
+            raise JudgeCrashed("injected fault judge=crash: the judge raised before judging")
+        ev = window_evidence(
+            records,
+            baseline_version=self.baseline_version,
+            canary_version=self.canary_version,
+            expected=expected_labels(self.known_answers),
+        )
+        return evidence.judge_evidence(
+            ev,
+            expected_latency_ratio=self.latency_reference,
+            elapsed_s=elapsed_s,
+            final=final,
+            config=self.config,
+        )
+
+    def look(self, records: Sequence[RequestRecord], since: float, until: float, elapsed_s: float) -> Any:
+        """An interim look at the records visible now: the report, or None when a version has no
+        visible record yet (the scheduled judge then publishes nothing). JudgeCrashed when it raises."""
+        from canary.sources import SourceError
+
+        try:
+            return self._judge(window_records(records, since, until), elapsed_s, final=False)
+        except SourceError:
+            return None
+        except JudgeCrashed:
+            raise
+        except Exception as exc:
+            raise JudgeCrashed(f"{type(exc).__name__}: {exc}") from exc
+
+    def gate(
+        self,
+        read: Callable[[], Sequence[RequestRecord]],
+        *,
+        since: float,
+        until: float,
+        window_end: float,
+        window_s: float,
+        now: Callable[[], float],
+        sleep: Callable[[float], None],
+    ) -> tuple[evidence.GateDecision, evidence.EvidenceReport | None, bool]:
+        """The PostTraffic gate (canary.gate's steps with the store as the logs): wait for the
+        window's records on the compressed clock (`window_end`, now() and sleep() in simulated
+        seconds), judge the whole window (final look), PASS or Failed. (decision, report, complete)."""
+        from canary.gate import await_records
+
+        cfg = self.gate_config
+        deadline = now() + self.gate_timeout_s - cfg.time_margin_s
+        try:
+            records, complete = await_records(
+                lambda: window_records(read(), since, until),
+                window_end=window_end,
+                max_log_lag_s=cfg.max_log_lag_s,
+                settle_s=cfg.settle_s,
+                poll_s=cfg.poll_s,
+                deadline=deadline,
+                now=now,
+                sleep=sleep,
+            )
+            report = self._judge(records, window_s, final=True)
+        except GateInterrupted:
+            raise
+        except Exception as exc:  # canary.gate.handle: any exception is Failed, with the reason
+            reason = f"gate could not judge the canary: {type(exc).__name__}: {exc}"
+            return evidence.GateDecision(False, reason), None, False
+        decision = evidence.gate_decision(report)
+        if not complete and not decision.succeeded:
+            decision = evidence.GateDecision(
+                False, decision.reason + " (records may be incomplete: the gate ran out of time)"
+            )
+        return decision, report, complete
+
+
+class GateInterrupted(RuntimeError):
+    """The deployment ended while the gate waited (an alarm, a stop): no gate decision."""
