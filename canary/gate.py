@@ -31,23 +31,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from canary.config import GateConfig
-from canary.evidence import EvidenceReport, GateDecision, Verdict, gate_decision, judge_evidence
+from canary.evidence import (
+    EvidenceConfig,
+    EvidenceReport,
+    GateDecision,
+    Verdict,
+    gate_decision,
+    judge_evidence,
+)
 from canary.manifests import load_manifests
 from canary.probe import expected_labels, load_known_answers
 from canary.sources import (
     ALLOW_TRAFFIC,
+    ExpectedLabel,
     LogsInsightsSource,
     SourceError,
     WindowRecords,
+    aws_client,
     deployment_target,
     hook_record,
     latency_reference,
+    report_status,
     window_evidence,
 )
 
@@ -202,9 +212,44 @@ def run_gate(
     versions = (window.baseline_version, window.canary_version)
     source = LogsInsightsSource(logs, config.log_group, versions, sleep=sleep, timeout_seconds=120.0)
 
-    records, complete = await_records(
+    outcome = judge_window(
         lambda: source.evidence_window(window.start, window.end or window.start, manifests),
+        lambda: _reference(window, config, logs=logs, deadline=deadline, now=now, sleep=sleep),
+        baseline_version=window.baseline_version,
+        canary_version=window.canary_version,
         window_end=window.end or window.start,
+        elapsed_s=(window.end or window.start) - window.start,
+        expected=expected,
+        config=config,
+        deadline=deadline,
+        now=now,
+        sleep=sleep,
+    )
+    return replace(outcome, window=window)
+
+
+def judge_window(
+    read: Callable[[], WindowRecords],
+    reference: Callable[[], tuple[float | None, str | None]],
+    *,
+    baseline_version: str,
+    canary_version: str,
+    window_end: float,
+    elapsed_s: float,
+    expected: ExpectedLabel,
+    config: GateConfig,
+    deadline: float,
+    now: Callable[[], float],
+    sleep: Callable[[float], None],
+    evidence_config: EvidenceConfig | None = None,
+) -> GateOutcome:
+    """The gate's core once the window is known (the local stack runs it too): wait for the
+    window's records (`read`), then get the latency reference (`reference`: (ratio, None) or
+    (None, why there is none)), judge the whole window (final look) and decide. The outcome has
+    no window (the caller's). Raises on anything that keeps it from judging."""
+    records, complete = await_records(
+        read,
+        window_end=window_end,
         max_log_lag_s=config.max_log_lag_s,
         settle_s=config.settle_s,
         poll_s=config.poll_s,
@@ -212,18 +257,12 @@ def run_gate(
         now=now,
         sleep=sleep,
     )
-    reference, missing = _reference(window, config, logs=logs, deadline=deadline, now=now, sleep=sleep)
+    ratio, missing = reference()
     ev = window_evidence(
-        records,
-        baseline_version=window.baseline_version,
-        canary_version=window.canary_version,
-        expected=expected,
+        records, baseline_version=baseline_version, canary_version=canary_version, expected=expected
     )
     report = judge_evidence(
-        ev,
-        expected_latency_ratio=reference,
-        elapsed_s=(window.end or window.start) - window.start,
-        final=True,
+        ev, expected_latency_ratio=ratio, elapsed_s=elapsed_s, final=True, config=evidence_config
     )
     decision = gate_decision(report)
     if missing and decision.succeeded:  # cannot happen (latency is NoData without it): belt and braces
@@ -236,7 +275,7 @@ def run_gate(
         decision = GateDecision(
             False, decision.reason + " (records may be incomplete: the gate ran out of time)"
         )
-    return GateOutcome(decision, window, report, complete, records.queries, reference)
+    return GateOutcome(decision, None, report, complete, records.queries, ratio)
 
 
 def _reference(
@@ -271,12 +310,6 @@ def _reference(
             f"{config.hook_log_group} by the gate's deadline (the latency metric cannot pass without it)"
         )
     return reference, None
-
-
-def report_status(codedeploy: Any, deployment_id: str, execution_id: str, status: str) -> None:
-    codedeploy.put_lifecycle_event_hook_execution_status(
-        deploymentId=deployment_id, lifecycleEventHookExecutionId=execution_id, status=status
-    )
 
 
 def handle(
@@ -327,16 +360,8 @@ def handle(
     return {"status": status, "reason": reason}
 
 
-_CLIENTS: dict[str, Any] = {}
-
-
 def _client(name: str) -> Any:
-    if name not in _CLIENTS:
-        import boto3
-        from botocore.config import Config
-
-        _CLIENTS[name] = boto3.client(name, config=Config(read_timeout=30, retries={"mode": "standard"}))
-    return _CLIENTS[name]
+    return aws_client(name, read_timeout=30)
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -53,7 +53,7 @@ from canary.config import MAX_HOOK_CONCURRENCY, HookConfig
 from canary.evidence import expected_latency_ratio
 from canary.manifests import ManifestError, load_manifests
 from canary.records import LABELS
-from canary.sources import HOOK_LOG_MESSAGE, deployment_target
+from canary.sources import HOOK_LOG_MESSAGE, aws_client, deployment_target, report_status
 from canary.stats import median
 from infer.sources import PRETRAFFIC_REQUEST_PREFIX
 
@@ -738,12 +738,6 @@ def baseline_of(codedeploy: Any, deployment_id: str, config: HookConfig) -> tupl
     return f"{function_arn}:{target.baseline_version}", target.baseline_version
 
 
-def report_status(codedeploy: Any, deployment_id: str, execution_id: str, status: str) -> None:
-    codedeploy.put_lifecycle_event_hook_execution_status(
-        deploymentId=deployment_id, lifecycleEventHookExecutionId=execution_id, status=status
-    )
-
-
 def handle(
     event: Mapping[str, Any],
     *,
@@ -795,21 +789,9 @@ def handle(
     return {"status": status, "reason": reason}
 
 
-_CLIENTS: dict[str, Any] = {}
-
-
 def _client(name: str) -> Any:
-    if name not in _CLIENTS:
-        import boto3
-        from botocore.config import Config
-
-        # Bounded waits: a hung invoke must not outlive the hook, which still has to report.
-        # One pooled connection per request in flight (botocore's default pool holds 10).
-        config = Config(
-            read_timeout=30, retries={"mode": "standard"}, max_pool_connections=MAX_HOOK_CONCURRENCY
-        )
-        _CLIENTS[name] = boto3.client(name, config=config)
-    return _CLIENTS[name]
+    # One pooled connection per request in flight (botocore's default pool holds 10).
+    return aws_client(name, read_timeout=30, max_pool_connections=MAX_HOOK_CONCURRENCY)
 
 
 @logger.inject_lambda_context(log_event=False)

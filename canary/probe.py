@@ -46,7 +46,7 @@ from aws_lambda_powertools import Logger
 from canary.config import ConfigError, ProbeConfig
 from canary.evidence import LABELS, EvidenceConfig, plan
 from canary.hook import handler_ms
-from canary.sources import live_routing
+from canary.sources import aws_client, live_routing
 from canary.stats import median
 from infer.sources import PROBE_REQUEST_PREFIX
 
@@ -240,8 +240,9 @@ def run_probe(
     api_stage: str = "v1",
 ) -> ProbeResult:
     """Send texts[start:] (cycling) at `rate` texts/s for `duration_s`, each to both versions at
-    once under one probe id. `keep_going`, asked about every 10 s, stops the run early (e.g. the
-    canary ended). A failed invoke is a failed answer, never a crash."""
+    once under one probe id. `keep_going`, asked about every 10 s and whenever a sleep ends before
+    the next text is due, stops the run early (e.g. the canary ended). A failed invoke is a failed
+    answer, never a crash."""
     if not texts:
         raise ProbeError("no probe texts")
     if not (rate > 0 and "-" not in run_id and run_id):
@@ -270,6 +271,11 @@ def run_probe(
                     break
             if due > now:
                 sleep(due - now)
+                if clock() < due:  # the sleep ended early (a clock that paused, a stop): not due yet
+                    if keep_going is not None and not keep_going():
+                        stopped = "canary no longer running"
+                        break
+                    continue
             row = texts[(start + sent) % len(texts)]
             rid = probe_request_id(run_id, row.row_id, sent)
             events = [
@@ -350,17 +356,8 @@ def handle(
     return {"status": "probed", **result.as_dict()}
 
 
-_CLIENTS: dict[str, Any] = {}
-
-
 def _client(name: str) -> Any:
-    if name not in _CLIENTS:
-        import boto3
-        from botocore.config import Config
-
-        # Bounded waits: a hung invoke must not outlive the run.
-        _CLIENTS[name] = boto3.client(name, config=Config(read_timeout=15, retries={"mode": "standard"}))
-    return _CLIENTS[name]
+    return aws_client(name, read_timeout=15)  # a hung invoke must not outlive the run
 
 
 @logger.inject_lambda_context(log_event=False)

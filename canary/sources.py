@@ -47,11 +47,12 @@ from canary.evidence import (
     collect_live_counts,
 )
 from canary.records import RequestRecord
+from canary.stats import quantile
 
 # The PreTraffic hook's and the probe's requests carry these API Gateway request id prefixes,
 # which Powertools logs as correlation_id: the hook's are the golden set, never judged; the
 # probe's are judged as probe evidence, apart from the live requests.
-from infer.sources import PRETRAFFIC_REQUEST_PREFIX, PROBE, PROBE_REQUEST_PREFIX
+from infer.sources import LIVE, PRETRAFFIC_REQUEST_PREFIX, PROBE, PROBE_REQUEST_PREFIX
 
 REQUEST_LOG_MESSAGE = "inference"  # infer.app.REQUEST_LOG_MESSAGE
 HOOK_LOG_MESSAGE = "pretraffic check"  # the hook logs its result under this message
@@ -121,6 +122,30 @@ def deployment_target(codedeploy: Any, deployment_id: str) -> DeploymentTarget:
         canary_version=str(fn["targetVersion"]),
         lifecycle_events=tuple(lam.get("lifecycleEvents") or ()),
     )
+
+
+def report_status(codedeploy: Any, deployment_id: str, execution_id: str, status: str) -> None:
+    """A lifecycle hook's answer to CodeDeploy (the PreTraffic hook's and the PostTraffic gate's)."""
+    codedeploy.put_lifecycle_event_hook_execution_status(
+        deploymentId=deployment_id, lifecycleEventHookExecutionId=execution_id, status=status
+    )
+
+
+_CLIENTS: dict[tuple[str, int, int | None], Any] = {}
+
+
+def aws_client(name: str, *, read_timeout: int, max_pool_connections: int | None = None) -> Any:
+    """A boto3 client, made once per Lambda environment, with bounded waits (a hung call must not
+    outlive the function, which still has to report) and standard retries."""
+    key = (name, read_timeout, max_pool_connections)
+    if key not in _CLIENTS:
+        import boto3
+        from botocore.config import Config
+
+        pool = {} if max_pool_connections is None else {"max_pool_connections": max_pool_connections}
+        config = Config(read_timeout=read_timeout, retries={"mode": "standard"}, **pool)
+        _CLIENTS[key] = boto3.client(name, config=config)
+    return _CLIENTS[key]
 
 
 # --------------------------------------------------------------------------- a component's own records
@@ -381,6 +406,29 @@ class WindowRecords:
     queries: int  # Logs Insights queries run
     largest_result: int  # most rows any one query returned (never above the limit)
 
+    @classmethod
+    def from_records(cls, records: Iterable[RequestRecord], since: float, until: float) -> WindowRecords:
+        """Raw records as LogsInsightsSource.evidence_window reads them from the logs (the local
+        stack's reading): live requests as counts per (version, model, status, label, shadow
+        labels), live latency percentiles per version (answered requests), the probe's records one
+        by one; the hook's are left out. One "query" that returned every row."""
+        counts: Counter[tuple[Any, ...]] = Counter()
+        latencies: dict[str, list[float]] = {}
+        probes = []
+        for r in records:
+            if r.source == LIVE:
+                counts[(r.function_version, r.model_version, r.status, r.label, r.shadow)] += 1
+                if r.status < 500:
+                    latencies.setdefault(r.function_version, []).append(r.latency_ms)
+            elif r.source == PROBE:
+                probes.append(r)
+        live = tuple(LiveAggregate(*key, count=n) for key, n in sorted(counts.items(), key=str))
+        pcts = {
+            v: {f"p{q}": quantile(sorted(xs), q / 100.0) for q in LATENCY_PERCENTILES}
+            for v, xs in latencies.items()
+        }
+        return cls(since, until, live, pcts, tuple(probes), 0, 1, len(probes) + len(live))
+
     @property
     def total(self) -> int:
         """Records (live and probe) of every version read."""
@@ -527,23 +575,6 @@ class LogsInsightsSource:
             self._waited += self.poll_seconds
 
 
-def _evidence_record(record: RequestRecord, other_model: str, expected: ExpectedLabel) -> EvidenceRecord:
-    """A probe's RequestRecord as the judge reads it, paired with `other_model`'s shadow label."""
-    probe_id = record.probe_id or ""
-    return EvidenceRecord(
-        model_version=record.model_version,
-        label=record.label,
-        shadow_label=record.label
-        if other_model == record.model_version
-        else record.shadow_label(other_model),
-        status=record.status,
-        latency_ms=record.latency_ms,
-        source=record.source,
-        expected_label=expected(record.model_version, probe_id) if probe_id else None,
-        probe_id=record.probe_id,
-    )
-
-
 def window_evidence(
     window: WindowRecords, *, baseline_version: str, canary_version: str, expected: ExpectedLabel
 ) -> Evidence:
@@ -574,11 +605,15 @@ def window_evidence(
         ]
 
     def probes(version: str) -> list[EvidenceRecord]:
-        return [
-            _evidence_record(r, other[version], expected)
-            for r in window.probes
-            if r.function_version == version
-        ]
+        out = []
+        for r in window.probes:
+            if r.function_version != version:
+                continue
+            known = expected(r.model_version, r.probe_id) if r.probe_id else None
+            ev = r.to_evidence(baseline_model=base_model, canary_model=canary_model, expected_label=known)
+            if ev is not None:  # the window holds probe records only: always one
+                out.append(ev)
+        return out
 
     latency = {
         group: window.live_latency_ms[version]

@@ -509,8 +509,8 @@ class Controller:
 
     def _planned(self) -> int:
         """Requests planned for one compressed minute: the users' due in it, and the probe's, but
-        never more of the probe's than it still has to send (a probe that ran ahead while a minute
-        held, or that broke down, must not hold the next minute forever)."""
+        never more of the probe's than it still has to send (a probe near the end of its run, or
+        one that broke down, must not hold the next minute forever)."""
         users = math.floor(self.traffic.rate * self.minute_s) if self.traffic is not None else 0
         probe = self.probe
         if probe is None:
@@ -827,12 +827,7 @@ class Controller:
                 "n": {"baseline": d.judge.baseline.get("requests"), "canary": d.judge.canary.get("requests")},
             }
         )
-        fired = []
-        for alarm in d.alarms:
-            since = self._wall_at(sim_end - alarm.rule.period_s)
-            period = [r for r in records if since <= r.timestamp <= end]
-            if alarm.evaluate(datapoint(alarm.rule, period, d.canary, verdict), end):
-                fired.append(alarm)
+        fired = self._fired(records, sim_end, end, verdict)
         self.note(
             "minute",
             f"{label}: judge {d.judge.verdict.value} "
@@ -884,12 +879,7 @@ class Controller:
                     )
         longest = max((a.rule.period_s for a in d.alarms), default=60.0)
         records = self._records(self._wall_at(sim_end - longest), end)
-        fired = []
-        for alarm in d.alarms:
-            since = self._wall_at(sim_end - alarm.rule.period_s)
-            period = [r for r in records if since <= r.timestamp <= end]
-            if alarm.evaluate(datapoint(alarm.rule, period, d.canary, verdict), end):
-                fired.append(alarm)
+        fired = self._fired(records, sim_end, end, verdict)
         self.note(
             "minute",
             f"{label}: {said}; " + self._alarm_summary(),
@@ -996,6 +986,19 @@ class Controller:
             self._abort(failure or "failed")
             self._gate_ended = ABORTED
         raise GateInterrupted("the deployment ended while the gate waited")
+
+    def _fired(
+        self, records: Sequence[RequestRecord], sim_end: float, end: float, verdict: int | None
+    ) -> list[Any]:
+        """The alarms that fire at `end`, each on the records of its own period (of `records`)."""
+        d = self.deployment
+        fired = []
+        for alarm in d.alarms:
+            since = self._wall_at(sim_end - alarm.rule.period_s)
+            period = [r for r in records if since <= r.timestamp <= end]
+            if alarm.evaluate(datapoint(alarm.rule, period, d.canary, verdict), end):
+                fired.append(alarm)
+        return fired
 
     def _alarm_summary(self) -> str:
         """ "alarms OK", or the ones that are not, by their short names."""

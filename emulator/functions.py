@@ -96,11 +96,12 @@ def request_record(
     (source, probe_id, shadow labels and time, handler latency), with the status and label the
     caller got; the Invoke API's figures when the handler logged none (a crash, a timeout), and
     then the source its request id says (`event`: how Logs Insights tells them apart too)."""
-    log = dict(invocation.record or {})
-    if "source" not in log and event is not None:
-        from infer.sources import source_of_event
+    from infer.sources import LIVE, source_of_event
 
-        origin = source_of_event(event)
+    log = dict(invocation.record or {})
+    # The request id names the source (Logs Insights reads it from correlation_id too).
+    origin = source_of_event(event) if event is not None else None
+    if origin is not None and log.get("source") in (None, "", "null"):
         log["source"], log["probe_id"] = origin.source, origin.probe_id
     latency = log.get("latency_ms")
     if not isinstance(latency, (int, float)) or isinstance(latency, bool):
@@ -120,7 +121,9 @@ def request_record(
     }
     try:
         return RequestRecord.from_mapping(data)
-    except ValueError:  # a log record the judge could not read: keep what the caller saw
+    except ValueError:  # a log record the judge could not read: keep what the caller saw, and the
+        # source its request id says (a malformed probe or hook answer must never count as live)
+        named = (origin.source, origin.probe_id) if origin else (log.get("source"), log.get("probe_id"))
         return RequestRecord(
             version.function_version,
             version.model_version,
@@ -128,8 +131,8 @@ def request_record(
             label,
             status,
             timestamp,
-            log.get("source") or "live",
-            log.get("probe_id"),
+            named[0] or LIVE,
+            named[1],
         )
 
 

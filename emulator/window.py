@@ -6,10 +6,10 @@
                     clock; every answer's log record goes to the store like any other (log lag)
     EvidenceWindow  the store's records, as canary.sources reads them from CloudWatch Logs (live
                     requests as counts, live latency percentiles, the probe's records: WindowRecords),
-                    through the same code as the scheduled judge and the gate: window_evidence,
-                    judge_evidence (interim looks; the final look at the gate), gate_decision, and
-                    the gate's own wait for late records (canary.gate.await_records) on the
-                    compressed clock
+                    through the same code as the scheduled judge and the gate
+                    (WindowRecords.from_records, window_evidence, judge_evidence for the interim
+                    looks; the gate's own core, canary.gate.judge_window: its wait for late records
+                    on the compressed clock, the final look, gate_decision)
 
 The probe set and the known answers are the ones `sam build` ships: training.golden writes the
 probe set next to the golden set, each model's answers.json holds its labels (canary.probe).
@@ -20,14 +20,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from canary import evidence
 from canary.records import RequestRecord
-from canary.stats import quantile
+from canary.sources import WindowRecords
 from infer.sources import HOOK, LIVE, PROBE
 
 PROBE_RUN_ID = "REHEARSAL"  # no "-": it separates the parts of a probe id
@@ -172,31 +171,6 @@ class ProbeRun:
 # --------------------------------------------------------------------------- records as the judge reads them
 
 
-def window_records(records: Sequence[RequestRecord], since: float, until: float) -> Any:
-    """The records as canary.sources.LogsInsightsSource.evidence_window reads them from the logs:
-    live requests as counts per (version, model, status, label, shadow labels), live latency
-    percentiles per version (answered requests), the probe's records one by one; the hook's are
-    left out."""
-    from canary.sources import LATENCY_PERCENTILES, LiveAggregate, WindowRecords
-
-    counts: Counter[tuple[Any, ...]] = Counter()
-    latencies: dict[str, list[float]] = {}
-    probes = []
-    for r in records:
-        if r.source == LIVE:
-            counts[(r.function_version, r.model_version, r.status, r.label, r.shadow)] += 1
-            if r.status < 500:
-                latencies.setdefault(r.function_version, []).append(r.latency_ms)
-        elif r.source == PROBE:
-            probes.append(r)
-    live = tuple(LiveAggregate(*key, count=n) for key, n in sorted(counts.items(), key=str))
-    pcts = {
-        v: {f"p{q}": quantile(sorted(xs), q / 100.0) for q in LATENCY_PERCENTILES}
-        for v, xs in latencies.items()
-    }
-    return WindowRecords(since, until, live, pcts, tuple(probes), 0, 1, len(probes) + len(live))
-
-
 def counts_by_source(records: Sequence[RequestRecord]) -> dict[str, dict[str, int]]:
     """n per function version per source (live, probe, hook)."""
     out: dict[str, dict[str, int]] = {}
@@ -251,7 +225,7 @@ class EvidenceWindow:
         from canary.sources import SourceError
 
         try:
-            return self._judge(window_records(records, since, until), elapsed_s, final=False)
+            return self._judge(WindowRecords.from_records(records, since, until), elapsed_s, final=False)
         except SourceError:
             return None
         except JudgeCrashed:
@@ -270,36 +244,39 @@ class EvidenceWindow:
         now: Callable[[], float],
         sleep: Callable[[float], None],
     ) -> tuple[evidence.GateDecision, evidence.EvidenceReport | None, bool]:
-        """The PostTraffic gate (canary.gate's steps with the store as the logs): wait for the
+        """The PostTraffic gate (canary.gate.judge_window with the store as the logs): wait for the
         window's records on the compressed clock (`window_end`, now() and sleep() in simulated
         seconds), judge the whole window (final look), PASS or Failed. (decision, report, complete)."""
-        from canary.gate import await_records
+        from canary.gate import judge_window
+        from canary.probe import expected_labels
 
-        cfg = self.gate_config
-        deadline = now() + self.gate_timeout_s - cfg.time_margin_s
+        def reference() -> tuple[float | None, str | None]:
+            if self.crash:  # where the judge starts: after the wait, before the evidence is read
+                raise JudgeCrashed("injected fault judge=crash: the judge raised before judging")
+            return self.latency_reference, None
+
+        deadline = now() + self.gate_timeout_s - self.gate_config.time_margin_s
         try:
-            records, complete = await_records(
-                lambda: window_records(read(), since, until),
+            outcome = judge_window(
+                lambda: WindowRecords.from_records(read(), since, until),
+                reference,
+                baseline_version=self.baseline_version,
+                canary_version=self.canary_version,
                 window_end=window_end,
-                max_log_lag_s=cfg.max_log_lag_s,
-                settle_s=cfg.settle_s,
-                poll_s=cfg.poll_s,
+                elapsed_s=window_s,
+                expected=expected_labels(self.known_answers),
+                config=self.gate_config,
                 deadline=deadline,
                 now=now,
                 sleep=sleep,
+                evidence_config=self.config,
             )
-            report = self._judge(records, window_s, final=True)
         except GateInterrupted:
             raise
         except Exception as exc:  # canary.gate.handle: any exception is Failed, with the reason
             reason = f"gate could not judge the canary: {type(exc).__name__}: {exc}"
             return evidence.GateDecision(False, reason), None, False
-        decision = evidence.gate_decision(report)
-        if not complete and not decision.succeeded:
-            decision = evidence.GateDecision(
-                False, decision.reason + " (records may be incomplete: the gate ran out of time)"
-            )
-        return decision, report, complete
+        return outcome.decision, outcome.report, outcome.complete
 
 
 class GateInterrupted(RuntimeError):

@@ -77,6 +77,27 @@ def test_each_text_goes_to_both_versions_under_one_probe_id_at_the_rate():
     assert sent[0][3] == TEXTS[0].text and sent[-1][3] == TEXTS[9 % 4].text  # cycles the set
 
 
+def test_a_sleep_that_ends_early_never_sends_ahead_of_schedule():
+    """On a clock that can pause (the rehearsal's compressed clock holds while a minute closes) a
+    sleep may return before the text is due: the probe reads the clock again and waits on, so each
+    text goes out at its due time, never earlier."""
+    clock, sent = FakeClock(), []
+
+    def paused_sleep(seconds):  # the clock only covers half of each requested sleep
+        clock.sleep(seconds / 2.0)
+
+    def invoke(version, event):
+        sent.append(clock())
+        return ok()
+
+    result = run_probe(
+        invoke, TEXTS, "6", "7", rate=2.0, duration_s=3.0, run_id="abc", clock=clock, sleep=paused_sleep
+    )
+    assert result.texts == 6
+    due = [1000.0 + k / 2.0 for k in range(6)]
+    assert all(at >= d - 1e-6 for at, d in zip(sorted(sent)[::2], due, strict=True))
+
+
 def test_failed_answers_are_counted_never_raised():
     """An invoke that raises, a 500 and a 200 without a label are failed answers of that version."""
     answers = iter(
