@@ -244,14 +244,16 @@ def hook_event(text: str, row_id: int, config: HookConfig, run_id: str) -> dict[
     "pretraffic-<run id>-<row id>", keeps the judge from counting it as live traffic and ends
     with the row id (the probe_id of its log record), tying the record to its text."""
     request_id = f"{PRETRAFFIC_REQUEST_PREFIX}{run_id}-{row_id}"
-    headers = {
-        "Content-Type": "application/json",
-        "Accept": "application/json",
-        "X-Canary-Check": "pretraffic",
-    }
+    return direct_event(text, request_id, config.api_path, config.api_stage, check="pretraffic")
+
+
+def direct_event(text: str, request_id: str, api_path: str, api_stage: str, *, check: str) -> dict[str, Any]:
+    """The API Gateway REST proxy event of a request sent straight to a function version (the
+    hook's and the probe's): `check` names the sender in a header and the user agent."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json", "X-Canary-Check": check}
     return {
-        "resource": config.api_path,
-        "path": config.api_path,
+        "resource": api_path,
+        "path": api_path,
         "httpMethod": "POST",
         "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
@@ -261,11 +263,11 @@ def hook_event(text: str, row_id: int, config: HookConfig, run_id: str) -> dict[
         "stageVariables": None,
         "requestContext": {
             "httpMethod": "POST",
-            "path": f"/{config.api_stage}{config.api_path}",
-            "resourcePath": config.api_path,
-            "stage": config.api_stage,
+            "path": f"/{api_stage}{api_path}",
+            "resourcePath": api_path,
+            "stage": api_stage,
             "requestId": request_id,
-            "identity": {"sourceIp": "127.0.0.1", "userAgent": "canary-pretraffic"},
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": f"canary-{check}"},
         },
         "body": json.dumps({"text": text}, ensure_ascii=False),
         "isBase64Encoded": False,

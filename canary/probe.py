@@ -45,7 +45,7 @@ from aws_lambda_powertools import Logger
 
 from canary.config import ConfigError, ProbeConfig
 from canary.evidence import LABELS, EvidenceConfig, plan
-from canary.hook import handler_ms
+from canary.hook import direct_event, handler_ms
 from canary.sources import aws_client, live_routing
 from canary.stats import median
 from infer.sources import PROBE_REQUEST_PREFIX
@@ -187,29 +187,8 @@ def expected_labels(answers: Mapping[str, Mapping[str, str]]) -> Callable[[str, 
 
 
 def probe_event(text: str, request_id: str, api_path: str, api_stage: str) -> dict[str, Any]:
-    """The API Gateway REST proxy event of one probe send (shaped like canary.hook.golden_event)."""
-    headers = {"Content-Type": "application/json", "Accept": "application/json", "X-Canary-Check": "probe"}
-    return {
-        "resource": api_path,
-        "path": api_path,
-        "httpMethod": "POST",
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "httpMethod": "POST",
-            "path": f"/{api_stage}{api_path}",
-            "resourcePath": api_path,
-            "stage": api_stage,
-            "requestId": request_id,
-            "identity": {"sourceIp": "127.0.0.1", "userAgent": "canary-probe"},
-        },
-        "body": json.dumps({"text": text}, ensure_ascii=False),
-        "isBase64Encoded": False,
-    }
+    """The API Gateway REST proxy event of one probe send (canary.hook.direct_event)."""
+    return direct_event(text, request_id, api_path, api_stage, check="probe")
 
 
 def _answered(response: Mapping[str, Any]) -> tuple[bool, float | None]:
