@@ -12,8 +12,8 @@ Specs, as given to `python -m emulator rehearse --fault` (repeatable):
                       verdict is published and the PostTraffic gate must fail the deployment
 
 `@N` after errors, latency or labels delays the fault until the environment has served N
-invocations (e.g. errors=0.05@300: the PreTraffic hook's 300 golden requests are answered
-correctly and only live traffic sees the errors), which is how a fault the hook cannot see
+invocations (e.g. errors=0.05@10000: the first 10,000 invocations, the PreTraffic hook's
+known-answer requests among them, are answered correctly), which is how a fault the hook cannot see
 (a leak, a degraded dependency, drift on live inputs) is rehearsed. `@hook` starts it once the
 PreTraffic hook is done, whatever it sent (the deployment controller tells the environment; a
 new environment started later is told at its start).

@@ -21,7 +21,7 @@ LIVE, PROBE, HOOK = "live", "probe", "hook"
 SOURCES = (LIVE, PROBE, HOOK)
 # The synthetic probe's request ids: "probe-<probe id>", the same probe id sent to both versions.
 PROBE_REQUEST_PREFIX = "probe-"
-# The PreTraffic hook's request ids: "pretraffic-<run id>-<index>" (canary.hook.golden_event).
+# The PreTraffic hook's request ids: "pretraffic-<run id>-<row id>" (canary.hook.hook_event).
 PRETRAFFIC_REQUEST_PREFIX = "pretraffic-"
 _PREFIXES = ((PROBE_REQUEST_PREFIX, PROBE), (PRETRAFFIC_REQUEST_PREFIX, HOOK))
 
