@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 DATA ?= ../shared/data/labeled_data.csv
 ENV ?= dev
 MODEL ?= v2
@@ -37,7 +39,7 @@ demo: $(STAMP) ## The main job, offline: rehearse the v1 -> v2 canary (promoted)
 	@echo "HTML reports (open in a browser): $(abspath $(REPORTS))/rehearsal-v1-v2.html"
 	@echo "                                  $(abspath $(REPORTS))/rehearsal-v1-v2-slow.html"
 
-test: $(STAMP) ## Run the whole test suite (unit, training, template, integration; e2e needs a stack)
+test: $(STAMP) $(CHECKOV_STAMP) ## Run the whole test suite (unit, training, template, integration; e2e needs a stack)
 	$(OFFLINE) $(PY) -m pytest
 
 # MODEL goes to serve only when given (make serve MODEL=v1): otherwise serve picks the newest
@@ -54,6 +56,14 @@ train: $(STAMP) ## Retrain models/v1 and v2; never overwrites a committed one th
 
 train-check: $(STAMP) ## Retrain in a temp folder and check it reproduces models/ (writes nothing)
 	$(PY) -m training.train --check --data $(HATE_DATA) --out models
+
+behaviour: $(STAMP) ## Behavioural suite (training/suite): pass rate per functionality for every model in models/
+	$(PY) -m training.behaviour
+
+calibration: $(STAMP) ## Reliability table, ECE and training prior of every model on the test split
+	$(PY) -m training.calibration --data $(HATE_DATA)
+
+.PHONY: behaviour calibration
 
 .PHONY: train-check
 
@@ -88,25 +98,35 @@ format: $(STAMP) ## Format the code with ruff
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-##@ AWS (build and validate run offline; deploy, rollout and decommission need credentials)
+##@ AWS (build and validate run offline; every other target here needs AWS credentials)
 SAM := $(VENV)/bin/sam
 AWS_PREFLIGHT = $(PY) deploy/aws_preflight.py --env $(ENV)
 
 build: $(STAMP) ## sam build: the three Lambda packages into .aws-sam/build (no Docker)
 	$(OFFLINE) $(SAM) build --build-in-source
 
-validate: $(STAMP) ## sam validate --lint: template.yaml through SAM and cfn-lint
+validate: $(STAMP) $(CHECKOV_STAMP) ## sam validate --lint (SAM, cfn-lint), then checkov with .checkov.yaml
 	$(OFFLINE) $(SAM) validate --lint
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --config-file .checkov.yaml --compact --quiet
 
 deploy: $(STAMP) ## Create or update the stack: make deploy ENV=dev (keeps the live model)
 	@$(AWS_PREFLIGHT)
 	$(MAKE) --no-print-directory build
 	$(SAM) deploy --config-env $(ENV)
 
-rollout: $(STAMP) ## Canary a model: make rollout MODEL=v2 ENV=prod (changes only ModelVersion)
+rollout: $(STAMP) ## Canary a model: make rollout MODEL=v2 ENV=prod (refuses a missing stack or the live model)
 	@$(AWS_PREFLIGHT) --model $(MODEL)
-	$(MAKE) --no-print-directory build
-	$(SAM) deploy --config-env $(ENV) --parameter-overrides ModelVersion=$(MODEL)
+	$(PY) -m deploy.rollout --env $(ENV) --model $(MODEL)
+
+rollback: $(STAMP) ## Live alias back to the previous version now: make rollback ENV=prod [TO=N] [YES=1]
+	@$(AWS_PREFLIGHT)
+	$(PY) -m deploy.rollback --env $(ENV)$(if $(TO), --to $(TO))$(if $(YES), --yes)
+
+prune-versions: $(STAMP) ## Delete versions older than the newest KEEP (dry run): make prune-versions ENV=prod [KEEP=5] [YES=1]
+	@$(AWS_PREFLIGHT)
+	$(PY) -m deploy.prune --env $(ENV) --keep $(or $(KEEP),5)$(if $(YES), --yes)
+
+.PHONY: rollback prune-versions
 
 decommission: $(STAMP) ## Delete the stack and its uploaded packages: make decommission ENV=dev
 	@$(AWS_PREFLIGHT)
@@ -132,6 +152,14 @@ $(STAMP): pyproject.toml constraints.txt
 	  $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,dev]' \
 	  || { echo "== setting up $(VENV) failed: see pip's message above; 'rm -rf $(VENV)' and retry" >&2; exit 1; }; \
 	  echo "== $(VENV) ready in $$(( $$(date +%s) - start )) s"
+	@touch $@
+
+# checkov pins a boto3 the project cannot share: it gets a virtualenv of its own, pinned whole.
+$(CHECKOV_STAMP): tools/checkov-requirements.txt
+	@echo "== setting up $(CHECKOV_VENV) for checkov (first run only; about 30 s)"
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tools/checkov-requirements.txt \
+	  || { echo "== setting up $(CHECKOV_VENV) failed: see pip's message above" >&2; exit 1; }
 	@touch $@
 
 constraints: $(STAMP) ## Regenerate constraints.txt from the current .venv

@@ -105,6 +105,7 @@ class HookConfig:
     """What the PreTraffic hook sends to the new version and what it accepts back."""
 
     new_version_arn: str  # NEW_VERSION_ARN: qualified ARN of the version to check (!Ref Fn.Version)
+    alias: str = "live"  # ALIAS_NAME: the alias the deployment shifts; it must still serve CurrentVersion
     model_version: str | None = None  # MODEL_VERSION: model it must serve, whose known answers it must give
     models_dir: Path = DEFAULT_MODELS_DIR  # MODELS_DIR: folder of the model artifacts the hook verifies
     golden_path: Path = DEFAULT_GOLDEN  # GOLDEN_PATH: golden set built at sam build (not sent; see below)
@@ -118,6 +119,9 @@ class HookConfig:
     # HOOK_MAX_LATENCY_FACTOR: the measured latency reference may exceed the manifests' coarse
     # ratio (at least 1) by this factor; above it the canary is slow from the start
     max_latency_factor: float = 1.5
+    # PROBE_RATE, as the probe reads it (set it on both functions or neither): texts per second of
+    # the latency reference's paced pass (None: canary.evidence.scheduled_rate(), the probe's own)
+    reference_rate: float | None = None
 
     @property
     def known_texts_path(self) -> Path:
@@ -140,6 +144,7 @@ class HookConfig:
         texts = _get(env, "HOOK_TEST_TEXTS_PATH")
         return cls(
             new_version_arn=arn,
+            alias=_get(env, "ALIAS_NAME") or cls.alias,
             model_version=_get(env, "MODEL_VERSION"),
             models_dir=Path(models) if models else DEFAULT_MODELS_DIR,
             golden_path=Path(golden) if golden else DEFAULT_GOLDEN,
@@ -151,6 +156,7 @@ class HookConfig:
             concurrency=concurrency,
             time_margin_s=_number(env, "HOOK_TIME_MARGIN_S", cls.time_margin_s, float),
             max_latency_factor=_positive(env, "HOOK_MAX_LATENCY_FACTOR", cls.max_latency_factor),
+            reference_rate=None if _get(env, "PROBE_RATE") is None else _positive(env, "PROBE_RATE", 1.0),
         )
 
 
@@ -171,7 +177,7 @@ class ProbeConfig:
     function_name: str  # FUNCTION_NAME: the inference function's name (required)
     alias: str = "live"  # ALIAS_NAME: the alias whose routing says whether a canary runs
     probe_set_path: Path = DEFAULT_PROBE_SET  # PROBE_SET_PATH: JSON lines {"id", "text"} built at sam build
-    rate: float | None = None  # PROBE_RATE: texts/s to each version (None: canary.probe.scheduled_rate())
+    rate: float | None = None  # PROBE_RATE: texts/s to each version (None: canary.evidence.scheduled_rate())
     run_seconds: float = 55.0  # PROBE_RUN_SECONDS: probing per scheduled run (the schedule is 1 minute)
     time_margin_s: float = 3.0  # PROBE_TIME_MARGIN_S: stop this long before the Lambda timeout
     api_path: str = "/infer/hate-speech"  # API_PATH: resource path of the proxy events

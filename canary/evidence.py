@@ -37,8 +37,9 @@ Metrics (one object each; it knows its direction, floor and wording; Kayenta sty
                    Mantel-Haenszel risk difference.
   latency          the probe's paired latencies: per pair, the canary/baseline ratio divided by
                    the expected ratio, the latency reference the PreTraffic hook measured on the
-                   two deployed versions (canary/hook.py: median over its texts of the paired
-                   handler-latency ratios); exact sign test of H0 "median of that excess ratio
+                   two deployed versions at the probe's own pace (canary/hook.py: median over the
+                   probe set of the paired handler-latency ratios; the ratio depends on the pace,
+                   bench/latency_pace.py); exact sign test of H0 "median of that excess ratio
                    <= latency_tolerance" (distribution-free: cold starts and GC pauses count
                    once, not by their size). Real scale: a ratio, no absolute ms floor. Without
                    a reference yet (the hook's record not visible) the metric is NoData: never a
@@ -1230,6 +1231,21 @@ def plan(cfg: EvidenceConfig | None = None, design: DesignFaults | None = None) 
         ),
     )
     return Plan(cfg.window_s, probe_rps, gate, per_metric, n_probe, n_errors, n_latency, power, reasoning)
+
+
+SCHEDULE_PERIOD_S = 60.0  # the probe's schedule (template.yaml: rate(1 minute))
+
+
+def scheduled_rate(
+    cfg: EvidenceConfig | None = None, run_seconds: float = 55.0, period_s: float = SCHEDULE_PERIOD_S
+) -> float:
+    """Texts/s that gives plan()'s probe count within the window in the worst case of a scheduled
+    probe: the first run up to `period_s` after the canary started, then `run_seconds` of every
+    `period_s`. Rounded up to the half text/s."""
+    cfg = cfg or EvidenceConfig()
+    wanted = plan(cfg).probe_rps * cfg.window_s
+    probing = max(cfg.window_s - period_s, period_s) * min(1.0, run_seconds / period_s)
+    return math.ceil(2.0 * wanted / probing) / 2.0
 
 
 def live_window_needed(n: int, rate_rps: float, share: float) -> float:

@@ -43,14 +43,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from canary.config import MAX_HOOK_CONCURRENCY, HookConfig
-from canary.evidence import expected_latency_ratio
+from canary.evidence import expected_latency_ratio, scheduled_rate
 from canary.manifests import ManifestError, load_manifests
 from canary.records import LABELS
 from canary.sources import HOOK_LOG_MESSAGE, aws_client, deployment_target, report_status
@@ -497,6 +497,7 @@ def run_pretraffic(
     run_id: str = "local",
     deadline: float | None = None,
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> HookResult:
     """Check the new version through `invoke`; never raises for a bad version, only for a hook
     that cannot run (HookError and the like: the caller reports Failed).
@@ -504,7 +505,8 @@ def run_pretraffic(
     `invoke_baseline` (the alias's current version, named `baseline_version` in reasons): every
     text goes to it too, paired by row id, for the latency reference and the baseline's own known
     answers; None skips the pairing (latency_reference None, saying why). `deadline` is a clock()
-    value after which no more requests are sent or awaited. Nothing is sent when the model's
+    value after which no more requests are sent or awaited; `sleep` paces the latency reference's
+    pass on `clock`. Nothing is sent when the model's
     files or known answers cannot be trusted: the deployment fails anyway.
     """
     version = config.model_version
@@ -536,7 +538,7 @@ def run_pretraffic(
             rows, [p[1] for p in paired], config, baseline_version or "baseline"
         )
         reference = warm_reference(
-            rows, invokes, config, f"{run_id}-ref", deadline, clock, (version, model), baseline_version
+            rows, invokes, config, f"{run_id}-ref", deadline, clock, (version, model), baseline_version, sleep
         )
         if model is not None:
             base_checks.append(_reference_check(reference, config, version, model))
@@ -574,19 +576,20 @@ def warm_reference(
     clock: Callable[[], float],
     models: tuple[str, str | None],
     baseline_version: str | None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> LatencyReference:
     """The latency reference, measured as the probe will measure: a second paired pass over the
-    probe set's texts only. The ratio depends on the texts (their lengths and n-grams) and on
-    warm caches (the first pass met every text cold; the probe cycles its set), so the first pass's
-    timings would not be the ratio a healthy canary shows the probe."""
+    probe set's texts only, at the probe's pace. The ratio depends on the texts (their lengths and
+    n-grams) and on how warm each environment is when a text arrives, so neither the first pass's
+    timings (every text cold, 8 in flight) nor a pass sent back to back would be the ratio a healthy
+    canary shows the probe (BENCHMARKS.md, "The latency reference and the pace")."""
     canary_model, baseline_model = models
     on_probe = probe_row_ids(config.models_dir, [canary_model, baseline_model])
     picked, texts = [row for row in rows if row.row_id in on_probe], "probe-set"
     if not picked:  # no probe set to measure on (answers without one): every text, said so
         picked, texts = list(rows), "known-answer"
-    # One text at a time, as the probe paces its texts: concurrent requests contend for the CPU
-    # and stretch a 0.05 ms handler far more, in proportion, than a 0.3 ms one.
-    paired = send_paired(picked, invokes, replace(config, concurrency=1), run_id, deadline, clock)
+    rate = config.reference_rate or scheduled_rate()
+    paired = send_paced(picked, invokes, config, run_id, deadline, clock, rate=rate, sleep=sleep)
     return measure_reference(
         [p[0] for p in paired],
         [p[1] for p in paired],
@@ -594,6 +597,36 @@ def warm_reference(
         baseline_model,
         texts=texts,
     )
+
+
+def send_paced(
+    rows: Sequence[KnownText],
+    invokes: Sequence[Invoke],
+    config: HookConfig,
+    run_id: str,
+    deadline: float | None,
+    clock: Callable[[], float],
+    *,
+    rate: float,
+    sleep: Callable[[float], None],
+) -> list[tuple[Answer, ...]]:
+    """Per row, the same event to every invoke at once (as the probe sends a text to both
+    versions), one row every 1/rate s of `clock`, as canary.probe.run_probe paces its texts. Rows
+    that would be due after `deadline` are not sent (fewer pairs, never a late hook)."""
+    if not rate > 0:
+        raise HookError(f"the latency reference's pace must be > 0 texts/s, got {rate!r}")
+    paired: list[tuple[Answer, ...]] = []
+    began = clock()
+    with ThreadPoolExecutor(max_workers=len(invokes), thread_name_prefix="reference") as pool:
+        for i, row in enumerate(rows):
+            due = began + i / rate
+            if deadline is not None and due >= deadline:
+                break
+            if due > clock():
+                sleep(due - clock())
+            event = hook_event(row.text, row.row_id, config, run_id)
+            paired.append(tuple(pool.map(lambda invoke, e=event: _ask(invoke, e, deadline, clock), invokes)))
+    return paired
 
 
 def _baseline_agreement(
@@ -740,6 +773,27 @@ def baseline_of(codedeploy: Any, deployment_id: str, config: HookConfig) -> tupl
     return f"{function_arn}:{target.baseline_version}", target.baseline_version
 
 
+def check_alias_serves(
+    lambda_client: Any, config: HookConfig, baseline_version: str, deployment_id: str
+) -> None:
+    """HookError unless the alias still serves the deployment's CurrentVersion alone. After a
+    manual rollback (`make rollback`: update-alias outside CloudFormation) the stack's record of
+    the alias is stale, and CodeDeploy could shift traffic from that stale version, the one just
+    rolled back from: fail before any traffic moves rather than serve it again."""
+    function_arn = config.new_version_arn.rsplit(":", 1)[0]
+    alias = lambda_client.get_alias(FunctionName=function_arn, Name=config.alias)
+    serving = str(alias.get("FunctionVersion"))
+    weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+    if serving != baseline_version or weights:
+        also = f" (and {', '.join(f'{v} at {w:.0%}' for v, w in weights.items())})" if weights else ""
+        raise HookError(
+            f"alias {config.alias} serves version {serving}{also}, but deployment {deployment_id} would "
+            f"shift traffic from version {baseline_version}: the stack's record of the alias is stale "
+            "(a manual rollback?); CodeDeploy would route users to a version that is not live. Nothing "
+            "was sent: reconcile first (README, Rolling back)"
+        )
+
+
 def handle(
     event: Mapping[str, Any],
     *,
@@ -763,6 +817,7 @@ def handle(
         if remaining_ms is not None:
             deadline = clock() + remaining_ms() / 1000.0 - config.time_margin_s
         baseline_arn, baseline_version = baseline_of(codedeploy, str(deployment_id), config)
+        check_alias_serves(lambda_client, config, baseline_version, str(deployment_id))
         result = run_pretraffic(
             config,
             lambda_invoker(lambda_client, config.new_version_arn),

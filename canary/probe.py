@@ -12,7 +12,7 @@ local stack drives the same code against its own function processes.
 Rate. evidence.plan() sizes the probe at 5 texts/s for the 300 s window (1,500 pairs, 1.15x the
 1,270 requests the errors metric needs). A scheduled probe loses up to one schedule period at the
 start of the canary (it starts at the first run after the shift) and the gap between runs
-(`run_seconds` of every 60 s), so it sends faster: scheduled_rate() = that need over the worst
+(`run_seconds` of every 60 s), so it sends faster: evidence.scheduled_rate() = that need over the worst
 case's probing seconds, (300 - 60) x 55/60 = 220 s -> 7 texts/s.
 
 Latency. Each answer carries the handler's own time in the X-Handler-Latency-Ms header (infer.app
@@ -31,7 +31,6 @@ known answers, models/<version>/answers.json (load_known_answers). Texts are nev
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from collections import Counter
@@ -44,7 +43,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from canary.config import ConfigError, ProbeConfig
-from canary.evidence import LABELS, EvidenceConfig, plan
+from canary.evidence import LABELS, SCHEDULE_PERIOD_S, scheduled_rate
 from canary.hook import direct_event, handler_ms
 from canary.sources import aws_client, live_routing
 from canary.stats import median
@@ -53,7 +52,6 @@ from infer.sources import PROBE_REQUEST_PREFIX
 PROBE_LOG_MESSAGE = "probe run"
 KNOWN_ANSWERS = "answers.json"  # models/<version>/answers.json (training/answers.py), named by the manifest
 KNOWN_ANSWERS_FORMAT = "known-answers/1"
-SCHEDULE_PERIOD_S = 60.0  # the probe's schedule (template.yaml: rate(1 minute))
 _ROW_ID = re.compile(r"^[A-Za-z0-9_.]{1,64}$")  # no "-": it separates the parts of a probe id
 # (function version, API Gateway proxy event) -> the proxy response
 Invoke = Callable[[str, dict[str, Any]], Mapping[str, Any]]
@@ -91,18 +89,6 @@ class ProbeResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def scheduled_rate(
-    cfg: EvidenceConfig | None = None, run_seconds: float = 55.0, period_s: float = SCHEDULE_PERIOD_S
-) -> float:
-    """Texts/s that gives plan()'s probe count within the window in the worst case of a scheduled
-    probe: the first run up to `period_s` after the canary started, then `run_seconds` of every
-    `period_s`. Rounded up to the half text/s."""
-    cfg = cfg or EvidenceConfig()
-    wanted = plan(cfg).probe_rps * cfg.window_s
-    probing = max(cfg.window_s - period_s, period_s) * min(1.0, run_seconds / period_s)
-    return math.ceil(2.0 * wanted / probing) / 2.0
 
 
 def probe_request_id(run_id: str, row_id: str, seq: int) -> str:

@@ -19,7 +19,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 SAMCONFIG = Path(__file__).resolve().parent.parent / "samconfig.toml"
-MODELS = ("v1", "v2")
+# Every models/vN the package ships (deploy.stack.model_versions reads the same), v2 before v10.
+_SHIPPED = (m.parent.name for m in SAMCONFIG.parent.glob("models/v*/manifest.json"))
+MODELS = tuple(sorted(_SHIPPED, key=lambda name: (len(name), name)))
 
 
 class PreflightError(Exception):

@@ -10,8 +10,8 @@
 # constraints.txt to the versions the tests ran with. They are installed once per change of
 # the requirements into .aws-sam/lambda-deps and copied from there, so a rebuild is quick and
 # gives byte-identical packages (sam deploy then uploads nothing new and publishes no version).
-# The Lambda runtime already has boto3/botocore; aws-xray-sdk (Powertools' tracer extra) pulls
-# botocore in anyway, so it is removed again (~30 MB).
+# The Lambda runtime already has boto3/botocore: should a requirement pull them in, they are
+# removed again (~30 MB).
 #
 # When this machine has a CPython 3.12 (the runtime's), the packages also ship its bytecode:
 # Lambda cannot write __pycache__ into /var/task, so without it every cold start compiles every

@@ -168,8 +168,8 @@ def lambda_environment(
             # The task root, then the caller's PYTHONPATH: the worker runs the caller's interpreter
             # and must see the packages the caller sees (the deployment package's dependencies).
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-            # No X-Ray daemon runs locally (sam local turns the tracer off the same way); the
-            # Tracer is still imported and wraps the handler, so the cold start is unchanged.
+            # No X-Ray daemon runs locally (sam local turns tracing off the same way); the
+            # functions import no tracing SDK either (issue 11), so this only keeps Powertools quiet.
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
     )

@@ -2,7 +2,7 @@
 
     python -m emulator rehearse [--baseline v1] [--canary v2] [--fault SPEC ...] [--speed 30]
                                 [--traffic 5] [--mix LABEL=FACTOR ...] [--log-lag 120] [--seed 7]
-                                [--env prod] [--json] [--html PATH] [--old-judge]
+                                [--env prod] [--json] [--html PATH] [--old-judge] [--then-rollback]
 
 It starts the local stack as the chosen samconfig environment deploys it (default prod: the
 rollout `make rollout MODEL=v2 ENV=prod` would start), with the baseline model live on
@@ -20,10 +20,19 @@ stderr as it happens; the on-call report (canary.render, as `make report` prints
 manifests give no expected latency ratio, or with --old-judge, the judge of before issue 10
 runs instead (no probe, no lag, no gate), and the progress and the report say so.
 
+With --then-rollback, a deployment that ends PROMOTED is then rolled back by the controller of
+`make rollback` (deploy.rollback.Rollback) through local stand-ins of its AWS clients
+(emulator.local_aws) while the users' traffic keeps flowing; the report's "rollback" section gives
+its phases and lines, the target version and model, the seconds from the command to the switch and
+to the last answer of the version rolled back from, the 5xx after the command and the requests each
+version served after the switch. The local stack has no CloudFormation: the stack update is recorded
+("would update ModelVersion v2 -> v1") and the watch sees UPDATE_COMPLETE at once.
+
 Exit status: 0 promoted, 3 rolled back or blocked, 2 usage error (bad flag, unknown model,
 bad fault, data missing, a Python without the function's dependencies), 1 the local stack
 itself failed (a lost request, a 5xx of its own), 4 no verdict: the replayed traffic died or
-stalled, so the deployment was stopped (ABORTED) rather than judged on missing evidence.
+stalled, so the deployment was stopped (ABORTED) rather than judged on missing evidence,
+5 promoted but the --then-rollback that followed failed.
 
 The compressed minutes are paced by the traffic and the probe: each lasts until the requests
 planned for it have been answered, so a busy machine makes the rehearsal longer, not its
@@ -78,6 +87,11 @@ from emulator.traffic import Traffic, TrafficPlan
 from emulator.window import ProbeRun, counts_by_source
 
 EXIT_PROMOTED, EXIT_INTERNAL, EXIT_USAGE, EXIT_NOT_PROMOTED, EXIT_NO_VERDICT = 0, 1, 2, 3, 4
+EXIT_ROLLBACK_FAILED = 5  # promoted, then --then-rollback did not end DONE
+ROLLBACK_TAIL_S = 3.0  # wall seconds of users' traffic kept after --then-rollback, to see the switch
+# A request the alias routed to the old version just before the switch is answered well within this;
+# "served after the switch" counts the requests answered later than it.
+SWITCH_SETTLE_S = 1.0
 BASELINE_VERSION, CANARY_VERSION = "1", "2"  # Lambda version numbers of the two models
 HISTOGRAM_BINS = 36
 
@@ -112,6 +126,7 @@ class Options:
     template: Path = DEFAULT_TEMPLATE  # the SAM template read for the settings
     samconfig: Path = DEFAULT_SAMCONFIG  # the samconfig read for the environment
     after_s: float = 2.0  # wall seconds of traffic kept flowing after the decision
+    then_rollback: bool = False  # after PROMOTED, roll back with deploy.rollback over the local stack
 
     @property
     def wall_rate(self) -> float:
@@ -387,6 +402,11 @@ def rehearse(options: Options, progress: Callable[[str], None] | None = None) ->
                 window, probe_plan, texts_for_probe = _evidence_window(
                     options, settings, manifests, plan, faults, golden, what_if
                 )
+                # The hook's latency reference at the pace the probe will send at here: its wall
+                # rate (the hook runs on the wall clock). Paced and back-to-back ratios differ.
+                hook_config = dataclasses.replace(
+                    hook_config, reference_rate=probe_plan.probe_rps * options.speed
+                )
         except ConfigError as exc:
             raise UsageError(f"{settings.template_path.name}: {exc}") from None
         store = LaggedStore(Path(tmp) / "records.sqlite", lag=lag)
@@ -411,6 +431,7 @@ def rehearse(options: Options, progress: Callable[[str], None] | None = None) ->
         # Quiet about 5xx: a rehearsal's are the faults it injects, and its report counts them.
         gateway = Gateway(settings, alias, api_key, store, error_log=None)
         traffic: Traffic | None = None
+        rollback: dict[str, Any] | None = None
         try:
             gateway.start()  # starts both execution environments first (their init, in parallel)
             _check_started(baseline, canary)
@@ -512,11 +533,18 @@ def rehearse(options: Options, progress: Callable[[str], None] | None = None) ->
                 stop.set()
                 alias.set_routing(None, 0.0)
                 raise
+            if options.then_rollback:
+                rollback = then_rollback(options, settings, deployment, alias, (baseline, canary), traffic)
+                if not rollback["ran"]:
+                    line(rollback["reason"])
             time.sleep(max(0.0, options.after_s))
             controller.note(
                 "traffic-stopped",
                 f"replayed traffic stopped; {deployment.weight:.0%} of it was going to "
-                f"version {CANARY_VERSION}",
+                f"version {CANARY_VERSION}"
+                if rollback is None or not rollback["ran"]
+                else f"replayed traffic stopped; after --then-rollback the alias sent it to version "
+                f"{alias.primary.function_version}",
             )
             summary = traffic.stop()
             traffic = None
@@ -551,7 +579,105 @@ def rehearse(options: Options, progress: Callable[[str], None] | None = None) ->
         status = EXIT_INTERNAL
     if deployment.outcome == ABORTED:  # the evidence failed: nothing to say about the canary or the stack
         status = EXIT_NO_VERDICT
+    if rollback is not None:
+        report["rollback"] = rollback_section(rollback, records)
+        if rollback["ran"]:
+            line(rollback_line(report["rollback"]))
+            if report["rollback"]["state"] != "DONE" and status == EXIT_PROMOTED:
+                status = EXIT_ROLLBACK_FAILED
     return Rehearsal(options, deployment, report, render_html(report), status, problems)
+
+
+# --------------------------------------------------------------------------- --then-rollback
+
+
+def then_rollback(
+    options: Options, settings: Any, deployment: Deployment, alias: Any, versions: Sequence[Any], traffic: Any
+) -> dict[str, Any]:
+    """`make rollback` over the local stack after a promotion, users' traffic still flowing: the
+    controller's run, when the command and the switch happened, and the client's 5xx meanwhile.
+    rollback_section() adds what the records show once they are in the store."""
+    from deploy.rollback import Clients, Phase, Rollback
+    from emulator.local_aws import local_clients
+
+    if deployment.outcome != PROMOTED:
+        why = "nothing to roll back: the deployment was not promoted"
+        return {"ran": False, "state": None, "reason": why}
+    cfn, lam, cd = local_clients(settings, alias, versions, [deployment])
+    lines: list[str] = []
+    controller = Rollback(options.env, settings.stack_name, Clients(cfn, lam, cd), yes=True, out=lines.append)
+    before = traffic.counts() if traffic is not None else {}
+    command_at = time.time()
+    try:
+        code = controller.run(sleep=time.sleep, interval=1.0)
+    except Exception as exc:  # a stand-in the controller does not expect: the rollback failed, say how
+        lines.append(f"{controller.phase.value}: crashed: {type(exc).__name__}: {exc}")
+        code, controller.phase = EXIT_ROLLBACK_FAILED, Phase.FAILED
+    time.sleep(ROLLBACK_TAIL_S)  # users keep coming: the requests after the switch
+    after = traffic.counts() if traffic is not None else {}
+    target = controller.target
+    return {
+        "ran": True,
+        "state": controller.phase.value,
+        "exit_code": code,
+        "phases": [{"phase": text.split(":", 1)[0], "line": text} for text in lines],
+        "from_version": controller.current or None,
+        "target": {"version": target.version, "model": target.model} if target else None,
+        "stack_update": cfn.describe_updates(),
+        "command_at": command_at,
+        "switched_at": lam.updates[0]["at"] if lam.updates else None,
+        "client_5xx": int(after.get("5xx") or 0) - int(before.get("5xx") or 0),
+    }
+
+
+def rollback_section(run: Mapping[str, Any], records: Sequence[RequestRecord]) -> dict[str, Any]:
+    """The report's "rollback" section: the controller's run and, from the users' records, the
+    seconds to the switch and to the last answer of the version rolled back from, the 5xx after the
+    command, and the requests each version answered from SWITCH_SETTLE_S after the switch on."""
+    if not run.get("ran"):
+        return dict(run)
+    section = {k: v for k, v in run.items() if k not in ("command_at", "switched_at")}
+    t0, old = float(run["command_at"]), run.get("from_version")
+    switched = run.get("switched_at")
+    live = [r for r in records if r.source == "live" and r.timestamp >= t0]
+    last_old = max((r.timestamp for r in live if r.function_version == old), default=None)
+    settled = (switched if switched is not None else t0) + SWITCH_SETTLE_S
+    served: dict[str, dict[str, Any]] = {}
+    for r in live:
+        if r.timestamp > settled:
+            row = served.setdefault(r.function_version, {"models": {}, "requests": 0, "5xx": 0})
+            row["models"][r.model_version] = row["models"].get(r.model_version, 0) + 1
+            row["requests"] += 1
+            row["5xx"] += int(r.status >= 500)
+    section.update(
+        {
+            "switch_s": None if switched is None else round(switched - t0, 3),
+            "last_answer_from_old_version_s": None if last_old is None else round(last_old - t0, 3),
+            "5xx": sum(1 for r in live if r.status >= 500),
+            "requests_after_command": len(live),
+            "settle_s": SWITCH_SETTLE_S,
+            "served_after_switch": dict(sorted(served.items())),
+        }
+    )
+    return section
+
+
+def rollback_line(section: Mapping[str, Any]) -> str:
+    """The rollback in one progress line."""
+    target = section.get("target") or {}
+    served = ", ".join(
+        f"version {v} {row['requests']}" for v, row in (section.get("served_after_switch") or {}).items()
+    )
+    switch = section.get("switch_s")
+    last = section.get("last_answer_from_old_version_s")
+    return (
+        f"--then-rollback {section['state']} (exit {section['exit_code']}): live version "
+        f"{section.get('from_version')} -> {target.get('version', '?')} ({target.get('model') or '?'}) "
+        f"{'?' if switch is None else f'{switch:.2f}'} s after the command; last answer from version "
+        f"{section.get('from_version')} {'none after the command' if last is None else f'at {last:.2f} s'}; "
+        f"{section['5xx']} 5xx; served after the switch: {served or 'nothing'}; stack: "
+        f"{section.get('stack_update')}"
+    )
 
 
 def _check_started(*versions: Any) -> None:
@@ -880,7 +1006,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Faults (canary only, repeatable): errors=P, latency=X, labels=LABEL:P, corrupt, judge=crash; "
         "add @hook to errors/latency/labels to start them once the PreTraffic hook is done (@N: after "
         "the environment's first N invocations). Exit status: 0 promoted, 3 rolled back or blocked, "
-        "2 usage error, 1 local stack failure, 4 no verdict (the replayed traffic died or stalled).",
+        "2 usage error, 1 local stack failure, 4 no verdict (the replayed traffic died or stalled), "
+        "5 promoted but --then-rollback failed (with --then-rollback, a rehearsal that did not promote "
+        "keeps its own status: there is nothing to roll back).",
     )
     defaults = Options()
     parser.add_argument("--baseline", default=defaults.baseline, help="model live before (default v1)")
@@ -941,6 +1069,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--models", type=Path, default=defaults.models_dir, help="models folder (default models/)"
     )
+    parser.add_argument(
+        "--then-rollback",
+        action="store_true",
+        help="after a promotion, run `make rollback`'s controller (deploy.rollback) against the local "
+        "stack with the traffic still flowing; the report gains a rollback section",
+    )
     parser.add_argument("--json", action="store_true", help="print the final report as JSON on stdout")
     parser.add_argument(
         "--html",
@@ -979,6 +1113,7 @@ def main(argv: list[str] | None = None) -> int:
         env=args.env,
         data=args.data,
         models_dir=args.models,
+        then_rollback=args.then_rollback,
     )
 
     html = None if args.no_html else (args.html or Path("reports") / f"{_slug(options)}.html")
@@ -1023,6 +1158,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     for problem in result.problems:
         print(f"error: the local stack broke a promise: {problem}", file=sys.stderr)
+    if result.exit_status == EXIT_ROLLBACK_FAILED:
+        said = result.report["rollback"]["phases"]
+        print(f"error: --then-rollback failed: {said[-1]['line'] if said else 'no line'}", file=sys.stderr)
     return result.exit_status
 
 

@@ -590,6 +590,29 @@ def _num(x: Any) -> str:
 # --------------------------------------------------------------------------- page
 
 
+def _rollback_card(rollback: Mapping[str, Any] | None) -> str:
+    """--then-rollback's section: its state, the switch in numbers, one line per phase."""
+    if not rollback:
+        return ""
+    if not rollback.get("ran"):
+        return f'<h2>Rollback</h2>\n<div class="card"><p>{_e(rollback.get("reason"))}</p></div>\n'
+    state = str(rollback.get("state"))
+    target = rollback.get("target") or {}
+    rows = (rollback.get("served_after_switch") or {}).items()
+    served = ", ".join(f"version {v}: {_count(row.get('requests'))}" for v, row in rows) or "nothing"
+    lines = "".join(f"<li><code>{_e(p.get('line'))}</code></li>" for p in rollback.get("phases") or ())
+    color = OUTCOME_COLORS["PROMOTED" if state == "DONE" else "BLOCKED"]
+    old = rollback.get("from_version")
+    return f"""<h2>Rollback after the promotion (make rollback's controller, local stand-ins)</h2>
+<div class="card"><span class="badge" style="background:{color}">{_e(state)}</span>
+back to version {_e(target.get("version"))} (model {_e(target.get("model"))}): the switch
+{_e(rollback.get("switch_s"))} s after the command, the last answer from version {_e(old)}
+at {_e(rollback.get("last_answer_from_old_version_s"))} s, {_count(rollback.get("5xx"))} 5xx after
+the command; served after the switch: {_e(served)}. Stack: {_e(rollback.get("stack_update"))}.
+<ul>{lines}</ul></div>
+"""
+
+
 def render_html(report: Mapping[str, Any]) -> str:
     """The whole page."""
     outcome = report.get("outcome") or {}
@@ -623,7 +646,7 @@ seed {_e(rehearsal.get("seed"))} · {_when(report.get("generated_at"))}{what_if}
 <div class="card"><span class="badge" style="background:{badge}">{_e(state)}</span>
 at stage <b>{_e(report.get("stage"))}</b>. {_e(outcome_reason)}<ul>{reasons}</ul>
 <p class="muted">{traffic_line}</p></div>
-
+{_rollback_card(report.get("rollback"))}
 <h2>Traffic weight and alarms</h2>
 <div class="card">{timeline_chart(report)}</div>
 

@@ -1,6 +1,6 @@
 """The inference Lambda: POST /infer/hate-speech behind an API Gateway REST API (proxy integration).
 
-Handler `infer.app.lambda_handler`. HTTP, logging, metrics and tracing are Powertools'; the routes
+Handler `infer.app.lambda_handler`. HTTP, logging and metrics are Powertools'; the routes
 only read the request (infer.request) and ask the model service (infer.service), and every answer,
 success or error, leaves through `_reply`, which writes the one log record and the metrics of the
 request. Errors are exceptions mapped to answers by the resolver's exception handlers.
@@ -11,6 +11,15 @@ latency_ms. Each record says who sent the request (source: live, probe or hook, 
 Gateway's request id, see infer.sources); only live requests publish the business metrics.
 The probe's and the hook's answers also carry the logged latency_ms in the X-Handler-Latency-Ms
 header (the hook's latency reference, canary/hook.py); consumers' answers never do.
+
+No tracing SDK (issue 11): Lambda's active tracing (template.yaml) already records each
+invocation's function segment, init and invocation timed apart, and this function calls
+no other service, so Powertools' Tracer only added a handler subsegment and a ColdStart annotation
+(the ColdStart metric and the logs' cold_start key say the same). Importing it cost the X-Ray SDK
+(in maintenance since February 2026) at every cold start: ~16 ms of a ~120 ms init in the Lambda
+environment, and ~0.25 s with botocore's setup wherever LAMBDA_TASK_ROOT is unset (unit tests,
+`python -X importtime -c "import infer.app"`). tests/unit/test_cold_import.py keeps it out;
+BENCHMARKS.md has the before and after.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import warnings
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler.api_gateway import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
@@ -69,8 +78,6 @@ logger = Logger(service=CONFIG.service_name, level=CONFIG.log_level, logger_form
 # Powertools adds the dimension "service" (POWERTOOLS_SERVICE_NAME) to every metric; the dashboard's
 # SEARCH expressions filter on it.
 metrics = Metrics(namespace=CONFIG.metrics_namespace, service=CONFIG.service_name)
-# Nothing to patch: the function calls no other service (patching would import botocore at init).
-tracer = Tracer(service=CONFIG.service_name, auto_patch=False)
 # debug=False whatever POWERTOOLS_EVENT_HANDLER_DEBUG says: debug mode prints events (text, API key)
 # and puts stack traces in 500 bodies.
 app = APIGatewayRestResolver(debug=False)
@@ -218,7 +225,6 @@ def unexpected(exc: Exception) -> Response:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return app.resolve(event, context)

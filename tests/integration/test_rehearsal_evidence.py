@@ -110,20 +110,18 @@ def test_forced_labels_after_the_hook_are_rolled_back_at_any_traffic(dataset, tr
 
 
 @needs_ratio
-@pytest.mark.xfail(
-    strict=False,
-    reason="not reliable on a shared 2-core machine: the hook's paced latency reference comes out ~1.3x "
-    "above the ratio the probe later sees (3.85 vs 2.88 measured), so a 1.5x slowdown shows as only "
-    "~x1.16 against the 1.10 tolerance; rolled back in most runs, promoted in 1 of 5 fresh-clone runs "
-    "(issue 10 stays open for it)",
-)
 def test_a_canary_half_again_as_slow_after_the_hook_is_rolled_back(dataset):
     """latency=1.5@hook with a 120 s log lag: the hook's latency check passes; the probe's paired
-    latencies show the canary 1.5x slower than its manifest expects, beyond the 1.1 tolerance:
-    FAIL (at a look or at the gate), rolled back."""
+    latencies show the canary 1.5x slower than the reference the hook measured at the probe's
+    pace, beyond the 1.1 tolerance: FAIL (at a look or at the gate), rolled back, and the
+    effect the judge reports is the fault's own size (1.5, not the pace's artefact)."""
     result = _run("latency=1.5@hook", traffic=0.004)
     report = _assert_rolled_back_to_the_baseline(result)
-    assert _metric(report, "latency")["classification"] == "High"
+    latency = _metric(report, "latency")
+    assert latency["classification"] == "High"
+    # The look that decided may hold only ~40 pairs (their median is noisy), hence the wide band;
+    # its floor is what matters: the reference paced back to back made this fault read x1.16.
+    assert 1.25 <= latency["effect"] <= 2.5, latency
 
 
 def test_errors_after_the_hook_are_rolled_back(dataset):

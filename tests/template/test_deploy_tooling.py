@@ -126,20 +126,22 @@ def test_make_has_the_build_target_sam_runs_for_each_function(name):
 def test_build_targets_stay_out_of_make_help():
     """`make help` lists the front-door targets, not SAM's build-<LogicalId> entry points."""
     listed = make("help").stdout
-    for target in ("build", "validate", "deploy", "rollout", "decommission"):
+    for target in ("build", "validate", "deploy", "rollout", "rollback", "prune-versions", "decommission"):
         assert re.search(rf"\b{target}\b", listed), target
     assert "build-" not in listed
 
 
-def test_rollout_deploys_with_only_the_model_version_overridden():
-    """`make rollout MODEL=v2 ENV=prod` runs sam deploy for prod with ModelVersion=v2 as the only override."""
+def test_rollout_runs_the_rollout_tool_with_the_environment_and_the_model():
+    """`make rollout MODEL=v2 ENV=prod` runs `python -m deploy.rollout --env prod --model v2` (which
+    checks the stack and passes every samconfig override itself), not a bare sam deploy."""
     result = make("-n", "rollout", "MODEL=v2", "ENV=prod")
     assert result.returncode == 0, result.stderr
-    (deploy,) = [line for line in result.stdout.splitlines() if " deploy " in line and "sam" in line]
-    assert deploy.endswith("deploy --config-env prod --parameter-overrides ModelVersion=v2")
+    (run,) = [line for line in result.stdout.splitlines() if "-m deploy.rollout" in line]
+    assert run.endswith("-m deploy.rollout --env prod --model v2")
+    assert not re.search(r"\bsam deploy\b", result.stdout), result.stdout
 
 
-@pytest.mark.parametrize("target", ["deploy", "rollout", "decommission"])
+@pytest.mark.parametrize("target", ["deploy", "rollout", "rollback", "prune-versions", "decommission"])
 def test_aws_targets_say_in_one_line_that_credentials_are_missing(target):
     """Without credentials the target stops before building, with one line and a non-zero status."""
     result = make(target, "ENV=dev", "MODEL=v2")

@@ -135,7 +135,9 @@ def test_packages_hold_cp312_wheels_the_code_and_both_models_but_not_boto(built)
         package = build_dir / name
         assert (package / "aws_lambda_powertools").is_dir()
         native = [p.name for p in package.rglob("*.so")]
-        assert native and all("cpython-312-x86_64-linux-gnu" in so or ".abi3." in so for so in native), native
+        # Since the X-Ray SDK (and wrapt's C extension) left (issue 11) nothing native ships;
+        # whatever does must be CPython 3.12 Linux code.
+        assert all("cpython-312-x86_64-linux-gnu" in so or ".abi3." in so for so in native), native
         for source in packages:
             assert (package / source / "__init__.py").is_file(), (name, source)
         for version in ("v1", "v2"):

@@ -24,7 +24,9 @@ HOOK = "PreTrafficHookFunction"
 JUDGE = "CanaryJudgeFunction"
 GATE = "PostTrafficGateFunction"
 PROBE = "CanaryProbeFunction"
-ALARMS = ("CanaryErrorsAlarm", "CanaryLatencyAlarm", "Api5xxAlarm", "CanaryJudgeAlarm")
+GATING_ALARMS = ("CanaryErrorsAlarm", "CanaryLatencyAlarm", "CanaryJudgeAlarm")  # DeploymentPreference.Alarms
+LIVE_ALARMS = ("LiveErrorsAlarm", "LiveApi5xxAlarm")  # page on-call, never gate
+ALARMS = GATING_ALARMS + LIVE_ALARMS
 ROUTE = "/infer/hate-speech"
 # Actions whose IAM authorisation takes no resource ARN, so "*" is the only possible Resource.
 RESOURCELESS_ACTIONS = {"logs:GetQueryResults", "logs:StopQuery", "cloudwatch:PutMetricData"}
@@ -57,15 +59,17 @@ def test_cfn_lint_finds_nothing():
 
 
 @pytest.mark.parametrize("environment", ["uat", "prod"])
-def test_uat_and_prod_canary_10_percent_for_5_minutes_watched_by_all_four_alarms(environment):
-    """The deployment group shifts 10 % for 5 minutes and stops on any of the four alarms."""
+def test_uat_and_prod_canary_10_percent_for_5_minutes_stopped_only_by_the_new_versions_alarms(environment):
+    """The deployment group shifts 10 % for 5 minutes and stops on any of the three alarms about
+    the new version; the API-wide 5xx and the live alarms are not among them (a baseline 5xx, a
+    throttle or the old version's errors must not roll back a good canary)."""
     cfn = transform({"Environment": environment})
     group = Evaluator(cfn, {"Environment": environment}).resolve(
         cfn["Resources"][f"{INFER}DeploymentGroup"]["Properties"]
     )
     assert group["DeploymentConfigName"] == "CodeDeployDefault.LambdaCanary10Percent5Minutes"
     assert group["AlarmConfiguration"]["Enabled"] is True
-    assert [a["Name"] for a in group["AlarmConfiguration"]["Alarms"]] == [{"Ref": name} for name in ALARMS]
+    assert [a["Name"] for a in group["AlarmConfiguration"]["Alarms"]] == [{"Ref": n} for n in GATING_ALARMS]
     assert "DEPLOYMENT_STOP_ON_ALARM" in group["AutoRollbackConfiguration"]["Events"]
 
 
@@ -76,7 +80,7 @@ def test_dev_deploys_all_at_once_through_the_same_hook_and_alarms():
         cfn["Resources"][f"{INFER}DeploymentGroup"]["Properties"]
     )
     assert group["DeploymentConfigName"] == "CodeDeployDefault.LambdaAllAtOnce"
-    assert len(group["AlarmConfiguration"]["Alarms"]) == len(ALARMS)
+    assert len(group["AlarmConfiguration"]["Alarms"]) == len(GATING_ALARMS)
     alias = cfn["Resources"][f"{INFER}Aliaslive"]
     assert alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["BeforeAllowTrafficHook"] == {"Ref": HOOK}
 
@@ -181,6 +185,8 @@ def test_the_hook_may_invoke_versions_read_the_deployment_and_report_to_codedepl
         "codedeploy:ListDeploymentTargets",
         "codedeploy:GetDeploymentTarget",
         "codedeploy:PutLifecycleEventHookExecutionStatus",
+        "lambda:GetAlias",  # the alias must still serve the deployment's CurrentVersion
+        "sns:Publish",  # its dead-letter queue, the on-call topic
     }
 
 
@@ -308,14 +314,63 @@ def test_latency_alarm_compares_p99_with_the_slo_parameter(prod):
     assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"], alarm["Period"]) == (2, 2, 60)
 
 
-def test_api_5xx_alarm_watches_the_v1_stage_of_this_api(prod):
-    """API Gateway 5XXError is keyed by the API's name and the stage."""
-    alarm = Evaluator(prod, {"Environment": "prod"}).resolve(prod["Resources"]["Api5xxAlarm"]["Properties"])
-    api_name = Evaluator(prod, {"Environment": "prod"}).resolve(
-        prod["Resources"]["HateSpeechApi"]["Properties"]["Name"]
-    )
-    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/ApiGateway", "5XXError")
-    assert alarm["Dimensions"] == [{"Name": "ApiName", "Value": api_name}, {"Name": "Stage", "Value": "v1"}]
+def _math(alarm: dict) -> tuple[dict, str]:
+    """The metric-math alarm's queries by id, and the expression it alarms on."""
+    queries = {q["Id"]: q for q in alarm["Metrics"]}
+    returned = [q for q in alarm["Metrics"] if q.get("ReturnData")]
+    assert len(returned) == 1
+    return queries, returned[0]["Expression"]
+
+
+def test_api_5xx_alarm_pages_on_a_rate_of_the_v1_stage_with_a_minimum_count(prod):
+    """API Gateway 5XXError and Count of this API's v1 stage over 5 minutes: it pages when at
+    least 3 requests failed AND they are > 1 % of requests; one 5xx in a minute pages nobody."""
+    ev = Evaluator(prod, {"Environment": "prod"})
+    alarm = ev.resolve(prod["Resources"]["LiveApi5xxAlarm"]["Properties"])
+    api_name = ev.resolve(prod["Resources"]["HateSpeechApi"]["Properties"]["Name"])
+    queries, expression = _math(alarm)
+    for query_id, metric in (("errors", "5XXError"), ("requests", "Count")):
+        stat = queries[query_id]["MetricStat"]
+        assert (stat["Metric"]["Namespace"], stat["Metric"]["MetricName"]) == ("AWS/ApiGateway", metric)
+        assert stat["Metric"]["Dimensions"] == [
+            {"Name": "ApiName", "Value": api_name},
+            {"Name": "Stage", "Value": "v1"},
+        ]
+        assert (stat["Period"], stat["Stat"]) == (300, "Sum")
+    assert expression == "IF(errors >= 3 AND requests > 0, 100 * errors / requests, 0)"
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanThreshold")
+
+
+def test_live_errors_alarm_counts_every_version_behind_the_alias(prod):
+    """Lambda Errors and Invocations of alias live without ExecutedVersion (whatever serves
+    consumers now), the same >= 3 and > 1 % rule over 5 minutes."""
+    alarm = prod["Resources"]["LiveErrorsAlarm"]["Properties"]
+    queries, expression = _math(alarm)
+    for query_id, metric in (("errors", "Errors"), ("invocations", "Invocations")):
+        metric_def = queries[query_id]["MetricStat"]["Metric"]
+        assert (metric_def["Namespace"], metric_def["MetricName"]) == ("AWS/Lambda", metric)
+        assert metric_def["Dimensions"] == [
+            {"Name": "FunctionName", "Value": {"Ref": INFER}},
+            {"Name": "Resource", "Value": {"Fn::Sub": "${InferenceFunction}:live"}},
+        ]
+    assert expression == "IF(errors >= 3 AND invocations > 0, 100 * errors / invocations, 0)"
+
+
+@pytest.mark.parametrize("name", GATING_ALARMS)
+def test_gating_alarms_page_nobody_and_are_named_canary(prod, name):
+    """A gating alarm stops the deployment (CodeDeploy's trigger tells on-call); after a promotion
+    it watches the live version, so it must not page as a "canary" alarm: no AlarmActions."""
+    alarm = prod["Resources"][name]["Properties"]
+    assert "AlarmActions" not in alarm and "OKActions" not in alarm
+    assert "-canary-" in Evaluator(prod, {"Environment": "prod"}).resolve(alarm["AlarmName"])
+
+
+@pytest.mark.parametrize("name", LIVE_ALARMS)
+def test_live_alarms_page_on_call_and_are_named_live(prod, name):
+    """A live alarm pages (and says when it is over) and is named apart from the gating ones."""
+    alarm = prod["Resources"][name]["Properties"]
+    assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": "OnCallTopic"}]
+    assert "-live-" in Evaluator(prod, {"Environment": "prod"}).resolve(alarm["AlarmName"])
 
 
 def test_judge_alarm_fires_on_a_fail_verdict_in_the_functions_namespace(prod):
@@ -333,15 +388,48 @@ def test_judge_alarm_fires_on_a_fail_verdict_in_the_functions_namespace(prod):
 
 
 @pytest.mark.parametrize("name", ALARMS)
-def test_every_alarm_has_a_runbook_a_missing_data_policy_and_pages_on_call(prod, name):
-    """What fired, where to look and how to roll back by hand; TreatMissingData set on purpose."""
+def test_every_alarm_has_a_runbook_and_a_missing_data_policy(prod, name):
+    """What fired, where to look, what to do (make rollback, the one command that works while
+    alarms are in ALARM) and whether it gates or pages; TreatMissingData set on purpose."""
     alarm = prod["Resources"][name]["Properties"]
     runbook = Evaluator(prod, {"Environment": "prod"}).resolve(alarm["AlarmDescription"])
-    for part in ("WHAT:", "LOOK:", "ROLL BACK BY HAND:", "aws deploy stop-deployment", "make rollout MODEL="):
+    kind = "GATES DEPLOYMENTS, PAGES NOBODY." if name in GATING_ALARMS else "PAGES, NEVER GATES."
+    for part in (kind, "WHAT:", "LOOK:", "ACT:", "make rollback ENV=prod"):
         assert part in runbook, part
     assert len(runbook) <= 1024  # CloudWatch's limit, with names filled in
     assert alarm["TreatMissingData"] in {"notBreaching", "breaching", "ignore", "missing"}
-    assert alarm["AlarmActions"] == [{"Ref": "OnCallTopic"}]
+
+
+def test_every_published_version_survives_a_rollout(prod):
+    """The generated AWS::Lambda::Version keeps DeletionPolicy Retain AND gets UpdateReplacePolicy
+    Retain (CloudFormation's default on replacement is Delete): the parameter-only rollout, which
+    replaces the version, keeps the previous one for `make rollback`."""
+    version = prod["Resources"][version_logical_id(prod)]
+    assert version["Type"] == "AWS::Lambda::Version"
+    assert (version["DeletionPolicy"], version["UpdateReplacePolicy"]) == ("Retain", "Retain")
+
+
+def test_the_stage_writes_a_json_access_log_with_the_key_id_never_the_key(prod):
+    """Stage access log into its own log group (retention by environment): JSON with the request
+    id, the consumer's apiKeyId, status and latencies; no variable carrying the key's value or
+    the body."""
+    stage = next(r for r in prod["Resources"].values() if r["Type"] == "AWS::ApiGateway::Stage")
+    setting = stage["Properties"]["AccessLogSetting"]
+    assert setting["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    record = json.loads(setting["Format"])
+    assert record["apiKeyId"] == "$context.identity.apiKeyId"
+    assert record["requestId"] == "$context.requestId"
+    assert {"status", "responseLatency", "integrationLatency"} <= set(record)
+    assert not any(
+        word in value
+        for value in record.values()
+        for word in ("apiKey}", 'identity.apiKey"', "requestBody", "body")
+    )
+    assert '$context.identity.apiKey"' not in setting["Format"]
+    group = prod["Resources"]["ApiAccessLogGroup"]["Properties"]
+    assert group["RetentionInDays"] == {
+        "Fn::FindInMap": ["EnvironmentConfig", {"Ref": "Environment"}, "LogRetentionDays"]
+    }
 
 
 def test_functions_use_the_contract_handlers_on_python_312_built_by_make(sam, prod):
@@ -358,7 +446,7 @@ def test_functions_use_the_contract_handlers_on_python_312_built_by_make(sam, pr
     }
     for name in handlers:
         assert prod["Resources"][name]["Properties"]["Runtime"] == "python3.12"
-        assert sam["Resources"][name]["Metadata"] == {"BuildMethod": "makefile"}
+        assert sam["Resources"][name]["Metadata"]["BuildMethod"] == "makefile"
 
 
 def test_inference_function_reads_its_settings_from_the_parameters(prod):
@@ -538,7 +626,18 @@ def test_the_gate_may_read_the_deployment_query_the_logs_and_report(prod):
         "logs:StartQuery",
         "logs:GetQueryResults",
         "logs:StopQuery",
+        "sns:Publish",  # its dead-letter queue, the on-call topic
     }
+
+
+@pytest.mark.parametrize("function", [HOOK, GATE, PROBE, JUDGE])
+def test_asynchronously_invoked_functions_send_failed_events_to_on_call(prod, function):
+    """The hook and gate (invoked by CodeDeploy) and the probe and judge (by the schedule) have the
+    on-call topic as dead-letter queue, and their role may publish to that topic only."""
+    props = prod["Resources"][function]["Properties"]
+    assert props["DeadLetterConfig"] == {"TargetArn": {"Ref": "OnCallTopic"}}
+    assert granted(prod, function)["sns:Publish"] == [{"Ref": "OnCallTopic"}]
+    assert "DeadLetterConfig" not in prod["Resources"][INFER]["Properties"]  # synchronous: none
 
 
 def test_the_gates_timeout_fits_its_wait_for_late_logs(prod):
@@ -575,7 +674,7 @@ def test_the_probe_runs_every_minute_and_may_invoke_only_the_inference_functions
     actions = granted(prod, PROBE)
     assert actions["lambda:InvokeFunction"] == [{"Fn::Sub": "${InferenceFunction.Arn}:*"}]
     assert {"Fn::GetAtt": [INFER, "Arn"]} not in actions["lambda:InvokeFunction"]
-    assert set(actions) == {"lambda:InvokeFunction", "lambda:GetAlias"}
+    assert set(actions) == {"lambda:InvokeFunction", "lambda:GetAlias", "sns:Publish"}
 
 
 def test_the_probe_reads_the_template_settings_it_is_given(prod):
@@ -604,8 +703,7 @@ def test_the_judge_may_date_the_canary_from_codedeploy(prod):
 
 def test_the_power_reasoning_sits_beside_the_deployment_preference():
     """The comment next to DeploymentPreference cites canary.evidence.plan() and its numbers."""
-    from canary.evidence import plan
-    from canary.probe import scheduled_rate
+    from canary.evidence import plan, scheduled_rate
 
     text = TEMPLATE.read_text(encoding="utf-8")
     comment = text[

@@ -607,3 +607,19 @@ def test_the_hook_pairs_with_the_baseline_and_its_latency_reference_reaches_the_
     assert controller.run().outcome == PROMOTED
     assert seen["baseline_version"] == "1" and callable(seen["invoke_baseline"])
     assert window.latency_reference == 4.2
+
+
+def test_a_baseline_5xx_trips_none_of_the_templates_gating_alarms():
+    """The baseline answers a live request with a 502 (its worker died) while the canary answers
+    every request well: none of the template's DeploymentPreference alarms (the new version's
+    errors and p99, the judge's verdict) breaches, so the good canary is not rolled back. The
+    API-wide 5xx alarm pages on-call but is no longer among them (issue 11)."""
+    from emulator.settings import load_settings
+
+    rules = [AlarmRule.from_settings(a) for a in load_settings().alarms]
+    assert rules and not any(r.namespace == "AWS/ApiGateway" for r in rules)
+    minute = [_record("1", status=502)] + [_record("1") for _ in range(8)] + [_record("2") for _ in range(2)]
+    for rule in rules:
+        state = AlarmState(rule)
+        state.evaluate(datapoint(rule, minute, new_version="2", verdict=None), 60.0)
+        assert state.state != ALARM, rule.name

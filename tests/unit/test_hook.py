@@ -10,6 +10,7 @@ import random
 import shutil
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import boto3
@@ -25,6 +26,7 @@ ARN = "arn:aws:lambda:us-east-1:123456789012:function:hate-speech-fn:7"
 CREDS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 DEPLOYMENT = {"DeploymentId": "d-ABC123", "LifecycleEventHookExecutionId": "exec-1"}
 N = 20
+UNPACED = 1e9  # texts/s: the latency reference's pass never waits (pacing has its own tests)
 ROW_IDS = [7 + 3 * i for i in range(N)]  # row ids are the data set's, not positions
 RECORDED = {row: LABELS[(i * 7) % 3] for i, row in enumerate(ROW_IDS)}
 
@@ -92,6 +94,7 @@ def setup(tmp_path: Path):
         model_version="v9",
         models_dir=tmp_path / "models",
         golden_path=tmp_path / "golden.jsonl",
+        reference_rate=UNPACED,
     )
     return config, tmp_path
 
@@ -494,6 +497,85 @@ def test_a_baseline_answering_nothing_fails(paired):
     assert "answered none of the 20 texts" in result.reason
 
 
+class SimClock:
+    """A clock that only moves when slept on: the pace is what the sleeps add up to."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def _sent_at(clock: SimClock, calls: list[tuple[int, float]]):
+    def wrap(invoke):
+        def timed(event: dict) -> dict:
+            calls.append((row_of(event), clock()))
+            return invoke(event)
+
+        return timed
+
+    return wrap
+
+
+def test_the_reference_pass_is_paced_at_the_probes_rate(paired):
+    """PROBE_RATE 4: after the known-answer pass (sent at once), the reference pass sends row k at
+    k/4 s, each row to both versions at the same moment, as the probe paces its texts (latency
+    ratios measured back to back are not the ones a paced probe sees)."""
+    config, _ = paired
+    clock, canary_at, base_at = SimClock(), [], []
+    result = run_pretraffic(
+        replace(config, reference_rate=4.0),
+        _sent_at(clock, canary_at)(model(handler_ms=lambda row: 3 * ms(1.0)(row))),
+        invoke_baseline=_sent_at(clock, base_at)(base_model(handler_ms=ms(1.0))),
+        baseline_version="6",
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert result.passed, result.reason
+    reference = canary_at[N:]
+    assert [row for row, _ in reference] == ROW_IDS
+    began = reference[0][1]
+    assert [t - began for _, t in reference] == pytest.approx([k / 4.0 for k in range(N)])
+    assert base_at[N:] == reference  # the same text to both at once
+    assert {t for _, t in canary_at[:N]} == {100.0}  # the first pass is not paced
+
+
+def test_the_reference_pace_defaults_to_the_scheduled_probes(paired):
+    """No PROBE_RATE (the template sets none): the pass runs at canary.evidence.scheduled_rate(),
+    the rate the scheduled probe sends at, and stops at the deadline with the pairs it has."""
+    from canary.evidence import scheduled_rate
+
+    config, _ = paired
+    clock = SimClock()
+    result = run_pretraffic(
+        replace(config, reference_rate=None),
+        model(handler_ms=lambda row: 3 * ms(1.0)(row)),
+        invoke_baseline=base_model(handler_ms=ms(1.0)),
+        baseline_version="6",
+        clock=clock,
+        deadline=100.0 + 9.5 / scheduled_rate(),
+        sleep=clock.sleep,
+    )
+    assert clock.sleeps == pytest.approx([1.0 / scheduled_rate()] * 9)
+    assert result.as_dict()["latency_reference"]["pairs"] == 10
+
+
+def test_probe_rate_sets_the_reference_pace_as_it_sets_the_probes():
+    """PROBE_RATE is read by the hook too (one setting for both); unset: None; 0: a config error."""
+    from canary.config import ConfigError
+
+    assert HookConfig.from_env({"NEW_VERSION_ARN": ARN}).reference_rate is None
+    assert HookConfig.from_env({"NEW_VERSION_ARN": ARN, "PROBE_RATE": "6.5"}).reference_rate == 6.5
+    with pytest.raises(ConfigError, match="PROBE_RATE"):
+        HookConfig.from_env({"NEW_VERSION_ARN": ARN, "PROBE_RATE": "0"})
+
+
 def test_handler_ms_reads_a_finite_non_negative_header_only():
     """The header as a number; absent, malformed, negative or infinite: None."""
     from canary.hook import handler_ms
@@ -515,6 +597,7 @@ def hook_env(config: HookConfig, **extra) -> dict:
         "MODELS_DIR": str(config.models_dir),
         "GOLDEN_PATH": str(config.golden_path),
         "HOOK_CONCURRENCY": "1",  # the Stubber answers in order
+        "PROBE_RATE": str(UNPACED),
     }
     env.update(extra)
     return env
@@ -540,9 +623,20 @@ def clients():
 BASE_ARN = ARN.rsplit(":", 1)[0] + ":6"
 
 
-def stub_target(stub: Stubber, current: str = "6", target: str = "7") -> None:
+def stub_alias(s_lam: Stubber, version: str = "6", weights: dict | None = None) -> None:
+    """lambda get_alias: what alias live really serves (the deployment's CurrentVersion, normally)."""
+    routing = {"RoutingConfig": {"AdditionalVersionWeights": weights}} if weights else {}
+    s_lam.add_response(
+        "get_alias",
+        {"Name": "live", "FunctionVersion": version, **routing},
+        {"FunctionName": ARN.rsplit(":", 1)[0], "Name": "live"},
+    )
+
+
+def stub_target(stub: Stubber, current: str = "6", target: str = "7", s_lam: Stubber | None = None) -> None:
     """The deployment (get_deployment, list_deployment_targets, get_deployment_target) during
-    BeforeAllowTraffic: the alias on `current`, shifting to `target`."""
+    BeforeAllowTraffic: the alias on `current`, shifting to `target`; with s_lam, the alias read
+    that follows (serving `current`)."""
     ids = {"deploymentId": "d-ABC123"}
     info = {**ids, "deploymentConfigName": "CodeDeployDefault.LambdaCanary10Percent5Minutes"}
     stub.add_response("get_deployment", {"deploymentInfo": info}, ids)
@@ -564,6 +658,8 @@ def stub_target(stub: Stubber, current: str = "6", target: str = "7") -> None:
         {"deploymentTarget": {"deploymentTargetType": "LambdaTarget", "lambdaTarget": lam}},
         {**ids, "targetId": "hate-speech-fn:live"},
     )
+    if s_lam is not None:
+        stub_alias(s_lam, current)
 
 
 def stub_pair(
@@ -607,7 +703,7 @@ def test_handle_reports_succeeded_for_a_version_giving_every_known_answer(setup,
     config, _ = setup
     codedeploy, lam = clients()
     with Stubber(codedeploy) as s_cd, Stubber(lam) as s_lam:
-        stub_target(s_cd)
+        stub_target(s_cd, s_lam=s_lam)
         for row in ROW_IDS * 2:  # the known answers, then the reference pass (no probe set here: all)
             stub_pair(s_lam, *healthy_pair(row))
         expect_status(s_cd, "Succeeded")
@@ -630,7 +726,7 @@ def test_handle_reports_failed_when_one_answer_differs(setup):
     config, _ = setup
     codedeploy, lam = clients()
     with Stubber(codedeploy) as s_cd, Stubber(lam) as s_lam:
-        stub_target(s_cd)
+        stub_target(s_cd, s_lam=s_lam)
         for row in ROW_IDS:
             label = other(RECORDED[row]) if row == ROW_IDS[-1] else RECORDED[row]
             stub_pair(s_lam, *healthy_pair(row, label))
@@ -645,7 +741,7 @@ def test_handle_reports_failed_when_the_new_version_errors(setup):
     config, _ = setup
     codedeploy, lam = clients()
     with Stubber(codedeploy) as s_cd, Stubber(lam) as s_lam:
-        stub_target(s_cd)
+        stub_target(s_cd, s_lam=s_lam)
         for row in ROW_IDS:
             stub_pair(s_lam, {"errorMessage": "boom"}, healthy_pair(row)[1], canary_error="Unhandled")
         expect_status(s_cd, "Failed")
@@ -659,7 +755,7 @@ def test_handle_counts_a_throttled_invoke_as_a_failed_request(setup):
     config, _ = setup
     codedeploy, lam = clients()
     with Stubber(codedeploy) as s_cd, Stubber(lam) as s_lam:
-        stub_target(s_cd)
+        stub_target(s_cd, s_lam=s_lam)
         stub_pair(s_lam, None, healthy_pair(ROW_IDS[0])[1])
         for row in ROW_IDS[1:]:
             stub_pair(s_lam, *healthy_pair(row))
@@ -683,6 +779,30 @@ def test_handle_fails_a_deployment_that_shifts_to_another_version(setup):
     assert "shifts to version 8, but NEW_VERSION_ARN names version 7" in result["reason"]
 
 
+@pytest.mark.parametrize(
+    ("serving", "weights", "named"),
+    [("5", None, "serves version 5,"), ("6", {"5": 0.1}, "serves version 6 (and 5 at 10%)")],
+)
+def test_handle_fails_when_the_alias_no_longer_serves_the_deployments_current_version(
+    setup, serving, weights, named
+):
+    """After a manual rollback the stack's record of the alias is stale: the deployment would
+    shift from version 6 while live really serves 5 (or 6 plus a weight to 5). Nothing is
+    invoked, Failed is reported before CodeDeploy moves any traffic, naming both versions."""
+    config, _ = setup
+    codedeploy, lam = clients()
+    with Stubber(codedeploy) as s_cd, Stubber(lam) as s_lam:
+        stub_target(s_cd)
+        stub_alias(s_lam, serving, weights)
+        expect_status(s_cd, "Failed")
+        result = handle(DEPLOYMENT, codedeploy=codedeploy, lambda_client=lam, environ=hook_env(config))
+        s_cd.assert_no_pending_responses()
+        s_lam.assert_no_pending_responses()
+    assert result["status"] == "Failed"
+    assert named in result["reason"] and "shift traffic from version 6" in result["reason"]
+    assert "stale" in result["reason"]
+
+
 def test_handle_reports_failed_when_the_answers_file_was_tampered_with(setup):
     """Checksum path: a changed answers.json fails `artifacts`; no invoke, Failed reported."""
     config, tmp = setup
@@ -690,7 +810,7 @@ def test_handle_reports_failed_when_the_answers_file_was_tampered_with(setup):
     path.write_bytes(path.read_bytes().replace(b'"split": "test"', b'"split": "tost"'))
     codedeploy, lam = clients()
     with Stubber(codedeploy) as s_cd, Stubber(lam) as s_lam:
-        stub_target(s_cd)
+        stub_target(s_cd, s_lam=s_lam)
         expect_status(s_cd, "Failed")
         result = handle(DEPLOYMENT, codedeploy=codedeploy, lambda_client=lam, environ=hook_env(config))
         s_cd.assert_no_pending_responses()
@@ -725,9 +845,9 @@ def test_handle_reports_failed_when_the_hook_itself_crashes(setup, env_change, p
     if prepare:
         prepare(tmp)
     codedeploy, lam = clients()
-    with Stubber(codedeploy) as s_cd, Stubber(lam):
+    with Stubber(codedeploy) as s_cd, Stubber(lam) as s_lam:
         if looks_up:
-            stub_target(s_cd)
+            stub_target(s_cd, s_lam=s_lam)
         expect_status(s_cd, "Failed")
         result = handle(
             DEPLOYMENT, codedeploy=codedeploy, lambda_client=lam, environ=hook_env(config, **env_change)

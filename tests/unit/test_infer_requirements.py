@@ -28,11 +28,13 @@ def test_pyproject_runtime_dependencies_are_in_requirements():
     assert set(project["dependencies"]) <= set(requirement_lines())
 
 
-def test_tracer_extra_and_xray_sdk_are_required():
-    """The Tracer needs aws-xray-sdk: the extra is requested and the SDK pinned."""
+def test_no_tracing_sdk_is_shipped():
+    """Powertools without its tracer extra and no aws-xray-sdk: importing the SDK (and botocore's
+    session with it) was most of the cold start's import time, for a subsegment active tracing
+    records anyway (issue 11; tests/unit/test_cold_import.py checks the import itself)."""
     lines = requirement_lines()
-    assert any(line.startswith("aws-lambda-powertools[tracer]==") for line in lines)
-    assert any(line.startswith("aws-xray-sdk==") for line in lines)
+    assert any(line.startswith("aws-lambda-powertools==") for line in lines)
+    assert not any("[tracer]" in line or line.startswith(("aws-xray-sdk", "wrapt")) for line in lines)
 
 
 def test_venv_runs_the_pinned_versions():

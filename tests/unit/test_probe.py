@@ -12,7 +12,7 @@ import pytest
 from botocore.stub import Stubber
 
 from canary.config import ConfigError, ProbeConfig
-from canary.evidence import EvidenceConfig, plan
+from canary.evidence import EvidenceConfig, plan, scheduled_rate
 from canary.probe import (
     ProbeError,
     ProbeText,
@@ -23,7 +23,6 @@ from canary.probe import (
     probe_request_id,
     probe_text_id,
     run_probe,
-    scheduled_rate,
 )
 from infer.sources import source_of_request_id
 from tests.unit import _canary_logs as fx
