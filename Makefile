@@ -63,7 +63,10 @@ behaviour: $(STAMP) ## Behavioural suite (training/suite): pass rate per functio
 calibration: $(STAMP) ## Reliability table, ECE and training prior of every model on the test split
 	$(PY) -m training.calibration --data $(HATE_DATA)
 
-.PHONY: behaviour calibration
+candidates: $(STAMP) ## v3 candidates: 5-fold CV on train and the behavioural suite, never the test split (~2 min)
+	$(PY) -m training.candidates --data $(HATE_DATA)
+
+.PHONY: behaviour calibration candidates
 
 .PHONY: train-check
 
