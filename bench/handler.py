@@ -43,6 +43,8 @@ import time
 import zipfile
 from pathlib import Path
 
+from canary.stats import quantile
+
 ROOT = Path(__file__).resolve().parent.parent
 EVENT = ROOT / "events" / "infer-post-valid.json"
 REQUIREMENTS = ROOT / "infer" / "requirements.txt"
@@ -160,7 +162,8 @@ def lambda_env(version: str, task_root: Path) -> dict[str, str]:
 
 
 def pct(sorted_values: list[float], q: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
+    """The judge's percentile (canary.stats.quantile, linear interpolation): one definition."""
+    return quantile(sorted_values, q)
 
 
 def summary(values: list[float]) -> dict[str, float]:

@@ -90,9 +90,9 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from canary import stats
+from infer.model import LABELS  # the API's labels: one home
 
 SCHEMA = "canary-evidence/1"
-LABELS = ("hate_speech", "offensive_language", "neither")  # the API's labels (infer.model.LABELS)
 
 
 class Source(StrEnum):

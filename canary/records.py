@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from infer.model import LABELS  # the API's labels: one home
 from infer.sources import LIVE, SOURCES
 
 if TYPE_CHECKING:
     from canary.evidence import EvidenceRecord
 
-LABELS = ("hate_speech", "offensive_language", "neither")  # the API's labels (infer.model.LABELS)
 _NULLS = (None, "", "null")  # how a null arrives: JSON null, Logs Insights' "" or "null"
 
 

@@ -8,7 +8,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-LABELS = ("hate_speech", "offensive_language", "neither")
+# The API's labels, in the data set's class order (0, 1, 2); re-exported for training code.
+from infer.model import LABELS as LABELS
+
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "labeled_data.csv"
 DATA_ENV = "HATE_DATA"
 

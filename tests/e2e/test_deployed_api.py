@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 
 pytestmark = __import__("pytest").mark.e2e
-LABELS = {"hate_speech", "offensive_language", "neither"}
+LABELS = {"hate_speech", "offensive_language", "neither"}  # the API contract, written out on purpose
 
 
 def test_a_valid_text_is_classified_with_the_model_version_in_a_header(stack):

@@ -23,12 +23,13 @@ from canary.records import RecordStore
 from emulator.functions import Alias, FunctionVersion
 from emulator.gateway import Gateway
 from emulator.settings import load_settings
+from infer.model import LABELS as MODEL_LABELS
 
 pytestmark = pytest.mark.integration
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 API_KEY = "integration-key-0123456789abcdef"
-LABELS = {"hate_speech", "offensive_language", "neither"}
+LABELS = set(MODEL_LABELS)
 
 
 def event_body(name: str) -> bytes | None:
