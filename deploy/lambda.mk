@@ -23,7 +23,8 @@ LAMBDA_PIP := $(LAMBDA_PYTHON) -m pip install --quiet --no-compile --no-warn-con
 	--platform manylinux2014_x86_64 --implementation cp --python-version 3.12 --only-binary=:all: \
 	$(if $(wildcard constraints.txt),-c constraints.txt)
 LAMBDA_IN_RUNTIME := boto3 botocore s3transfer
-LAMBDA_MODELS := models/v1 models/v2
+# Every trained model ships (models/vN with a manifest), so any of them can be rolled out or back.
+LAMBDA_MODELS := $(patsubst %/manifest.json,%,$(sort $(wildcard models/v*/manifest.json)))
 LAMBDA_DEPS := .aws-sam/lambda-deps
 LAMBDA_TASK_ROOT := /var/task
 # Probed only when a build needs it: python3.12 on PATH, else pyenv's, if it really is 3.12.
