@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from deploy import stack as st
 
@@ -119,17 +119,13 @@ def main(argv: list[str] | None = None, *, clients: Callable[[], tuple[Any, Any,
     parser.add_argument("--keep", type=int, default=DEFAULT_KEEP, help="newest versions to keep (default 5)")
     parser.add_argument("--yes", action="store_true", help="delete (default: print what would be deleted)")
     args = parser.parse_args(argv)
-    try:
-        name = st.stack_name(args.env)
+
+    def body() -> int:
         cfn, lam, cd = (clients or st.aws_clients)()
-        plan = collect_plan(cfn, lam, cd, name, args.env, args.keep)
+        plan = collect_plan(cfn, lam, cd, st.stack_name(args.env), args.env, args.keep)
         return apply_plan(plan, lam, args.yes)
-    except (st.DeployError, st.PreflightError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (ClientError, BotoCoreError) as exc:
-        print(f"error: AWS: {exc}", file=sys.stderr)
-        return 1
+
+    return st.run_cli(body)
 
 
 if __name__ == "__main__":

@@ -241,9 +241,7 @@ class Rollback:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             self.shift_attempts += 1
-            if code in ("ResourceConflictException", "TooManyRequestsException") and (
-                self.shift_attempts < SHIFT_ATTEMPTS
-            ):
+            if code in st.ALIAS_BUSY and (self.shift_attempts < SHIFT_ATTEMPTS):
                 self.say(f"alias busy ({code}), retrying")
                 return Phase.SHIFT_ALIAS
             raise
@@ -340,7 +338,7 @@ class Rollback:
             st.point_alias(lam, self.function, target)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
-            if code not in ("ResourceConflictException", "TooManyRequestsException"):
+            if code not in st.ALIAS_BUSY:
                 raise
             self.say(f"alias busy ({code}) while removing version {bad[0][0]}: retrying at the next look")
             return alias

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from deploy import stack as st
 
 Runner = Callable[[Sequence[str]], int]
@@ -157,7 +155,8 @@ def main(
     parser.add_argument("--sam", default=None, help="sam executable (default: the .venv's)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and the commands, run nothing")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         name = st.stack_name(args.env)
         overrides = st.samconfig_overrides(args.env)
         cfn, lam, cd = (clients or st.aws_clients)()
@@ -171,15 +170,14 @@ def main(
             env_overrides=overrides,
             stack_name=name,
         )
-    except (st.DeployError, st.PreflightError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (ClientError, BotoCoreError) as exc:
-        print(f"error: AWS: {exc}", file=sys.stderr)
-        return 1
-    if args.dry_run:
-        return run_rollout(plan, args.sam or default_sam(), lambda command: 0)
-    return run_rollout(plan, args.sam or default_sam(), runner)
+        planned.append(plan)
+        return 0
+
+    planned: list[Any] = []
+    status = st.run_cli(body)
+    if status or not planned:
+        return status
+    return run_rollout(planned[0], args.sam or default_sam(), (lambda command: 0) if args.dry_run else runner)
 
 
 if __name__ == "__main__":

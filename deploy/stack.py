@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 # Re-exported: the tools catch PreflightError and name stacks through the one samconfig reader.
 from deploy.aws_preflight import SAMCONFIG, stack_name
@@ -226,6 +227,23 @@ def appspec(function: str, alias: str, current: str, target: str) -> str:
     properties = {"Name": function, "Alias": alias, "CurrentVersion": current, "TargetVersion": target}
     resource = {"InferenceFunction": {"Type": "AWS::Lambda::Function", "Properties": properties}}
     return json.dumps({"version": 0.0, "Resources": [resource]})
+
+
+# Lambda's answers to update_alias while the alias is being changed or calls are throttled: retry.
+ALIAS_BUSY = ("ResourceConflictException", "TooManyRequestsException")
+
+
+def run_cli(body: Callable[[], int]) -> int:
+    """A deploy tool's main: body's exit status, or one line on stderr and 2 (the request or the
+    stack is wrong) or 1 (AWS failed): what every tool's user sees the same way."""
+    try:
+        return body()
+    except (DeployError, PreflightError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ClientError, BotoCoreError) as exc:
+        print(f"error: AWS: {exc}", file=sys.stderr)
+        return 1
 
 
 def point_alias(lambda_client: Any, function: str, version: str) -> None:
