@@ -26,18 +26,18 @@ help: ## Show this help, grouped
 	@echo
 
 REPORTS := reports
-demo: $(STAMP) ## The main job, offline: rehearse the v1 -> v2 canary (promoted), then a slow one (rolled back)
+demo: $(STAMP) ## The main job, offline: rehearse the v2 -> v3 canary (promoted), then a slow one (rolled back)
 	@mkdir -p $(REPORTS)
-	@echo "== 1/2  rehearsal: v1 -> v2, Canary10Percent5Minutes at 30x speed, 5 req/s, logs 2 min late (expected: PROMOTED)"
-	$(PY) -m emulator rehearse --baseline v1 --canary v2 --html $(REPORTS)/rehearsal-v1-v2.html
+	@echo "== 1/2  rehearsal: v2 -> v3, Canary10Percent5Minutes at 30x speed, 5 req/s, logs 2 min late (expected: PROMOTED)"
+	$(PY) -m emulator rehearse --baseline v2 --canary v3 --html $(REPORTS)/rehearsal-v2-v3.html
 	@echo
-	@echo "== 2/2  rehearsal: v1 -> v2 with a canary 10x slower once the hook is done (expected: ROLLED BACK)"
-	@$(PY) -m emulator rehearse --baseline v1 --canary v2 --fault latency=10@hook \
-	  --html $(REPORTS)/rehearsal-v1-v2-slow.html; status=$$?; \
+	@echo "== 2/2  rehearsal: v2 -> v3 with a canary 10x slower once the hook is done (expected: ROLLED BACK)"
+	@$(PY) -m emulator rehearse --baseline v2 --canary v3 --fault latency=10@hook \
+	  --html $(REPORTS)/rehearsal-v2-v3-slow.html; status=$$?; \
 	  test $$status -eq 3 || { echo "demo: expected exit 3 (rolled back), got $$status" >&2; exit 1; }
 	@echo
-	@echo "HTML reports (open in a browser): $(abspath $(REPORTS))/rehearsal-v1-v2.html"
-	@echo "                                  $(abspath $(REPORTS))/rehearsal-v1-v2-slow.html"
+	@echo "HTML reports (open in a browser): $(abspath $(REPORTS))/rehearsal-v2-v3.html"
+	@echo "                                  $(abspath $(REPORTS))/rehearsal-v2-v3-slow.html"
 
 test: $(STAMP) $(CHECKOV_STAMP) ## Run the whole test suite (unit, training, template, integration; e2e needs a stack)
 	$(OFFLINE) $(PY) -m pytest
@@ -51,7 +51,7 @@ serve: $(STAMP) ## The API locally on 127.0.0.1: make serve [MODEL=v1] [PORT=300
 .PHONY: serve
 
 ##@ Models
-train: $(STAMP) ## Retrain models/v1 and v2; never overwrites a committed one that does not reproduce (FORCE=1 does)
+train: $(STAMP) ## Retrain models/v1-v3 (release gate: the suite); never overwrites a committed one that does not reproduce (FORCE=1 does)
 	$(PY) -m training.train --data $(HATE_DATA) --out models $(if $(FORCE),--force)
 
 train-check: $(STAMP) ## Retrain in a temp folder and check it reproduces models/ (writes nothing)
@@ -71,7 +71,7 @@ candidates: $(STAMP) ## v3 candidates: 5-fold CV on train and the behavioural su
 .PHONY: train-check
 
 ##@ Benchmarks (results go to BENCHMARKS.md)
-bench: bench-models bench-handler bench-shadow bench-judge bench-gateway ## Run every benchmark
+bench: bench-models bench-handler bench-shadow bench-judge bench-gateway bench-batch ## Run every benchmark
 
 bench-models: $(STAMP) ## v1, v2 and the natural-js peer on the test split
 	$(PY) -m bench.models --data $(HATE_DATA)
@@ -91,6 +91,11 @@ bench-gateway: $(STAMP) ## Local gateway at the usage plan's 1,000 req/s for 30 
 	$(PY) -m bench.gateway_load --rate 1000 --duration 30
 
 .PHONY: bench-gateway
+
+bench-batch: $(STAMP) ## Texts/s through the local gateway: single requests vs batches of 1, 10, 100 (~90 s)
+	$(PY) -m bench.batch_throughput --rounds 3 --seconds 5
+
+.PHONY: bench-batch
 
 ##@ Quality
 lint: $(STAMP) ## ruff (E, F, I, B, UP, C4)
@@ -142,6 +147,33 @@ report: $(STAMP) ## On-call canary report: make report ENV=prod [JSON=1] (alarms
 
 .PHONY: report
 include deploy/lambda.mk
+
+##@ Consumers (an API key each on a plan of template.yaml; ENV=local is the local stack of make serve)
+# ARGS passes deploy.consumers' own options (e.g. ARGS="--store PATH" for another local store).
+CONSUMERS = $(PY) -m deploy.consumers --env $(ENV) $(ARGS)
+CONSUMER_PREFLIGHT = $(if $(filter local,$(ENV)),@true,@$(AWS_PREFLIGHT))
+
+consumer-add: $(STAMP) ## New consumer key, printed once: make consumer-add NAME=acme PLAN=standard|free ENV=local|dev|prod
+	$(CONSUMER_PREFLIGHT)
+	@$(CONSUMERS) add --name "$(NAME)" --plan "$(PLAN)"
+
+consumer-list: $(STAMP) ## Every consumer key: plan, state, requests this month (retires keys past their grace)
+	$(CONSUMER_PREFLIGHT)
+	@$(CONSUMERS) list
+
+consumer-revoke: $(STAMP) ## Disable a consumer's keys, off their plan, kept on record: make consumer-revoke NAME=acme
+	$(CONSUMER_PREFLIGHT)
+	@$(CONSUMERS) revoke --name "$(NAME)"
+
+consumer-rotate: $(STAMP) ## New key on the same plan, the old one retires after GRACE hours (24): make consumer-rotate NAME=acme
+	$(CONSUMER_PREFLIGHT)
+	@$(CONSUMERS) rotate --name "$(NAME)"$(if $(GRACE), --grace-hours $(GRACE))
+
+consumer-expire: $(STAMP) ## Disable the rotated keys whose grace has ended (cron it on AWS)
+	$(CONSUMER_PREFLIGHT)
+	@$(CONSUMERS) expire
+
+.PHONY: consumer-add consumer-list consumer-revoke consumer-rotate consumer-expire
 
 ##@ Environment
 venv: $(STAMP) ## Create .venv from pyproject.toml and constraints.txt

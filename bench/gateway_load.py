@@ -7,7 +7,8 @@ It starts `python -m emulator serve` as its own process, with the settings of sa
 environment --env (prod: the template's RateLimit 1,000 and BurstLimit 1,000) and without
 the quota (10,000 a month would end the run after 10 s), one live version (--model) running
 the real handler in its own process, and the record store on; then this process drives it
-over loopback HTTP/1.1 with keep-alive connections and pre-encoded requests, open loop:
+over loopback HTTP/1.1 with keep-alive connections and pre-encoded requests (emulator.load,
+the rehearsal traffic's generator too), open loop:
 request i is due at start + i / rate whether or not earlier ones have been answered, so a
 slow gateway shows up as latency instead of as a lower offered rate. Latency is measured
 from the due time (waiting for a free connection counts) and, separately, from the send.
@@ -24,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import selectors
 import signal
 import socket
 import sqlite3
@@ -35,6 +35,8 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from emulator.load import UNANSWERED, Answer, OpenLoop, post_requests
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTE = "/v1/infer/hate-speech"
@@ -93,132 +95,42 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": q(0.50), "p90": q(0.90), "p99": q(0.99), "p999": q(0.999), "max": q(1.0)}
 
 
-def _encoded_requests(host: str, port: int, api_key: str) -> list[bytes]:
-    requests = []
-    for text in TEXTS:
-        body = json.dumps({"text": text}).encode()
-        head = (
-            f"POST {ROUTE} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: bench-gateway-load/1\r\n"
-            f"Accept: application/json\r\nContent-Type: application/json\r\nx-api-key: {api_key}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        )
-        requests.append(head.encode() + body)
-    return requests
-
-
-class _Conn:
-    __slots__ = ("sock", "buffer", "due", "sent", "busy")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = bytearray()
-        self.due = 0.0
-        self.sent = 0.0
-        self.busy = False
-
-
 def drive(host: str, port: int, api_key: str, rate: float, duration_s: float, connections: int) -> Result:
     """Open-loop load at `rate` for `duration_s` over `connections` keep-alive connections."""
     result = Result(offered_rate=rate, duration_s=duration_s, connections=connections)
-    payloads = _encoded_requests(host, port, api_key)
-    selector = selectors.DefaultSelector()
-    idle: list[_Conn] = []
     statuses: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     latencies: list[float] = []
     services: list[float] = []
 
-    def connect() -> None:
-        sock = socket.create_connection((host, port), timeout=5.0)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = _Conn(sock)
-        selector.register(sock, selectors.EVENT_READ, conn)
-        idle.append(conn)
+    def answered(answer: Answer) -> None:
+        status = str(answer.status)
+        statuses[status] += 1
+        if status != "200":
+            errors[f"HTTP {status}"] += 1
+        latencies.append(answer.latency_s)
+        services.append(answer.service_s)
 
-    def drop(conn: _Conn) -> None:
-        selector.unregister(conn.sock)
-        conn.sock.close()
-        if conn in idle:
-            idle.remove(conn)
+    def failed(kind: str) -> None:
+        errors["no answer within 15 s" if kind == UNANSWERED else kind] += 1
 
-    for _ in range(connections):
-        connect()
-    total = int(rate * duration_s)
-    interval = 1.0 / rate
-    start = time.perf_counter() + 0.05
-    hard_stop = start + duration_s + 15.0
-    busy = 0
-    i = 0
-    last_answer = start
-    while True:
-        now = time.perf_counter()
-        while i < total and start + i * interval <= now and idle:
-            conn = idle.pop()
-            conn.due = start + i * interval
-            try:
-                conn.sock.sendall(payloads[i % len(payloads)])
-            except OSError:
-                errors["send failed"] += 1
-                drop(conn)
-                connect()
-                continue
-            conn.sent = time.perf_counter()
-            if conn.sent - conn.due > 0.001:
-                result.late_sends += 1
-            conn.busy = True
-            busy += 1
-            i += 1
-            now = conn.sent
-        if i >= total and busy == 0:
-            break
-        if now > hard_stop:
-            errors["no answer within 15 s"] += busy
-            break
-        wait = 0.05 if i >= total or not idle else max(0.0, start + i * interval - now)
-        for key, _ in selector.select(timeout=wait):
-            conn = key.data
-            try:
-                chunk = conn.sock.recv(1 << 16)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                if conn.busy:
-                    errors["connection closed"] += 1
-                    busy -= 1
-                drop(conn)
-                connect()
-                continue
-            conn.buffer += chunk
-            end = conn.buffer.find(b"\r\n\r\n")
-            if end < 0 or not conn.busy:
-                continue
-            head = bytes(conn.buffer[:end]).lower()
-            marker = head.find(b"\r\ncontent-length:")
-            length = int(head[marker + 17 : head.find(b"\r\n", marker + 2)].strip()) if marker >= 0 else 0
-            if len(conn.buffer) < end + 4 + length:
-                continue
-            done = time.perf_counter()
-            status = head[9:12].decode()
-            del conn.buffer[: end + 4 + length]
-            statuses[status] += 1
-            if status != "200":
-                errors[f"HTTP {status}"] += 1
-            latencies.append(done - conn.due)
-            services.append(done - conn.sent)
-            last_answer = done
-            conn.busy = False
-            busy -= 1
-            if b"\r\nconnection: close" in head:
-                drop(conn)
-                connect()
-            else:
-                idle.append(conn)
-    for key in list(selector.get_map().values()):
-        key.fileobj.close()
-    selector.close()
-    result.sent = i
+    bodies = [json.dumps({"text": text}).encode() for text in TEXTS]
+    load = OpenLoop(
+        host,
+        port,
+        post_requests(host, port, ROUTE, api_key, bodies, agent="bench-gateway-load/1"),
+        rate,
+        connections,
+        on_answer=answered,
+        on_error=failed,
+        tick_s=0.05,
+        grace_s=15.0,
+    )
+    load.run(total=int(rate * duration_s))
+    result.sent = load.sent
+    result.late_sends = load.late_sends
     result.answered = len(latencies)
-    result.achieved_rate = round(len(latencies) / max(1e-9, last_answer - start), 1)
+    result.achieved_rate = round(len(latencies) / max(1e-9, load.last_answer - load.start), 1)
     result.statuses = dict(statuses)
     result.errors = dict(errors)
     result.latency_ms = _percentiles(latencies)
@@ -248,6 +160,31 @@ def _cpu_seconds(pid: int) -> float:
         total += times.get(current, 0.0)
         stack.extend(children.get(current, []))
     return total
+
+
+def wait_ready(server: subprocess.Popen, timeout_s: float = 60.0) -> str:
+    """Read the local stack's banner until its "Ctrl-C" line (ready); the banner read so far.
+    RuntimeError if it exits first or is not ready in time."""
+    deadline = time.monotonic() + timeout_s
+    banner: list[str] = []
+    while time.monotonic() < deadline:
+        line = server.stdout.readline() if server.stdout else ""
+        if not line:
+            raise RuntimeError("the gateway exited before it was ready:\n" + "".join(banner))
+        banner.append(line)
+        if line.startswith("Ctrl-C"):
+            return "".join(banner)
+    raise RuntimeError(f"the gateway was not ready within {timeout_s:.0f} s")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    """SIGTERM the local stack (it flushes its records), then kill it if it hangs for 30 s."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
 
 
 def _free_port() -> int:
@@ -284,16 +221,7 @@ def run(args: argparse.Namespace) -> Result:
             command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         try:
-            banner = []
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                line = server.stdout.readline() if server.stdout else ""
-                if not line:
-                    raise RuntimeError("the gateway exited before it was ready:\n" + "".join(banner))
-                banner.append(line)
-                if line.startswith("Ctrl-C"):
-                    break
-            print("".join(banner), end="", file=sys.stderr)
+            print(wait_ready(server), end="", file=sys.stderr)
             if args.warmup > 0:
                 drive("127.0.0.1", port, api_key, args.rate, args.warmup, args.connections)
                 time.sleep(1.5)  # the token bucket refills (burst / rate seconds)
@@ -304,12 +232,7 @@ def run(args: argparse.Namespace) -> Result:
                 "gateway_and_function": round(_cpu_seconds(server.pid) - cpu_server0, 2),
             }
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop_server(server)
             tail = server.stdout.read() if server.stdout else ""
             if tail.strip():
                 print(tail.strip(), file=sys.stderr)

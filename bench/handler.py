@@ -41,17 +41,22 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from canary.stats import quantile
+from emulator.lambda_context import stand_in, stand_in_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENT = ROOT / "events" / "infer-post-valid.json"
 REQUIREMENTS = ROOT / "infer" / "requirements.txt"
-VERSIONS = ("v1", "v2")
+VERSIONS = ("v1", "v2", "v3")
+# The shadow each served model loads as deployed: make rollout sets ShadowModels to the model live
+# before the canary (v1 -> v2 -> v3 is the rollout story; v1's shadow is v2, a rollback's).
+SHADOW_OF = {"v1": "v2", "v2": "v1", "v3": "v2"}
 # What the build (deploy/lambda.mk) removes because the Lambda runtime already has it.
 IN_RUNTIME = ("boto3", "botocore", "s3transfer")
-INFER_VARS = ("MODEL_VERSION", "MODELS_DIR", "MAX_TEXT_CHARS", "LOG_LEVEL")
+INFER_VARS = ("MODEL_VERSION", "SHADOW_MODELS", "MODELS_DIR", "MAX_TEXT_CHARS", "LOG_LEVEL")
 WARMUP = 200
 # Issue 11's goal (issue 3 had asked for <= 250 ms and >= 6x).
 TARGET_COLD_MS = 120.0
@@ -59,17 +64,19 @@ TARGET_RATIO = 8.0
 TARGET_WARM_P50_MS = 0.5
 TARGET_PACKAGE_MB = 50.0
 
+# The Lambda context the benchmarks' handler calls get (emulator.lambda_context's stand-in).
+CONTEXT_ARGS = ("bench-infer", "1", "bench-request")  # function name, version, request id
+
 # A cold start as the Lambda runtime performs it: import the handler module (init: Powertools and
-# the verified model), then one invocation. Kept to the standard library so it adds nothing.
+# the verified model), then one invocation. Kept to the standard library so it adds nothing (and
+# runs from a packaged or exported tree without emulator/): the context's fields come as JSON.
 COLD_SNIPPET = """
 import json, os, resource, time
 from types import SimpleNamespace
 started = time.time()
 from infer.app import lambda_handler
 imported = time.time()
-ctx = SimpleNamespace(function_name="bench-infer", function_version="1", memory_limit_in_mb=512,
-    invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:bench-infer:live",
-    aws_request_id="bench-request")
+ctx = SimpleNamespace(**json.loads(os.environ["BENCH_CONTEXT"]))
 with open(os.environ["BENCH_EVENT"]) as fh:
     event = json.load(fh)
 response = lambda_handler(event, ctx)
@@ -149,6 +156,7 @@ def lambda_env(version: str, task_root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in INFER_VARS and not k.startswith("POWERTOOLS_")}
     env.update(
         MODEL_VERSION=version,
+        SHADOW_MODELS=SHADOW_OF.get(version, "all"),
         LAMBDA_TASK_ROOT=str(task_root),
         AWS_LAMBDA_FUNCTION_NAME="bench-infer",
         AWS_LAMBDA_FUNCTION_VERSION="1",
@@ -178,6 +186,7 @@ def timed_process(cmd: list[str], *, cwd: Path, env: dict[str, str], scratch: Pa
     result_path = scratch / "result.json"
     result_path.unlink(missing_ok=True)
     env = {**env, "BENCH_EVENT": str(EVENT), "BENCH_RESULT": str(result_path)}
+    env["BENCH_CONTEXT"] = json.dumps(stand_in_fields(*CONTEXT_ARGS))
     env["BENCH_T0"] = repr(time.time())
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
@@ -193,22 +202,35 @@ def timed_process(cmd: list[str], *, cwd: Path, env: dict[str, str], scratch: Pa
 # ---------------------------------------------------------------- warm latency
 
 
-def warm_child(version: str, texts_path: str, out_path: str) -> None:
-    """(In the child process) time lambda_handler and the model on every text."""
-    import types
-
-    from infer import app  # init, as on Lambda
-
-    context = types.SimpleNamespace(
-        function_name="bench-infer",
-        function_version="1",
-        memory_limit_in_mb=512,
-        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:bench-infer:live",
-        aws_request_id="bench-request",
-    )
+def text_events(texts_path: str) -> tuple[list[str], list[dict]]:
+    """(In a warm child) the texts of the JSON list at texts_path and, for each, the sample event
+    events/infer-post-valid.json with that text as its body."""
     base = json.loads(EVENT.read_text())
     texts = json.loads(Path(texts_path).read_text())
-    events = [{**base, "body": json.dumps({"text": t})} for t in texts]
+    return texts, [{**base, "body": json.dumps({"text": t})} for t in texts]
+
+
+def measure_warm(module: str, version: str, texts: list[str], scratch: Path, env: dict[str, str]) -> dict:
+    """Run `python -m <module> --child-warm` (its warm_child) on the texts in a fresh process with
+    `env`; its result, which must have seen only 200 answers."""
+    texts_path, out_path = scratch / "texts.json", scratch / f"warm-{version}.json"
+    texts_path.write_text(json.dumps(texts))
+    cmd = [sys.executable, "-m", module, "--child-warm", version, str(texts_path), str(out_path)]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if done.returncode != 0:
+        raise RuntimeError(f"warm benchmark of {version} failed: {done.stderr.decode()[-1500:]}")
+    result = json.loads(out_path.read_text())
+    if result["statuses"] != [200]:
+        raise RuntimeError(f"warm benchmark of {version}: answers {result['statuses']}, expected only 200")
+    return result
+
+
+def warm_child(version: str, texts_path: str, out_path: str) -> None:
+    """(In the child process) time lambda_handler and the model on every text."""
+    from infer import app  # init, as on Lambda
+
+    context = stand_in(*CONTEXT_ARGS)
+    texts, events = text_events(texts_path)
     for ev in events[:WARMUP]:
         app.lambda_handler(ev, context)
     handler_ms, statuses = [], set()
@@ -239,20 +261,6 @@ def warm_child(version: str, texts_path: str, out_path: str) -> None:
             }
         )
     )
-
-
-def measure_warm(version: str, texts: list[str], scratch: Path) -> dict:
-    texts_path, out_path = scratch / "texts.json", scratch / f"warm-{version}.json"
-    texts_path.write_text(json.dumps(texts))
-    env = lambda_env(version, ROOT)
-    cmd = [sys.executable, "-m", "bench.handler", "--child-warm", version, str(texts_path), str(out_path)]
-    done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if done.returncode != 0:
-        raise RuntimeError(f"warm benchmark of {version} failed: {done.stderr.decode()[-1500:]}")
-    result = json.loads(out_path.read_text())
-    if result["statuses"] != [200]:
-        raise RuntimeError(f"warm benchmark of {version}: answers {result['statuses']}, expected only 200")
-    return result
 
 
 # ---------------------------------------------------------------- the naive handler
@@ -398,13 +406,15 @@ def find_python312(explicit: str | None) -> str | None:
 # ---------------------------------------------------------------- the run
 
 
+# A contender of the cold-start race: (command, working folder, environment).
+Contender = tuple[list[str], Path, dict[str, str]]
+
+
 def run(args: argparse.Namespace) -> dict:
-    from bench import peer as peer_mod
     from training.data import LABELS, load
 
     dataset = load(args.data)
     texts = [row.text for row in dataset.test]
-    peer_text = json.loads(json.loads(EVENT.read_text())["body"])["text"]
     results: dict = {
         "command": "python -m bench.handler " + " ".join(args.argv),
         "machine": f"{platform.python_implementation()} {platform.python_version()}, "
@@ -418,88 +428,117 @@ def run(args: argparse.Namespace) -> dict:
 
         for version in VERSIONS:
             log(f"warm latency of {version}: {len(texts)} requests in one process")
-            results["warm"].append(measure_warm(version, texts, scratch))
+            env = lambda_env(version, ROOT)
+            results["warm"].append(measure_warm("bench.handler", version, texts, scratch, env))
 
         log("training the naive scikit-learn pipeline (comparison only)")
         naive_dir = scratch / "naive"
         naive_dir.mkdir()
         pipeline = build_naive([(row.text, LABELS[row.label]) for row in dataset.train], naive_dir)
 
-        contenders: dict[str, tuple[list[str], Path, dict[str, str]]] = {}
-        for version in VERSIONS:
-            contenders[f"infer.app ({version})"] = (
-                [sys.executable, "-c", COLD_SNIPPET],
-                ROOT,
-                lambda_env(version, ROOT),
-            )
-        if args.baseline:
-            baseline_dir = export_baseline(args.baseline, scratch / "baseline")
-            for version in VERSIONS:
-                contenders[f"{BASELINE_PREFIX} {args.baseline}: infer.app ({version})"] = (
-                    [sys.executable, "-c", COLD_SNIPPET],
-                    baseline_dir,
-                    lambda_env(version, baseline_dir),
-                )
+        contenders = _handler_contenders(args, scratch)
         naive_env = {**lambda_env("v2", naive_dir), "NAIVE_PIPELINE": str(pipeline)}
         contenders["naive: nltk + joblib sklearn pipeline"] = (
             [sys.executable, "-c", NAIVE_COLD_SNIPPET],
             naive_dir,
             naive_env,
         )
-        if not args.no_peer:
-            try:
-                if not (peer_mod.WORKDIR / "model.json").is_file():
-                    log("training the natural-js peer once (~100 s, cached in .cache/natural-js)")
-                    peer_mod.measure(Path(args.data) if args.data else _default_data())
-                contenders["natural-js peer (node, whole process)"] = (
-                    peer_mod.cold_start_command(peer_text),
-                    ROOT,
-                    dict(os.environ),
-                )
-            except (peer_mod.PeerUnavailable, OSError, subprocess.CalledProcessError) as exc:
-                log(f"natural-js peer not measured: {exc}")
-
-        python312 = None
-        package_dir = None
+        contenders.update(_peer_contender(args))
         if not args.no_package:
             log("building the package (cp312 manylinux wheels + infer/ + models/)")
             results["package"], package_dir = measure_package(scratch)
-            python312 = find_python312(args.python312)
-            if python312 is None:
-                log("no Python 3.12 found: the packaged cold start is not measured (--python312 PATH)")
-            else:
-                compiled_dir = scratch / "package-compiled"
-                shutil.copytree(package_dir, compiled_dir)
-                subprocess.run(
-                    [python312, "-m", "compileall", "-q", "-j", "0", str(compiled_dir)], check=True
-                )
-                for label, folder in (("no bytecode", package_dir), ("bytecode shipped", compiled_dir)):
-                    env = {**lambda_env("v2", folder), "PYTHONDONTWRITEBYTECODE": "1"}
-                    env.pop("PYTHONPATH", None)
-                    contenders[f"package on Python 3.12, v2, {label}"] = (
-                        [python312, "-s", "-c", COLD_SNIPPET],
-                        folder,
-                        env,
-                    )
-
-        samples: dict[str, list[dict]] = {name: [] for name in contenders}
-        log(f"cold starts: {len(contenders)} contenders x (1 warm-up + {args.runs} runs), interleaved")
-        for round_no in range(args.runs + 1):
-            for name, (cmd, cwd, env) in contenders.items():
-                sample = timed_process(cmd, cwd=cwd, env=env, scratch=scratch)
-                if round_no > 0:  # the first round only warms the page cache
-                    samples[name].append(sample)
-        for name, runs in samples.items():
-            row = {"wall_ms": summary([r["wall_ms"] for r in runs])}
-            if "first_200_ms" in runs[0]:
-                row["first_200_ms"] = summary([r["first_200_ms"] for r in runs])
-                row["init_ms"] = summary([r["init_ms"] for r in runs])
-            else:  # the peer reports its own split, from after node's boot
-                reports = [json.loads(r["stdout"].strip().splitlines()[-1]) for r in runs]
-                row["peer_require_ms"] = summary([r["require_ms"] for r in reports])
-                row["peer_load_and_first_ms"] = summary([r["load_and_first_ms"] for r in reports])
-            results["cold"][name] = row
+            contenders.update(_package_contenders(args, package_dir, scratch))
+        results["cold"] = _cold_starts(contenders, args.runs, scratch)
     return results
+
+
+def _handler_contenders(args: argparse.Namespace, scratch: Path) -> dict[str, Contender]:
+    """infer.app as it is, v1 and v2, and with --baseline as of that commit."""
+    contenders: dict[str, Contender] = {}
+    for version in VERSIONS:
+        contenders[f"infer.app ({version})"] = (
+            [sys.executable, "-c", COLD_SNIPPET],
+            ROOT,
+            lambda_env(version, ROOT),
+        )
+    if args.baseline:
+        baseline_dir = export_baseline(args.baseline, scratch / "baseline")
+        for version in VERSIONS:
+            if not (baseline_dir / "models" / version / "manifest.json").is_file():
+                continue  # a model trained after that commit
+            contenders[f"{BASELINE_PREFIX} {args.baseline}: infer.app ({version})"] = (
+                [sys.executable, "-c", COLD_SNIPPET],
+                baseline_dir,
+                lambda_env(version, baseline_dir),
+            )
+    return contenders
+
+
+def _peer_contender(args: argparse.Namespace) -> dict[str, Contender]:
+    """The natural-js peer's whole process (none with --no-peer or when node is unavailable)."""
+    from bench import peer as peer_mod
+
+    if args.no_peer:
+        return {}
+    peer_text = json.loads(json.loads(EVENT.read_text())["body"])["text"]
+    try:
+        if not (peer_mod.WORKDIR / "model.json").is_file():
+            log("training the natural-js peer once (~100 s, cached in .cache/natural-js)")
+            peer_mod.measure(Path(args.data) if args.data else _default_data())
+        return {
+            "natural-js peer (node, whole process)": (
+                peer_mod.cold_start_command(peer_text),
+                ROOT,
+                dict(os.environ),
+            )
+        }
+    except (peer_mod.PeerUnavailable, OSError, subprocess.CalledProcessError) as exc:
+        log(f"natural-js peer not measured: {exc}")
+        return {}
+
+
+def _package_contenders(args: argparse.Namespace, package_dir: Path, scratch: Path) -> dict[str, Contender]:
+    """The built package on Python 3.12, without and with bytecode (none without a 3.12)."""
+    python312 = find_python312(args.python312)
+    if python312 is None:
+        log("no Python 3.12 found: the packaged cold start is not measured (--python312 PATH)")
+        return {}
+    compiled_dir = scratch / "package-compiled"
+    shutil.copytree(package_dir, compiled_dir)
+    subprocess.run([python312, "-m", "compileall", "-q", "-j", "0", str(compiled_dir)], check=True)
+    contenders: dict[str, Contender] = {}
+    for label, folder in (("no bytecode", package_dir), ("bytecode shipped", compiled_dir)):
+        env = {**lambda_env("v2", folder), "PYTHONDONTWRITEBYTECODE": "1"}
+        env.pop("PYTHONPATH", None)
+        contenders[f"package on Python 3.12, v2, {label}"] = (
+            [python312, "-s", "-c", COLD_SNIPPET],
+            folder,
+            env,
+        )
+    return contenders
+
+
+def _cold_starts(contenders: dict[str, Contender], runs: int, scratch: Path) -> dict[str, dict]:
+    """Each contender's cold-start summary over `runs` rounds, interleaved, after one warm-up round."""
+    samples: dict[str, list[dict]] = {name: [] for name in contenders}
+    log(f"cold starts: {len(contenders)} contenders x (1 warm-up + {runs} runs), interleaved")
+    for round_no in range(runs + 1):
+        for name, (cmd, cwd, env) in contenders.items():
+            sample = timed_process(cmd, cwd=cwd, env=env, scratch=scratch)
+            if round_no > 0:  # the first round only warms the page cache
+                samples[name].append(sample)
+    rows = {}
+    for name, taken in samples.items():
+        row = {"wall_ms": summary([r["wall_ms"] for r in taken])}
+        if "first_200_ms" in taken[0]:
+            row["first_200_ms"] = summary([r["first_200_ms"] for r in taken])
+            row["init_ms"] = summary([r["init_ms"] for r in taken])
+        else:  # the peer reports its own split, from after node's boot
+            reports = [json.loads(r["stdout"].strip().splitlines()[-1]) for r in taken]
+            row["peer_require_ms"] = summary([r["require_ms"] for r in reports])
+            row["peer_load_and_first_ms"] = summary([r["load_and_first_ms"] for r in reports])
+        rows[name] = row
+    return rows
 
 
 def _default_data() -> Path:
@@ -509,6 +548,30 @@ def _default_data() -> Path:
 
 
 # ---------------------------------------------------------------- the report
+
+
+def _cold_line(name: str, row: dict, naive: dict | None) -> str:
+    """One contender's row of the cold-start table."""
+    first = row.get("first_200_ms")
+    init = row.get("init_ms")
+    ratio = ""
+    if naive and first and "first_200_ms" in naive:
+        ratio = f"{naive['first_200_ms']['median'] / first['median']:.1f}x"
+    first_cell = f"{first['median']:.0f} ({first['min']:.0f}-{first['max']:.0f})" if first else "-"
+    if init:
+        init_cell = f"{init['median']:.0f}"
+    elif "peer_require_ms" in row:
+        init_cell = (
+            f"require {row['peer_require_ms']['median']:.0f} + load and classify "
+            f"{row['peer_load_and_first_ms']['median']:.0f}"
+        )
+    else:
+        init_cell = "-"
+    wall = row["wall_ms"]
+    return (
+        f"| {name} | {first_cell} | {wall['median']:.0f} ({wall['min']:.0f}-{wall['max']:.0f}) | "
+        f"{init_cell} | {ratio} |"
+    )
 
 
 def render(results: dict) -> str:
@@ -523,27 +586,7 @@ def render(results: dict) -> str:
         "| handler | to first 200 | whole process | init (import + load) | naive / this (first 200) |",
         "|---|---|---|---|---|",
     ]
-    for name, row in cold.items():
-        first = row.get("first_200_ms")
-        init = row.get("init_ms")
-        ratio = ""
-        if naive and first and "first_200_ms" in naive:
-            ratio = f"{naive['first_200_ms']['median'] / first['median']:.1f}x"
-        first_cell = f"{first['median']:.0f} ({first['min']:.0f}-{first['max']:.0f})" if first else "-"
-        if init:
-            init_cell = f"{init['median']:.0f}"
-        elif "peer_require_ms" in row:
-            init_cell = (
-                f"require {row['peer_require_ms']['median']:.0f} + load and classify "
-                f"{row['peer_load_and_first_ms']['median']:.0f}"
-            )
-        else:
-            init_cell = "-"
-        wall = row["wall_ms"]
-        lines.append(
-            f"| {name} | {first_cell} | {wall['median']:.0f} ({wall['min']:.0f}-{wall['max']:.0f}) | "
-            f"{init_cell} | {ratio} |"
-        )
+    lines += [_cold_line(name, row, naive) for name, row in cold.items()]
     lines += [
         "",
         "Warm latency, in-process, one request per test-split text (ms)",
@@ -577,7 +620,8 @@ def render(results: dict) -> str:
     best = [row["first_200_ms"]["median"] for row in ours.values()]
     if best:
         worst_ours = max(best)
-        lines.append(f"- cold start <= {TARGET_COLD_MS:.0f} ms: {worst_ours:.0f} ms (slower of v1, v2)")
+        slowest = f"the slowest of {', '.join(VERSIONS)}"
+        lines.append(f"- cold start <= {TARGET_COLD_MS:.0f} ms: {worst_ours:.0f} ms ({slowest})")
         if naive:
             lines.append(
                 f"- >= {TARGET_RATIO:.0f}x faster than the naive handler: "
@@ -594,20 +638,26 @@ def render(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def bench_main(
+    argv: list[str] | None,
+    *,
+    module: str,
+    doc: str,
+    warm_child: Callable[..., None],
+    run: Callable[[argparse.Namespace], dict],
+    render: Callable[[dict], str],
+    add_options: Callable[[argparse.ArgumentParser], None] = lambda parser: None,
+) -> int:
+    """The command line of a handler benchmark (bench.handler, bench.shadow): its warm child when
+    called with --child-warm, else --data, --runs, its own options and --json, then run and print."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child-warm"]:
         warm_child(*argv[1:4])
         return 0
-    parser = argparse.ArgumentParser(prog="python -m bench.handler", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.splitlines()[0])
     parser.add_argument("--data", default=None, help="labelled CSV (default $HATE_DATA or ../shared/data)")
     parser.add_argument("--runs", type=int, default=7, help="cold starts per contender (default 7)")
-    parser.add_argument("--no-peer", action="store_true", help="skip the natural-js peer")
-    parser.add_argument("--no-package", action="store_true", help="skip the package size and its 3.12 runs")
-    parser.add_argument("--python312", default=None, help="a Python 3.12 for the packaged cold start")
-    parser.add_argument(
-        "--baseline", default=None, metavar="GIT_REF", help="also cold-start infer/ as of this commit"
-    )
+    add_options(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     args = parser.parse_args(argv)
     if args.runs < 1:
@@ -616,6 +666,27 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args)
     print(json.dumps(results, indent=2) if args.json else render(results))
     return 0
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-peer", action="store_true", help="skip the natural-js peer")
+    parser.add_argument("--no-package", action="store_true", help="skip the package size and its 3.12 runs")
+    parser.add_argument("--python312", default=None, help="a Python 3.12 for the packaged cold start")
+    parser.add_argument(
+        "--baseline", default=None, metavar="GIT_REF", help="also cold-start infer/ as of this commit"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    return bench_main(
+        argv,
+        module="bench.handler",
+        doc=__doc__,
+        warm_child=warm_child,
+        run=run,
+        render=render,
+        add_options=_options,
+    )
 
 
 if __name__ == "__main__":

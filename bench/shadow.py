@@ -23,13 +23,25 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.handler import COLD_SNIPPET, EVENT, ROOT, VERSIONS, WARMUP, lambda_env, pct, timed_process
+from bench.handler import (
+    COLD_SNIPPET,
+    CONTEXT_ARGS,
+    ROOT,
+    VERSIONS,
+    WARMUP,
+    bench_main,
+    lambda_env,
+    measure_warm,
+    pct,
+    text_events,
+    timed_process,
+)
+from emulator.lambda_context import stand_in
 
 SETTINGS = ("all", "none")  # SHADOW_MODELS: on (the default) and off
 
@@ -41,17 +53,10 @@ def log(message: str) -> None:
 def warm_child(version: str, texts_path: str, out_path: str) -> None:
     """(In the child process) the handler on every text with the shadow on and off, alternating."""
     import dataclasses
-    import types
 
     from infer import app  # init, as on Lambda, with every other model in the shadow
 
-    context = types.SimpleNamespace(
-        function_name="bench-infer",
-        function_version="1",
-        memory_limit_in_mb=512,
-        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:bench-infer:live",
-        aws_request_id="bench-request",
-    )
+    context = stand_in(*CONTEXT_ARGS)
     services = {"all": app.SERVICE, "none": dataclasses.replace(app.SERVICE, shadows=())}
     score_shadow, shadow_ms = app._score_shadow, []
 
@@ -61,9 +66,7 @@ def warm_child(version: str, texts_path: str, out_path: str) -> None:
             shadow_ms.append(ms)  # the handler's own shadow_ms, as logged
         return labels, ms
 
-    base = json.loads(EVENT.read_text())
-    texts = json.loads(Path(texts_path).read_text())
-    events = [{**base, "body": json.dumps({"text": t})} for t in texts]
+    texts, events = text_events(texts_path)
     for ev in events[:WARMUP]:
         for service in services.values():
             app.SERVICE = service
@@ -85,20 +88,6 @@ def warm_child(version: str, texts_path: str, out_path: str) -> None:
         result[f"{name}_p50_ms"] = pct(values, 0.5)
         result[f"{name}_p99_ms"] = pct(values, 0.99)
     Path(out_path).write_text(json.dumps(result))
-
-
-def measure_warm(version: str, texts: list[str], scratch: Path) -> dict:
-    texts_path, out_path = scratch / "texts.json", scratch / f"warm-{version}.json"
-    texts_path.write_text(json.dumps(texts))
-    env = {**lambda_env(version, ROOT), "SHADOW_MODELS": "all"}
-    cmd = [sys.executable, "-m", "bench.shadow", "--child-warm", version, str(texts_path), str(out_path)]
-    done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if done.returncode != 0:
-        raise RuntimeError(f"warm benchmark of {version} failed: {done.stderr.decode()[-1500:]}")
-    result = json.loads(out_path.read_text())
-    if result["statuses"] != [200]:
-        raise RuntimeError(f"warm benchmark of {version}: answers {result['statuses']}, expected only 200")
-    return result
 
 
 def measure_cold(runs: int, scratch: Path) -> dict[str, dict]:
@@ -139,7 +128,8 @@ def run(args: argparse.Namespace) -> dict:
         results["warm"] = []
         for version in VERSIONS:
             log(f"warm, {version} served: {len(texts)} texts x (shadow on, shadow off) in one process")
-            results["warm"].append(measure_warm(version, texts, scratch))
+            env = {**lambda_env(version, ROOT), "SHADOW_MODELS": "all"}
+            results["warm"].append(measure_warm("bench.shadow", version, texts, scratch, env))
         log(f"cold starts: 4 contenders x (1 warm-up + {args.runs} runs), interleaved")
         results["cold"] = measure_cold(args.runs, scratch)
     results["load_after"] = os.getloadavg()
@@ -184,21 +174,7 @@ def render(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--child-warm"]:
-        warm_child(*argv[1:4])
-        return 0
-    parser = argparse.ArgumentParser(prog="python -m bench.shadow", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=None, help="labelled CSV (default $HATE_DATA or ../shared/data)")
-    parser.add_argument("--runs", type=int, default=7, help="cold starts per contender (default 7)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
-    args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
-    args.argv = argv
-    results = run(args)
-    print(json.dumps(results, indent=2) if args.json else render(results))
-    return 0
+    return bench_main(argv, module="bench.shadow", doc=__doc__, warm_child=warm_child, run=run, render=render)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,27 @@ pool of them at once, and checks:
     max(1, that ratio) x HOOK_MAX_LATENCY_FACTOR (1.5) the canary is slow from the start. The
     floor of 1: handler time adds the same request overhead to both versions, which pulls the
     ratio toward 1, so a model 10x faster in the scorer alone may well measure ~1 here.
+  * the behavioural suite: every case of the suite (training/suite/cases.jsonl, shipped in the
+    package as suite.jsonl) goes to the new version, once, and every answer must equal the label
+    the model's suite_answers.json recorded for that case id (canary.suite_answers). One differing
+    answer fails the deployment, naming how many of the suite's cases differ and the first case
+    ids, never the texts. The package's suite must be the one the answers were recorded on (same
+    fingerprint of the (id, text) pairs as the manifest's suite.suite_sha256: else "rebuild"), and
+    a model without a suite entry (trained before issue 13) fails with "retrain with make train".
+    A problem with the suite or its answers fails before anything is sent.
 The golden set's accuracy floor and label mix are no longer checked: the same label on every
 test text implies the same accuracy and the same mix, and a different one already fails.
+
+The time budget (Timeout 300 s, nothing sent in the last HOOK_TIME_MARGIN_S, 15 s): the known
+answers, 4,953 texts to both versions with HOOK_CONCURRENCY (8) in flight, ~20 s at 1,024 MB
+(template.yaml: ~2 ms of wall time per invoke); the suite, 364 texts to the new version alone in
+the same bounded pool right after them, 4 % of the first pass's invokes: under 1 s; then the
+latency reference, the two models' probe sets (331 texts for v2/v3, 386 for v1/v2, 600 at most)
+to both at the probe's pace (7 texts/s: 47-55 s, 86 s at most). About 80 s of the 285 s, under
+110 s at worst (tests/unit/test_hook.py runs it at these sizes on a simulated clock). The suite is
+not paced: it checks answers, not latency, as the known-answer pass does, and it runs before the
+reference pass, which still meets environments at least as warm as before. Texts not answered
+before the deadline fail the check that needed them (`time`, `suite answers`), never a late report.
 
 Whatever happens (a failed check, a missing file, an exception, the clock running out) it
 reports Succeeded or Failed with put_lifecycle_event_hook_execution_status: CodeDeploy is
@@ -49,9 +68,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from canary import suite_answers
 from canary.config import MAX_HOOK_CONCURRENCY, HookConfig
 from canary.evidence import expected_latency_ratio, scheduled_rate
 from canary.manifests import ManifestError, load_manifests
+from canary.proxy_event import rest_proxy_event
 from canary.records import LABELS
 from canary.sources import HOOK_LOG_MESSAGE, aws_client, deployment_target, report_status
 from canary.stats import median
@@ -63,6 +84,8 @@ Invoke = Callable[[dict[str, Any]], Mapping[str, Any]]
 SUCCEEDED, FAILED = "Succeeded", "Failed"
 ANSWERS_FORMAT = "known-answers/1"  # training/answers.py FORMAT
 MAX_NAMED_ROWS = 20  # row ids named in a reason; the details carry up to MAX_LISTED_ROWS
+MAX_NAMED_CASES = 10  # suite case ids named in a reason (the details carry up to MAX_LISTED_ROWS)
+SUITE_REQUEST_TAG = "suite"  # suite request ids: pretraffic-<run id>-suite-<case id>
 MAX_LISTED_ROWS = 500
 NOT_SENT, NO_ANSWER = "not sent: out of time", "no answer before the deadline"
 LATENCY_HEADER = "X-Handler-Latency-Ms"  # infer.app.LATENCY_HEADER (the lean hook does not import it)
@@ -78,6 +101,14 @@ class KnownText:
     """One text of the test split and its row id (the data set's first column)."""
 
     row_id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class SuiteCase:
+    """One case of the behavioural suite: its id and text (the text is ours, but only ids are named)."""
+
+    case_id: str
     text: str
 
 
@@ -148,7 +179,10 @@ class HookResult:
     def reason(self) -> str:
         failed = [c for c in self.checks if not c.passed]
         if not failed:
-            return f"all {len(self.checks)} pre-traffic checks passed on {self.sent} known-answer requests"
+            suite = self.details.get("suite_texts")
+            also = f" and {suite} suite requests" if suite else ""
+            n = len(self.checks)
+            return f"all {n} pre-traffic checks passed on {self.sent} known-answer requests{also}"
         return "; ".join(f"{c.name}: {c.reason}" for c in failed)
 
     def as_dict(self) -> dict[str, Any]:
@@ -247,31 +281,27 @@ def hook_event(text: str, row_id: int, config: HookConfig, run_id: str) -> dict[
     return direct_event(text, request_id, config.api_path, config.api_stage, check="pretraffic")
 
 
+def suite_event(case: SuiteCase, config: HookConfig, run_id: str) -> dict[str, Any]:
+    """The proxy event for one suite case: request id "pretraffic-<run id>-suite-<case id>" (a hook
+    request to the judge, like the known-answer ones; its probe_id names the case, not the text)."""
+    request_id = f"{PRETRAFFIC_REQUEST_PREFIX}{run_id}-{SUITE_REQUEST_TAG}-{case.case_id}"
+    return direct_event(case.text, request_id, config.api_path, config.api_stage, check="pretraffic")
+
+
 def direct_event(text: str, request_id: str, api_path: str, api_stage: str, *, check: str) -> dict[str, Any]:
     """The API Gateway REST proxy event of a request sent straight to a function version (the
     hook's and the probe's): `check` names the sender in a header and the user agent."""
     headers = {"Content-Type": "application/json", "Accept": "application/json", "X-Canary-Check": check}
-    return {
-        "resource": api_path,
-        "path": api_path,
-        "httpMethod": "POST",
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "httpMethod": "POST",
-            "path": f"/{api_stage}{api_path}",
-            "resourcePath": api_path,
-            "stage": api_stage,
-            "requestId": request_id,
-            "identity": {"sourceIp": "127.0.0.1", "userAgent": f"canary-{check}"},
-        },
-        "body": json.dumps({"text": text}, ensure_ascii=False),
-        "isBase64Encoded": False,
-    }
+    return rest_proxy_event(
+        "POST",
+        api_path,
+        api_path,
+        stage=api_stage,
+        request_id=request_id,
+        headers=headers.items(),
+        body=json.dumps({"text": text}, ensure_ascii=False),
+        identity={"sourceIp": "127.0.0.1", "userAgent": f"canary-{check}"},
+    )
 
 
 def response_header(response: Mapping[str, Any], name: str) -> str | None:
@@ -351,14 +381,26 @@ def send_paired(
     """Per row, the same event to each invoke in turn (one answer each, in invokes' order);
     config.concurrency rows in flight, so as many requests at once as with one invoke."""
 
+    events = [hook_event(row.text, row.row_id, config, run_id) for row in rows]
+    return send_events(events, invokes, config, deadline, clock)
+
+
+def send_events(
+    events: Sequence[dict[str, Any]],
+    invokes: Sequence[Invoke],
+    config: HookConfig,
+    deadline: float | None,
+    clock: Callable[[], float],
+) -> list[tuple[Answer, ...]]:
+    """Per event, each invoke in turn; config.concurrency events in flight; past the deadline
+    nothing more is sent and nothing more awaited (send_paired, and the suite's pass)."""
+
     def ask_each(event: dict[str, Any]) -> tuple[Answer, ...]:
         return tuple(_ask(invoke, event, deadline, clock) for invoke in invokes)
 
     pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="pretraffic")
     try:
-        futures: list[Future[tuple[Answer, ...]]] = [
-            pool.submit(ask_each, hook_event(row.text, row.row_id, config, run_id)) for row in rows
-        ]
+        futures: list[Future[tuple[Answer, ...]]] = [pool.submit(ask_each, event) for event in events]
         wait(futures, timeout=None if deadline is None else max(0.0, deadline - clock()))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
@@ -488,6 +530,120 @@ def _known_texts(config: HookConfig, art: Any) -> tuple[list[Check], list[KnownT
     return [check], rows, recorded
 
 
+def suite_path(config: HookConfig) -> Path:
+    """The suite the package ships: suite.jsonl next to the golden set (deploy/lambda.mk)."""
+    return config.golden_path.with_name(suite_answers.PACKAGE_FILE)
+
+
+def recorded_suite(art: Any, version: str) -> tuple[dict[str, str], str]:
+    """({case id: label}, suite fingerprint) from the verified suite answers the manifest names
+    (HookError saying what to do if there are none or they are unusable)."""
+    entry = art.manifest.get("suite")
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        raise HookError(
+            f"{version}'s manifest records no behavioural suite answers (a model trained before issue 13): "
+            "retrain with `make train`"
+        )
+    try:
+        doc = art.json(entry["file"])  # the bytes whose sha256 the manifest lists
+        recorded = suite_answers.labels_by_id(doc)
+        if doc.get("suite_sha256") != entry.get("suite_sha256") or not isinstance(entry["suite_sha256"], str):
+            raise ValueError("its suite_sha256 is not the manifest's")
+        if not recorded or not set(recorded.values()) <= set(LABELS):
+            raise ValueError(f"no answers, or labels outside {LABELS}")
+    except Exception as exc:  # whatever is wrong in it, the hook cannot judge with it
+        raise HookError(
+            f"{art.root / entry['file']}: unusable suite answers ({exc}): retrain with `make train`"
+        ) from None
+    return recorded, entry["suite_sha256"]
+
+
+def suite_set(config: HookConfig, art: Any, version: str) -> tuple[Check, list[SuiteCase], dict[str, str]]:
+    """The suite's cases to send and the labels recorded for them; a failed check (never an
+    exception) when the model has none, they are unusable, or the package's suite is another."""
+    name, threshold = "suite set", "the packaged suite is the one the recorded suite answers were made on"
+    path = suite_path(config)
+    try:
+        recorded, recorded_sha = recorded_suite(art, version)
+        try:
+            pairs = suite_answers.read_texts(path)
+        except FileNotFoundError:
+            raise HookError(
+                f"{path}: the hook's package has no suite (sam build copies training/suite/cases.jsonl "
+                f"there as {suite_answers.PACKAGE_FILE}): rebuild"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise HookError(f"the hook's suite is unreadable ({exc}): rebuild") from None
+    except HookError as exc:
+        return Check(name, False, None, threshold, str(exc)), [], {}
+    packaged = suite_answers.fingerprint(pairs)
+    observed = {"cases": len(pairs), "recorded": len(recorded), "suite_sha256": packaged}
+    if packaged != recorded_sha:
+        reason = (
+            f"the hook's suite ({path.name}: {len(pairs)} cases, sha256 {packaged[:12]}) is not the one "
+            f"{version}'s answers were recorded on ({len(recorded)} cases, sha256 {recorded_sha[:12]}): "
+            f"rebuild (`make build`) with the suite {version} was trained on, or retrain it on this one"
+        )
+        return Check(name, False, observed, threshold, reason), [], {}
+    cases = [SuiteCase(case_id, text) for case_id, text in pairs]
+    reason = f"{len(cases)} suite cases, the ones {version}'s suite answers were recorded on"
+    return Check(name, True, observed, threshold, reason), cases, recorded
+
+
+def suite_check(
+    cases: Sequence[SuiteCase], answers: Sequence[Answer], recorded: Mapping[str, str], version: str
+) -> tuple[Check, list[str]]:
+    """Every suite case answered, from `version`, with the label recorded for it (pure):
+    (check, the case ids that differ). Unanswered cases fail it too: an unchecked case is no pass."""
+    n = len(cases)
+    answered = [(c, a) for c, a in zip(cases, answers, strict=True) if a.label is not None]
+    differ = [(c.case_id, recorded[c.case_id], a.label) for c, a in answered]
+    differ = [(case_id, want, got) for case_id, want, got in differ if want != got]
+    ids = [case_id for case_id, *_ in differ]
+    missing = [a for a in answers if a.label is None]
+    other_model = {str(a.model_version) for _, a in answered if a.model_version != version}
+    observed = {"cases": n, "answered": len(answered), "differ": len(differ)}
+    observed["case_ids"] = ids[:MAX_NAMED_CASES]
+    threshold = f"every suite case answered by {version} with the label {version} recorded for it"
+    problems = []
+    if differ:
+        changes = Counter(f"{want} -> {got}" for _, want, got in differ)
+        shown = ", ".join(ids[:MAX_NAMED_CASES]) + (
+            f" and {len(ids) - MAX_NAMED_CASES} more" if len(ids) > MAX_NAMED_CASES else ""
+        )
+        problems.append(
+            f"{len(differ)} of {n} suite answers differ from the labels {version} recorded ("
+            + ", ".join(f"{k}: {c}" for k, c in changes.most_common())
+            + f"): case ids {shown}"
+        )
+    if missing:
+        problems.append(f"{len(missing)} of {n} suite cases got no answer (first: {missing[0].error})")
+    if other_model:
+        problems.append(f"suite answers came from {sorted(other_model)}, expected {version}")
+    if not n:
+        problems.append("no suite case to ask")
+    if problems:
+        return Check("suite answers", False, observed, threshold, "; ".join(problems)), ids
+    reason = f"all {n} suite answers equal the labels {version} recorded"
+    return Check("suite answers", True, observed, threshold, reason), ids
+
+
+def suite_pass(
+    cases: Sequence[SuiteCase],
+    recorded: Mapping[str, str],
+    invoke: Invoke,
+    config: HookConfig,
+    run_id: str,
+    deadline: float | None,
+    clock: Callable[[], float],
+) -> tuple[Check, list[str]]:
+    """Every suite case to the new version alone, in the known-answer pass's bounded pool (not
+    paced: it checks answers, not latency), and the check on what came back."""
+    events = [suite_event(case, config, run_id) for case in cases]
+    answers = [answers[0] for answers in send_events(events, (invoke,), config, deadline, clock)]
+    return suite_check(cases, answers, recorded, config.model_version or "")
+
+
 def run_pretraffic(
     config: HookConfig,
     invoke: Invoke,
@@ -506,8 +662,8 @@ def run_pretraffic(
     text goes to it too, paired by row id, for the latency reference and the baseline's own known
     answers; None skips the pairing (latency_reference None, saying why). `deadline` is a clock()
     value after which no more requests are sent or awaited; `sleep` paces the latency reference's
-    pass on `clock`. Nothing is sent when the model's
-    files or known answers cannot be trusted: the deployment fails anyway.
+    pass on `clock`. Nothing is sent when the model's files, its known answers or its suite
+    answers (or the packaged suite) cannot be trusted: the deployment fails anyway.
     """
     version = config.model_version
     details: dict[str, Any] = {"new_version_arn": config.new_version_arn}
@@ -520,14 +676,22 @@ def run_pretraffic(
     if art is None:
         return HookResult(checks=(artifacts,), sent=0, answered=0, model_version=version, details=details)
     checks, rows, recorded = _known_texts(config, art)
-    checks.insert(0, artifacts)
+    ready, cases, suite_recorded = suite_set(config, art, version)
+    checks = [artifacts, *checks, ready]
     if not all(c.passed for c in checks):
         return HookResult(checks=tuple(checks), sent=0, answered=0, model_version=version, details=details)
     invokes = (invoke,) if invoke_baseline is None else (invoke, invoke_baseline)
     paired = send_paired(rows, invokes, config, run_id, deadline, clock)
     answers = [p[0] for p in paired]
     more, differ = check_answers(rows, answers, recorded, config, version)
-    details.update(texts=len(rows), differing_row_ids=differ[:MAX_LISTED_ROWS])
+    suite, differ_cases = suite_pass(cases, suite_recorded, invoke, config, run_id, deadline, clock)
+    more.append(suite)
+    details.update(
+        texts=len(rows),
+        differing_row_ids=differ[:MAX_LISTED_ROWS],
+        suite_texts=len(cases),
+        differing_case_ids=differ_cases[:MAX_LISTED_ROWS],
+    )
     if invoke_baseline is None:
         reference = LatencyReference(
             None, 0, None, None, baseline_version, None,

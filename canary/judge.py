@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -92,18 +92,6 @@ class JudgeConfig:
     @property
     def alpha_per_look(self) -> float:
         return self.alpha / self.looks
-
-    @classmethod
-    def field_docs(cls) -> dict[str, str]:
-        """Field name -> its one-line doc (parsed from this class's source comments)."""
-        import inspect
-
-        docs: dict[str, str] = {}
-        for line in inspect.getsource(cls).splitlines():
-            name, sep, rest = line.strip().partition(":")
-            if sep and "#" in rest and name in {f.name for f in fields(cls)}:
-                docs[name] = rest.split("#", 1)[1].strip()
-        return docs
 
 
 @dataclass(frozen=True)
@@ -546,16 +534,8 @@ def measure_labels(
     elif smallest >= cfg.exact_below:
         p = stats.chi2_sf(statistic, df)
         test = f"chi-square homogeneity (df={df}), baseline row mapped through T"
-    elif same_model:
-        p = stats.exact_homogeneity(counts_c, counts_b)
-        test = "exact conditional homogeneity test (small expected counts)"
     else:
-        v_canary = [[_cov(pooled, i, j) / n_c for j in range(3)] for i in range(3)]
-        deff = _design_effect(v_canary, v, keep)
-        x_canary = sum((counts_c[j] - n_c * pooled[j]) ** 2 / (n_c * pooled[j]) for j in keep)
-        p = stats.exact_multinomial_tail(counts_c, pooled, x_canary / deff)
-        details["design_effect"] = deff
-        test = "exact multinomial, Rao-Scott corrected (small expected counts)"
+        p, test = _small_counts_p(counts_c, counts_b, pooled, v, keep, same_model, details)
     common["test"] = test
     # Sampling noise alone makes the observed distance positive (E[JS divergence] ~
     # sum_j V_jj / q_j / (8 ln 2) bits); the floor is compared with the distance net of it.
@@ -574,6 +554,31 @@ def measure_labels(
         meaningful=jsd >= cfg.labels_min_jsd,
         not_enough=None,
     ), expected
+
+
+def _small_counts_p(
+    counts_c: list[int],
+    counts_b: list[int],
+    pooled: list[float],
+    v: list[list[float]],
+    keep: list[int],
+    same_model: bool,
+    details: dict[str, Any],
+) -> tuple[float, str]:
+    """(p-value, test name) of the label test when an expected count is too small for the
+    chi-square: the exact conditional test (same model on both sides), or the exact multinomial
+    distribution of the canary row with a Rao-Scott design-effect correction (noted in details)."""
+    if same_model:
+        return stats.exact_homogeneity(
+            counts_c, counts_b
+        ), "exact conditional homogeneity test (small expected counts)"
+    n_c = sum(counts_c)
+    v_canary = [[_cov(pooled, i, j) / n_c for j in range(3)] for i in range(3)]
+    deff = _design_effect(v_canary, v, keep)
+    x_canary = sum((counts_c[j] - n_c * pooled[j]) ** 2 / (n_c * pooled[j]) for j in keep)
+    details["design_effect"] = deff
+    p = stats.exact_multinomial_tail(counts_c, pooled, x_canary / deff)
+    return p, "exact multinomial, Rao-Scott corrected (small expected counts)"
 
 
 def _cov(q: Sequence[float], i: int, j: int) -> float:

@@ -8,6 +8,8 @@
   needs at any traffic: live requests as counts (stats count(*) by function_version,
   model_version, status, label, shadow.<model>: a few dozen rows whatever the traffic) and live
   latency percentiles per version, probe requests as rows (a few thousand per window).
+- insights_rows: one Logs Insights query, polled to its end within a time budget (every query
+  here goes through it).
 - window_evidence: those records as canary.evidence.Evidence for one baseline/canary pair.
 - deployment_target: which versions a CodeDeploy deployment shifts between and its lifecycle
   events (the PreTraffic hook, the gate and the judge all find the versions here).
@@ -148,6 +150,48 @@ def aws_client(name: str, *, read_timeout: int, max_pool_connections: int | None
     return _CLIENTS[key]
 
 
+# --------------------------------------------------------------------------- one Logs Insights query
+
+_QUERY_FAILED = ("Failed", "Cancelled", "Timeout", "Unknown")  # GetQueryResults' final statuses but Complete
+
+
+def insights_rows(
+    logs: Any,
+    log_group: str,
+    start: int,
+    end: int,
+    query: str,
+    limit: int,
+    *,
+    sleep: Callable[[float], None],
+    poll_s: float,
+    timeout_s: float,
+    waited: float = 0.0,
+) -> tuple[list[list[dict[str, str]]], float]:
+    """Run one Logs Insights query over [start, end] (epoch seconds) and poll it every `poll_s`
+    until it completes: (its rows, the seconds waited so far). `waited` is what earlier queries
+    already spent of the shared `timeout_s` budget. A failed query raises SourceError; one still
+    running when the budget is spent is stopped (best effort) and raises SourceError."""
+    query_id = logs.start_query(
+        logGroupName=log_group, startTime=start, endTime=end, queryString=query, limit=limit
+    )["queryId"]
+    while True:
+        response = logs.get_query_results(queryId=query_id)
+        status = response.get("status")
+        if status == "Complete":
+            return list(response.get("results") or []), waited
+        if status in _QUERY_FAILED:
+            raise SourceError(f"Logs Insights query {query_id} on {log_group} ended {status}")
+        if waited >= timeout_s:
+            with contextlib.suppress(Exception):  # best effort: the error below matters more
+                logs.stop_query(queryId=query_id)
+            raise SourceError(
+                f"Logs Insights query {query_id} on {log_group} still {status} after {waited:.0f} s"
+            )
+        sleep(poll_s)
+        waited += poll_s
+
+
 # --------------------------------------------------------------------------- a component's own records
 
 
@@ -166,20 +210,10 @@ def latest_logged(
     `where`: an extra Logs Insights condition (built by the caller from checked values)."""
     condition = f'message = "{message}"' + (f" and {where}" if where else "")
     query = f"fields @timestamp, @message\n| filter {condition}\n| sort @timestamp desc\n| limit 1"
-    query_id = logs.start_query(
-        logGroupName=log_group, startTime=int(since), endTime=int(until) + 1, queryString=query, limit=1
-    )["queryId"]
-    waited = 0.0
-    while True:
-        response = logs.get_query_results(queryId=query_id)
-        status = response.get("status")
-        if status == "Complete":
-            break
-        if status in ("Failed", "Cancelled", "Timeout", "Unknown") or waited >= timeout_s:
-            raise SourceError(f"Logs Insights query on {log_group} ended {status}")
-        sleep(1.0)
-        waited += 1.0
-    for row in response.get("results") or []:
+    rows, _ = insights_rows(
+        logs, log_group, int(since), int(until) + 1, query, 1, sleep=sleep, poll_s=1.0, timeout_s=timeout_s
+    )
+    for row in rows:
         cells = {c["field"]: c.get("value") for c in row}
         try:
             record = json.loads(cells.get("@message") or "")
@@ -555,24 +589,20 @@ class LogsInsightsSource:
         if self._queries >= self.max_queries:
             raise SourceError(f"needed more than {self.max_queries} Logs Insights queries for one window")
         self._queries += 1
-        query_id = self.logs.start_query(
-            logGroupName=self.log_group, startTime=start, endTime=end, queryString=query, limit=self.limit
-        )["queryId"]
-        while True:
-            response = self.logs.get_query_results(queryId=query_id)
-            status = response.get("status")
-            if status == "Complete":
-                rows = list(response.get("results") or [])
-                self.largest_result = max(self.largest_result, len(rows))
-                return rows
-            if status in ("Failed", "Cancelled", "Timeout", "Unknown"):
-                raise SourceError(f"Logs Insights query {query_id} on {self.log_group} ended {status}")
-            if self._waited >= self.timeout_seconds:
-                with contextlib.suppress(Exception):  # best effort: the error below matters more
-                    self.logs.stop_query(queryId=query_id)
-                raise SourceError(f"Logs Insights query {query_id} still {status} after {self._waited:.0f} s")
-            self.sleep(self.poll_seconds)
-            self._waited += self.poll_seconds
+        rows, self._waited = insights_rows(
+            self.logs,
+            self.log_group,
+            start,
+            end,
+            query,
+            self.limit,
+            sleep=self.sleep,
+            poll_s=self.poll_seconds,
+            timeout_s=self.timeout_seconds,
+            waited=self._waited,
+        )
+        self.largest_result = max(self.largest_result, len(rows))
+        return rows
 
 
 def window_evidence(

@@ -2,8 +2,8 @@
 
 Every function here is cross-checked against scipy.stats in tests/unit/test_canary_stats.py.
 Only what the judge needs: normal and chi-square tails, the one-sided Mann-Whitney U test,
-Fisher's one-sided exact test, the chi-square homogeneity test on a 2 x k table with its
-exact conditional version, an exact multinomial tail, Jensen-Shannon distance and quantiles.
+Fisher's one-sided exact test, the exact conditional homogeneity test on a 2 x k table, an
+exact multinomial tail, Jensen-Shannon distance and quantiles.
 """
 
 from __future__ import annotations
@@ -120,25 +120,6 @@ def fisher_greater(a_events: int, a_n: int, b_events: int, b_n: int) -> float:
     ]
     top = max(terms)
     return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms if t > top - _LOG_NEGLIGIBLE))
-
-
-def pearson_homogeneity(row_a: Sequence[float], row_b: Sequence[float]) -> tuple[float, int, float]:
-    """Pearson chi-square homogeneity statistic of a 2 x k table (no continuity correction).
-
-    Columns empty in both rows are dropped. Returns (statistic, df, smallest expected count).
-    """
-    cols = [(a, b) for a, b in zip(row_a, row_b, strict=True) if a + b > 0]
-    n_a, n_b = sum(a for a, _ in cols), sum(b for _, b in cols)
-    total = n_a + n_b
-    if len(cols) < 2 or n_a == 0 or n_b == 0:
-        return 0.0, 0, math.inf
-    stat, smallest = 0.0, math.inf
-    for a, b in cols:
-        col = a + b
-        e_a, e_b = n_a * col / total, n_b * col / total
-        stat += (a - e_a) ** 2 / e_a + (b - e_b) ** 2 / e_b
-        smallest = min(smallest, e_a, e_b)
-    return stat, len(cols) - 1, smallest
 
 
 def _tail_over_tables(

@@ -69,10 +69,14 @@ build-InferenceFunction: $(call lambda-deps,infer)/.installed
 
 # The hook's texts (never committed): golden.jsonl, test_texts.jsonl (the whole test split by row
 # id: the known-answer set) and probe.jsonl (every model's probe set), from the data set
-# the models were trained on (training/golden.py refuses any other).
+# the models were trained on (training/golden.py refuses any other). And the behavioural suite
+# (committed: ours, no data set needed) as suite.jsonl, whose answers every model recorded
+# (canary.suite_answers.PACKAGE_FILE; the hook fails a model recorded on another suite).
+LAMBDA_SUITE := training/suite/cases.jsonl
 build-PreTrafficHookFunction: $(call lambda-deps,canary infer)/.installed
 	$(call lambda-package,$(call lambda-deps,canary infer),canary infer)
 	$(LAMBDA_PYTHON) -m training.golden --out "$(ARTIFACTS_DIR)/golden.jsonl" --models models
+	cp "$(LAMBDA_SUITE)" "$(ARTIFACTS_DIR)/suite.jsonl"
 
 build-CanaryJudgeFunction: $(call lambda-deps,canary infer)/.installed
 	$(call lambda-package,$(call lambda-deps,canary infer),canary infer)

@@ -109,6 +109,12 @@ def serve_parser() -> argparse.ArgumentParser:
         default=ROOT / "reports" / "local" / "logs",
         help="folder of the functions' logs, one file per version (default reports/local/logs)",
     )
+    parser.add_argument(
+        "--consumers",
+        type=Path,
+        default=ROOT / "reports" / "local" / "consumers.json",
+        help="consumer keys on the plans (make consumer-add ENV=local; default reports/local/consumers.json)",
+    )
     parser.add_argument("--access-log", action="store_true", help="print one line per request")
     parser.add_argument("--template", type=Path, default=ROOT / "template.yaml", help=argparse.SUPPRESS)
     parser.add_argument("--samconfig", type=Path, default=ROOT / "samconfig.toml", help=argparse.SUPPRESS)
@@ -307,8 +313,17 @@ def _run(
     def access(line: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
 
+    from emulator.consumers import KeyRegistry
+
+    consumers = KeyRegistry(settings, args.consumers)
     gateway = Gateway(
-        settings, alias, api_key, store, port=args.port, access_log=access if args.access_log else None
+        settings,
+        alias,
+        api_key,
+        store,
+        port=args.port,
+        access_log=access if args.access_log else None,
+        consumers=consumers,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -364,6 +379,7 @@ def _banner(
         print(f"  model {canary.model_version} on version 2 ({init(canary)}{faults}) gets {alias.weight:.0%}")
     for route in settings.routes:
         print(f"  {route.method} {gateway.url}{route.path}")
+    print(f"  OpenAPI document (no key): GET {gateway.base_url}/openapi.yaml (or /openapi.json)")
     print(
         f"  (/{settings.stage_name}/ in the URL is the API stage, not the model version: the "
         "X-Model-Version header of each answer names the model)"
@@ -376,7 +392,13 @@ def _banner(
     throttle = (
         f"{settings.rate_limit:g} req/s, burst {settings.burst_limit}" if settings.rate_limit else "none"
     )
-    print(f"  usage plan: throttle {throttle}; quota {quota}")
+    print(f"  usage plan of this key ({settings.default_plan}): throttle {throttle}; quota {quota}")
+    registry = getattr(gateway, "consumers", None)
+    if registry is not None:
+        print(
+            f"  consumers: {registry.count} keys on plans {', '.join(settings.plans)} in {args.consumers} "
+            "(make consumer-add ENV=local NAME=... PLAN=...)"
+        )
     print(f"  records: {args.records}; function logs: {args.logs}")
     if generated:
         print(f"  API key (generated; set {KEY_ENV} or --api-key to choose one): {api_key}")

@@ -21,6 +21,7 @@ its canary version, like a Lambda alias with AdditionalVersionWeights.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -82,6 +83,7 @@ class Invocation:
     cold_start: bool  # True when this invocation started its execution environment
     init_ms: float | None  # the environment's init duration, on a cold start
     record: dict[str, Any] | None = None  # the handler's per-request log record (emulator.worker)
+    batch_records: tuple[dict[str, Any], ...] = ()  # a batch request's records, one per text
 
 
 def request_record(
@@ -134,6 +136,21 @@ def request_record(
             named[0] or LIVE,
             named[1],
         )
+
+
+def batch_request_records(
+    version: FunctionVersion, invocation: Invocation, status: int, labels: list[str | None], timestamp: float
+) -> list[RequestRecord]:
+    """The records of an answered batch request, one per text as the handler logs them (the judge
+    counts texts): `labels` are the answer's, in order. None when the handler's records do not
+    match the answer one for one (the caller then keeps one record for the request)."""
+    logged = sorted(invocation.batch_records, key=lambda r: r.get("batch_index", -1))
+    if len(logged) != len(labels) or [r.get("batch_index") for r in logged] != list(range(len(labels))):
+        return []
+    return [
+        request_record(version, dataclasses.replace(invocation, record=log), status, label, timestamp)
+        for log, label in zip(logged, labels, strict=True)
+    ]
 
 
 @functools.lru_cache(maxsize=1)
@@ -465,6 +482,7 @@ class FunctionVersion:
             cold_start=call.cold,
             init_ms=call.init_ms,
             record=answer.get("record") if answer.get("ok") is True else None,
+            batch_records=tuple(answer.get("batch_records") or ()) if answer.get("ok") is True else (),
         )
 
     def mark_hook_done(self) -> None:

@@ -6,10 +6,11 @@ For every request, in API Gateway's order:
   2. a path outside the stage -> 403 {"message": "Forbidden"}; a path or method the API does not
      serve -> 403 {"message": "Missing Authentication Token"} (a trailing slash still matches);
   3. OPTIONS on a route -> SAM's CORS mock integration: 200 with the template's Cors headers, no key;
-  4. missing or wrong x-api-key -> 403 {"message": "Forbidden"};
-  5. the usage plan: over the key's token bucket (RateLimit tokens per second, BurstLimit deep)
-     -> 429 {"message": "Too Many Requests"}; over the quota for the period -> 429
-     {"message": "Limit Exceeded"};
+  4. missing or wrong x-api-key -> 403 {"message": "Forbidden"} (the gateway's own key, or an
+     enabled consumer key of emulator.consumers on one of the template's usage plans);
+  5. the key's usage plan: over the key's token bucket (RateLimit tokens per second, BurstLimit
+     deep; and its per-method bucket, if the plan throttles the method) -> 429 {"message": "Too
+     Many Requests"}; over the key's quota for the period -> 429 {"message": "Limit Exceeded"};
   6. the Lambda proxy integration: the REST proxy event (requestContext with requestId, stage,
      resourcePath, httpMethod and identity {sourceIp, apiKey, apiKeyId}; headers and
      multiValueHeaders; query string parameters; a body that is not UTF-8 travels base64-encoded
@@ -19,6 +20,8 @@ For every request, in API Gateway's order:
      answer within the integration timeout (29 s) -> 504 {"message": "Endpoint request timed out"};
      otherwise the function's own answer, with x-amzn-RequestId added.
 Gateway errors carry x-amzn-ErrorType and the template's GatewayResponses headers (CORS).
+One local extra, outside the stage: GET /openapi.yaml (or /openapi.json) answers the API's
+OpenAPI document (openapi.yaml beside the template), with no key.
 Every request that reached the function leaves one canary.records.RequestRecord in the store,
 written in batches by a background thread (flush() waits for them).
 """
@@ -47,6 +50,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import yaml
+
+from canary.proxy_event import rest_proxy_event
 from canary.records import LABELS, RequestRecord
 from emulator.functions import (
     Alias,
@@ -55,11 +61,14 @@ from emulator.functions import (
     FunctionVersion,
     Invocation,
     RequestTooLarge,
+    batch_request_records,
     request_record,
 )
 from emulator.settings import LOCAL_ACCOUNT, Route, StackSettings
 
 MIN_API_KEY_CHARS = 20  # API Gateway refuses shorter key values
+# Where the local gateway serves the API's OpenAPI document (README, "The API's contract").
+OPENAPI_PATHS = ("/openapi.yaml", "/openapi.json")
 SWITCH_INTERVAL_S = 0.0005  # the interpreter's thread switch interval while a gateway runs
 _FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto"})
 _PROXY_KEYS = frozenset({"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"})
@@ -103,6 +112,19 @@ class RecordSink(Protocol):
     """Where per-request records go (canary.records.RecordStore)."""
 
     def extend(self, records: Any) -> int: ...
+
+
+class ConsumerKeys(Protocol):
+    """Consumer keys accepted besides the gateway's own, each with its plan's limits
+    (emulator.consumers.KeyRegistry)."""
+
+    def admit(self, values: list[str] | None, method_key: str) -> Any:
+        """None (403), or an answer with .key_id and .refusal (None or the 429 message)."""
+        ...
+
+    def start(self) -> Any: ...
+
+    def stop(self) -> None: ...
 
 
 def api_key_id(api_key: str) -> str:
@@ -313,6 +335,7 @@ class Gateway:
         access_log: Callable[[str], None] | None = None,
         start_functions: bool = True,
         error_log: Callable[[str], None] | None = _print_error,
+        consumers: ConsumerKeys | None = None,
     ) -> None:
         if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the local gateway listens on loopback only, not {host}")
@@ -328,6 +351,9 @@ class Gateway:
         # request id and the cause, never the body or the key.
         self.error_log = error_log
         self.start_functions = start_functions
+        # Consumer keys (make consumer-add ENV=local): accepted besides api_key, each limited by its
+        # own plan; api_key keeps the settings' plan (quota_limit, rate_limit, burst_limit).
+        self.consumers = consumers
         self.api_id = hashlib.sha256(settings.api_name.encode()).hexdigest()[:10]
         self.routes: dict[str, dict[str, Route]] = {}
         for route in settings.routes:
@@ -388,6 +414,8 @@ class Gateway:
         if self.store is not None:
             self._writer = _RecordWriter(self.store, self.record_interval_s)
             self._writer.start()
+        if self.consumers is not None:
+            self.consumers.start()
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="gateway", daemon=True
         )
@@ -410,6 +438,8 @@ class Gateway:
         if writer is not None:
             writer.close(timeout=10)
             self._written_before += writer.written
+        if started and self.consumers is not None:
+            self.consumers.stop()
         if stop_functions:
             self.alias.stop()
         if started:
@@ -468,6 +498,10 @@ class Gateway:
         target = urlsplit(raw_target)
         raw_path = target.path or "/"
         path = unquote(raw_path)
+        # The local stack's extra, outside every stage (so no API route can clash): the API's
+        # OpenAPI document, for clients and generators (schemathesis); no key, as a docs page.
+        if path in OPENAPI_PATHS and method in ("GET", "HEAD"):
+            return self._openapi(path, request_id)
         stage_prefix = f"/{self.settings.stage_name}"
         if not (path == stage_prefix or path.startswith(stage_prefix + "/")):
             return self.error(403, "Forbidden", request_id)
@@ -486,16 +520,26 @@ class Gateway:
         if route is None:
             return self.error(403, "Missing Authentication Token", request_id)
 
-        # 3. Key, throttle, quota.
+        # 3. Key, throttle, quota: the gateway's own key on the settings' plan, or a consumer's
+        # key on its own plan (each key its own bucket and quota, as API Gateway keeps them).
+        key_id = self.api_key_id
         if route.api_key_required and not self._key_ok(headers):
-            return self.error(403, "Forbidden", request_id)
-        if self.throttle is not None and not self.throttle.take():
-            return self.error(429, "Too Many Requests", request_id)
-        if self.quota is not None and not self.quota.take():
-            return self.error(429, "Limit Exceeded", request_id)
+            admission = None
+            if self.consumers is not None:
+                admission = self.consumers.admit(headers.get_all("x-api-key"), f"{route.path}/{route.method}")
+            if admission is None:
+                return self.error(403, "Forbidden", request_id)
+            if admission.refusal is not None:
+                return self.error(429, admission.refusal, request_id)
+            key_id = admission.key_id
+        else:
+            if self.throttle is not None and not self.throttle.take():
+                return self.error(429, "Too Many Requests", request_id)
+            if self.quota is not None and not self.quota.take():
+                return self.error(429, "Limit Exceeded", request_id)
 
         # 4. The Lambda proxy integration.
-        event = self._event(h, route, resource_path, target.query, body, request_id)
+        event = self._event(h, route, resource_path, target.query, body, request_id, key_id)
         trace_id = f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)};Sampled=0"
         event["headers"]["X-Amzn-Trace-Id"] = trace_id
         event["multiValueHeaders"]["X-Amzn-Trace-Id"] = [trace_id]
@@ -580,6 +624,20 @@ class Gateway:
             return _Answer(400, [], b"", close=True)
         return body
 
+    def _openapi(self, path: str, request_id: str) -> _Answer:
+        """openapi.yaml beside the template, as it is (/openapi.yaml) or as JSON (/openapi.json);
+        read afresh each time, so an edit shows at once."""
+        source = self.settings.template_path.parent / "openapi.yaml"
+        try:
+            text = source.read_text(encoding="utf-8")
+            if path.endswith(".json"):
+                text = json.dumps(yaml.safe_load(text), indent=1)
+        except (OSError, ValueError, yaml.YAMLError):
+            return self.error(404, "Not Found", request_id)
+        kind = "application/json" if path.endswith(".json") else "application/yaml"
+        headers = [("Content-Type", f"{kind}; charset=utf-8"), ("x-amzn-RequestId", request_id)]
+        return _Answer(200, headers, text.encode("utf-8"))
+
     def _preflight(self, request_id: str) -> _Answer:
         cors = self.settings.cors
         assert cors is not None
@@ -594,88 +652,53 @@ class Gateway:
         return _Answer(200, headers, b"{}")
 
     def _event(
-        self, h: _Handler, route: Route, resource_path: str, query: str, body: bytes, request_id: str
+        self,
+        h: _Handler,
+        route: Route,
+        resource_path: str,
+        query: str,
+        body: bytes,
+        request_id: str,
+        key_id: str | None = None,
     ) -> dict[str, Any]:
         source_ip = h.client_address[0]
-        single: dict[str, str] = {}
-        multi: dict[str, list[str]] = {}
-        for name, value in h.headers.items():
-            single[name] = value
-            multi.setdefault(name, []).append(value)
         forwarded = h.headers.get("X-Forwarded-For")
         added = {
             "X-Forwarded-For": f"{forwarded}, {source_ip}" if forwarded else source_ip,
             "X-Forwarded-Port": str(h.server.server_address[1]),
             "X-Forwarded-Proto": "http",
         }
-        for existing in [k for k in single if k.lower() in _FORWARDED]:  # replaced, whatever their case
-            del single[existing], multi[existing]
-        for name, value in added.items():
-            single[name], multi[name] = value, [value]
-        params = parse_qsl(query, keep_blank_values=True) if query else []
-        qs_single: dict[str, str] = {}
-        qs_multi: dict[str, list[str]] = {}
-        for key, value in params:
-            qs_single[key] = value
-            qs_multi.setdefault(key, []).append(value)
-        # Text travels as text. Bytes that are not UTF-8 travel base64-encoded, as API Gateway sends
-        # binary media types. (The template declares none, and API Gateway would then pass such
-        # bytes as text it cannot decode; base64 keeps them intact so the function can say 400.)
-        if not body:
-            text, is_b64 = None, False
-        else:
-            try:
-                text, is_b64 = body.decode("utf-8"), False
-            except UnicodeDecodeError:
-                text, is_b64 = base64.b64encode(body).decode("ascii"), True
+        # The client's X-Forwarded-* are replaced, whatever their case.
+        headers = [(k, v) for k, v in h.headers.items() if k.lower() not in _FORWARDED]
         now = time.time()
-        key_header = h.headers.get("x-api-key")
-        stage = self.settings.stage_name
-        return {
-            "resource": route.path,
-            "path": resource_path,
-            "httpMethod": h.command,
-            "headers": single,
-            "multiValueHeaders": multi,
-            "queryStringParameters": qs_single or None,
-            "multiValueQueryStringParameters": qs_multi or None,
-            "pathParameters": None,
-            "stageVariables": None,
-            "requestContext": {
+        keyed = route.api_key_required
+        return rest_proxy_event(
+            h.command,
+            route.path,
+            resource_path,
+            stage=self.settings.stage_name,
+            request_id=request_id,
+            headers=[*headers, *added.items()],
+            query=parse_qsl(query, keep_blank_values=True) if query else (),
+            body=body,
+            identity={
+                "sourceIp": source_ip,
+                "userAgent": dict(headers).get("User-Agent"),
+                "apiKey": h.headers.get("x-api-key") if keyed else None,
+                "apiKeyId": (key_id or self.api_key_id) if keyed else None,
+            },
+            context={
                 "resourceId": _resource_id(route.path),
-                "resourcePath": route.path,
-                "httpMethod": h.command,
                 "extendedRequestId": _apigw_id(),
                 "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-                "path": f"/{stage}{resource_path}",
                 "accountId": LOCAL_ACCOUNT,
                 "protocol": h.request_version,
-                "stage": stage,
                 "domainPrefix": self.api_id,
                 "requestTimeEpoch": int(now * 1000),
-                "requestId": request_id,
-                "identity": {
-                    "cognitoIdentityPoolId": None,
-                    "accountId": None,
-                    "cognitoIdentityId": None,
-                    "caller": None,
-                    "sourceIp": source_ip,
-                    "principalOrgId": None,
-                    "accessKey": None,
-                    "cognitoAuthenticationType": None,
-                    "cognitoAuthenticationProvider": None,
-                    "userArn": None,
-                    "userAgent": single.get("User-Agent"),
-                    "user": None,
-                    "apiKey": key_header if route.api_key_required else None,
-                    "apiKeyId": self.api_key_id if route.api_key_required else None,
-                },
                 "domainName": h.headers.get("Host") or f"{self.host}:{self.port}",
                 "apiId": self.api_id,
             },
-            "body": text,
-            "isBase64Encoded": is_b64,
-        }
+        )
 
     def _proxy_answer(self, invocation: Invocation, request_id: str, trace_id: str) -> _Answer:
         if invocation.function_error is not None:
@@ -713,13 +736,27 @@ class Gateway:
         label = None
         if 200 <= answer.status < 300 and invocation.function_error is None:
             try:
-                payload_body = invocation.payload.get("body")
-                label = json.loads(payload_body).get("label")
+                payload_body = json.loads(invocation.payload.get("body"))
+                label = payload_body.get("label")
             except (AttributeError, TypeError, ValueError):
-                label = None
+                payload_body, label = None, None
             if label not in LABELS:
                 label = None
+            # A batch's answer: one record per text, as the handler logs them (the judge counts texts).
+            if invocation.batch_records and isinstance(payload_body, dict):
+                labels = [_result_label(r) for r in payload_body.get("results") or []]
+                records = batch_request_records(version, invocation, answer.status, labels, time.time())
+                for record in records:
+                    writer.put(record)
+                if records:
+                    return
         writer.put(request_record(version, invocation, answer.status, label, time.time()))
+
+
+def _result_label(result: Any) -> str | None:
+    """The label of one result of a batch answer (None unless it is one of LABELS)."""
+    label = result.get("label") if isinstance(result, dict) else None
+    return label if label in LABELS else None
 
 
 def _failure_cause(invocation: Invocation) -> str | None:

@@ -177,7 +177,12 @@ def _texts(options: Options) -> tuple[list[str], Any]:
 
 def _build_hook_files(dataset: Any, folder: Path, models_dir: Path) -> Path:
     """What `sam build` puts in the hook's and the probe's packages (training.golden): the golden
-    set, the known-answer texts, the probe set; returns the golden set's path."""
+    set, the known-answer texts, the probe set, and the behavioural suite next to them as the
+    hook's build copies it (deploy/lambda.mk); returns the golden set's path."""
+    import shutil
+
+    from canary.suite_answers import PACKAGE_FILE
+    from training.behaviour import DEFAULT_SUITE
     from training.golden import BuildError, write_hook_files
 
     golden = folder / "golden.jsonl"
@@ -185,6 +190,7 @@ def _build_hook_files(dataset: Any, folder: Path, models_dir: Path) -> Path:
         write_hook_files(dataset, golden, models_dir)
     except BuildError as exc:
         raise UsageError(f"the hook's files cannot be built: {exc}") from None
+    shutil.copyfile(DEFAULT_SUITE, folder / PACKAGE_FILE)
     return golden
 
 

@@ -120,6 +120,22 @@ class AlarmSettings:
 
 
 @dataclass(frozen=True)
+class PlanSettings:
+    """One AWS::ApiGateway::UsagePlan of the API: the limits every key on it gets, each its own."""
+
+    name: str  # UsagePlanName after "<AppName>-<Environment>-", e.g. "standard"
+    logical_id: str  # the template's logical id, e.g. "UsagePlan"
+    quota_limit: int | None  # Quota.Limit: requests per key per period; None: no quota
+    quota_period: str  # Quota.Period: "DAY", "WEEK" or "MONTH"
+    quota_offset: int  # Quota.Offset
+    rate_limit: float | None  # Throttle.RateLimit: tokens per second of each key's bucket; None: none
+    burst_limit: int | None  # Throttle.BurstLimit: that bucket's capacity
+    # ApiStages[].Throttle: "/resource/path/METHOD" -> (RateLimit, BurstLimit), a bucket per key and
+    # method that applies on top of the plan's own (API Gateway's method-level throttling).
+    method_throttles: Mapping[str, tuple[float, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class StackSettings:
     """Everything the local stack takes from template.yaml + samconfig.toml for one environment."""
 
@@ -158,6 +174,10 @@ class StackSettings:
     invoke_payload_limit_bytes: int = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
     integration_timeout_s: float = 29.0  # API Gateway's default (and maximum) integration timeout
     conditions: Mapping[str, bool] = field(default_factory=dict)  # the template's conditions, evaluated
+    # Every usage plan of the API by name; quota_* / rate_limit / burst_limit above are those of
+    # default_plan, the plan of the stack's own ApiKey (its UsagePlanKey), the `serve --api-key` key's.
+    plans: Mapping[str, PlanSettings] = field(default_factory=dict)
+    default_plan: str | None = None
 
     @property
     def quota_period_seconds(self) -> int:
@@ -435,28 +455,13 @@ def _build(
         headers = ((spec or {}).get("ResponseParameters") or {}).get("Headers") or {}
         gateway_headers[kind] = MappingProxyType({k: _unquote(v) for k, v in headers.items()})
 
-    quota_limit, quota_period, quota_offset, rate, burst = None, "MONTH", 0, None, None
-    for res in resources.values():
-        if res.get("Type") != "AWS::ApiGateway::UsagePlan":
-            continue
-        raw_stages = (res.get("Properties") or {}).get("ApiStages") or []
-        if api_id and raw_stages and not any(s.get("ApiId") == {"Ref": api_id} for s in raw_stages):
-            continue  # a plan for another API
-        props = r.resolve(res.get("Properties") or {})
-        quota, throttle = props.get("Quota") or {}, props.get("Throttle") or {}
-        if "Limit" in quota:
-            quota_limit = int(float(quota["Limit"]))
-            quota_period = str(quota.get("Period", "MONTH")).upper()
-            quota_offset = int(quota.get("Offset", 0))
-        if "RateLimit" in throttle:
-            rate = float(throttle["RateLimit"])
-        if "BurstLimit" in throttle:
-            burst = int(float(throttle["BurstLimit"]))
-        break
-    if quota_period not in _PERIOD_SECONDS:
-        raise SettingsError(
-            f"{template_path}: usage plan Quota.Period {quota_period!r} is not DAY, WEEK or MONTH"
-        )
+    plans, default_plan = _plans(resources, r, api_id, parameters, template_path)
+    default = plans[default_plan] if default_plan else None
+    quota_limit = default.quota_limit if default else None
+    quota_period = default.quota_period if default else "MONTH"
+    quota_offset = default.quota_offset if default else 0
+    rate = default.rate_limit if default else None
+    burst = default.burst_limit if default else None
 
     preference = fn_props.get("DeploymentPreference") or {}
     deployment_type = str(r.resolve(preference.get("Type", "AllAtOnce")))
@@ -514,7 +519,65 @@ def _build(
         latency_slo_ms=float(parameters.get("LatencySloMs", "100")),
         max_text_chars=int(float(functions[inference_id].environment.get("MAX_TEXT_CHARS", "5000"))),
         conditions=MappingProxyType({name: r.condition(name) for name in doc.get("Conditions") or {}}),
+        plans=MappingProxyType(plans),
+        default_plan=default_plan,
     )
+
+
+def _plans(
+    resources: dict[str, Any],
+    r: _Resolver,
+    api_id: str | None,
+    parameters: dict[str, str],
+    template_path: Path,
+) -> tuple[dict[str, PlanSettings], str | None]:
+    """The API's usage plans by name, and the name of the one the stack's API key is on (its
+    UsagePlanKey's; the first plan when no key names one)."""
+    prefix = f"{parameters.get('AppName', '')}-{parameters.get('Environment', '')}-"
+    plans: dict[str, PlanSettings] = {}
+    for logical, res in resources.items():
+        if res.get("Type") != "AWS::ApiGateway::UsagePlan":
+            continue
+        raw_stages = (res.get("Properties") or {}).get("ApiStages") or []
+        if api_id and raw_stages and not any(s.get("ApiId") == {"Ref": api_id} for s in raw_stages):
+            continue  # a plan for another API
+        props = r.resolve(res.get("Properties") or {})
+        quota, throttle = props.get("Quota") or {}, props.get("Throttle") or {}
+        period = str(quota.get("Period", "MONTH")).upper()
+        if period not in _PERIOD_SECONDS:
+            raise SettingsError(
+                f"{template_path}: usage plan {logical} Quota.Period {period!r} is not DAY, WEEK or MONTH"
+            )
+        full_name = str(props.get("UsagePlanName", logical))
+        name = full_name[len(prefix) :] if full_name.startswith(prefix) else full_name
+        methods = {
+            str(method): (float(limits["RateLimit"]), int(float(limits.get("BurstLimit", 1))))
+            for stage in props.get("ApiStages") or []
+            for method, limits in (stage.get("Throttle") or {}).items()
+            if "RateLimit" in (limits or {})
+        }
+        plans[name] = PlanSettings(
+            name=name,
+            logical_id=logical,
+            quota_limit=int(float(quota["Limit"])) if "Limit" in quota else None,
+            quota_period=period,
+            quota_offset=int(quota.get("Offset", 0)),
+            rate_limit=float(throttle["RateLimit"]) if "RateLimit" in throttle else None,
+            burst_limit=int(float(throttle["BurstLimit"])) if "BurstLimit" in throttle else None,
+            method_throttles=MappingProxyType(methods),
+        )
+    by_logical = {plan.logical_id: name for name, plan in plans.items()}
+    default = next(
+        (
+            by_logical[ref["Ref"]]
+            for res in resources.values()
+            if res.get("Type") == "AWS::ApiGateway::UsagePlanKey"
+            and isinstance(ref := (res.get("Properties") or {}).get("UsagePlanId"), dict)
+            and ref.get("Ref") in by_logical
+        ),
+        next(iter(plans), None),
+    )
+    return plans, default
 
 
 def _function(

@@ -4,8 +4,9 @@ real HTTP with the API key, at a steady rate, until told to stop.
     python -m emulator.traffic      (started by Traffic; reads its plan as JSON on stdin)
 
 It is its own OS process so that the client's work never competes with the gateway's for one
-interpreter, as real clients never do. A few threads share one open-loop schedule (request i
-is due at start + i / rate); each keeps its connection alive. A 429 is retried after a short
+interpreter, as real clients never do. The requests go out through emulator.load.OpenLoop (the
+one load generator, the gateway benchmark's too): an open-loop schedule (request i is due at
+start + i / rate) over `threads` keep-alive connections. A 429 is retried after a short
 back-off, as AWS SDKs do; anything that is not an HTTP answer (refused or reset connection,
 timeout) counts as lost, which a rehearsal must never see. The process prints its counters as
 a JSON line every 100 ms and a summary line at the end; a line "stop" (or end of input) on
@@ -28,6 +29,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from emulator.load import SEND_FAILED, UNANSWERED, Answer, OpenLoop, post_requests
 
 COUNTERS = ("sent", "answered", "lost", "in_flight", "5xx", "4xx", "throttled")
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +45,7 @@ class TrafficPlan:
     api_key: str  # sent as x-api-key (never printed)
     texts: tuple[str, ...]  # replayed in this order, from the start again when exhausted
     rate: float  # requests per wall second
-    threads: int = 8  # concurrent keep-alive connections
+    threads: int = 8  # concurrent keep-alive connections (the name predates one connection a thread)
     timeout_s: float = 35.0  # per request; past API Gateway's 29 s integration timeout
     max_retries: int = 6  # retries of a 429 before the request counts as lost
 
@@ -51,73 +55,54 @@ class TrafficPlan:
 
 def run(plan: TrafficPlan, stop: threading.Event, emit: Any) -> dict[str, Any]:
     """Send until `stop` is set; emit(counters) every 100 ms; returns the summary."""
-    import requests
-
-    lock = threading.Lock()
     counts: Counter[str] = Counter()
     statuses: Counter[int] = Counter()
     models: Counter[str] = Counter()
     latencies: list[float] = []
-    next_index = 0
     started = time.monotonic()
+    url = urlsplit(plan.url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    bodies = [json.dumps({"text": text}).encode() for text in plan.texts]
+    requests = post_requests(host, port, url.path, plan.api_key, bodies, agent="emulator-traffic/1")
 
-    def worker() -> None:
-        nonlocal next_index
-        session = requests.Session()
-        headers = {"x-api-key": plan.api_key, "content-type": "application/json"}
-        while not stop.is_set():
-            with lock:
-                i = next_index
-                next_index += 1
-            due = started + i / plan.rate
-            while not stop.is_set() and (wait := due - time.monotonic()) > 0:
-                stop.wait(min(wait, 0.2))
-            if stop.is_set():
-                break
-            body = json.dumps({"text": plan.texts[i % len(plan.texts)]})
-            with lock:
-                counts["sent"] += 1
-            for attempt in range(plan.max_retries + 1):
-                t0 = time.perf_counter()
-                try:
-                    response = session.post(plan.url, data=body, headers=headers, timeout=plan.timeout_s)
-                except requests.RequestException:
-                    with lock:
-                        counts["lost"] += 1
-                    session.close()
-                    session = requests.Session()
-                    break
-                elapsed = (time.perf_counter() - t0) * 1000.0
-                status = response.status_code
-                if status == 429 and attempt < plan.max_retries:
-                    with lock:
-                        counts["throttled"] += 1
-                    time.sleep(0.05 * 2**attempt)
-                    continue
-                with lock:
-                    counts["answered"] += 1
-                    counts["5xx" if status >= 500 else "4xx" if status >= 400 else "2xx"] += 1
-                    statuses[status] += 1
-                    models[response.headers.get("x-model-version") or "-"] += 1
-                    latencies.append(elapsed)
-                break
-        session.close()
+    def answered(answer: Answer) -> None:
+        status = answer.status
+        counts["answered"] += 1
+        counts["5xx" if status >= 500 else "4xx" if status >= 400 else "2xx"] += 1
+        statuses[status] += 1
+        models[answer.header(b"x-model-version") or "-"] += 1
+        latencies.append(answer.service_s * 1000.0)
+
+    def failed(kind: str) -> None:
+        # Not an HTTP answer: lost. A request still unanswered when the process stops waiting
+        # stays in flight (its outcome is unknown); a failed send goes out again, never lost.
+        if kind not in (UNANSWERED, SEND_FAILED):
+            counts["lost"] += 1
+
+    def throttled() -> None:
+        counts["throttled"] += 1
 
     def snapshot() -> dict[str, int]:
-        with lock:
-            taken = {k: counts.get(k, 0) for k in COUNTERS}
+        taken = {k: counts.get(k, 0) for k in COUNTERS}
+        taken["sent"] = load.sent
         taken["in_flight"] = taken["sent"] - taken["answered"] - taken["lost"]
         return taken
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(plan.threads)]
-    for t in threads:
-        t.start()
-    while any(t.is_alive() for t in threads):
-        emit(snapshot())
-        stop.wait(0.1)
-        if stop.is_set():
-            for t in threads:
-                t.join(timeout=plan.timeout_s + 5)
+    load = OpenLoop(
+        host,
+        port,
+        requests,
+        plan.rate,
+        plan.threads,
+        on_answer=answered,
+        on_error=failed,
+        on_throttled=throttled,
+        on_tick=lambda: emit(snapshot()),
+        max_retries=plan.max_retries,
+        timeout_s=plan.timeout_s,
+        grace_s=plan.timeout_s + 5,
+    )
+    load.run(stop=stop)
     latencies.sort()
     return {
         **snapshot(),

@@ -42,6 +42,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from emulator.lambda_context import LambdaContext
+
 HANDLER_ENV = "_HANDLER"
 REQUEST_LOG_MESSAGE = "inference"  # infer.app.REQUEST_LOG_MESSAGE (not imported: init order)
 RECORD_KEYS = (
@@ -54,6 +56,8 @@ RECORD_KEYS = (
     "probe_id",
     "shadow",
     "shadow_ms",
+    "batch_index",  # a batch request logs one record per text (infer.app.classify_batch)
+    "batch_size",
 )
 
 
@@ -65,6 +69,7 @@ class RecordTap(io.TextIOBase):
         self.out = out
         self.pending = ""
         self.record: dict[str, Any] | None = None
+        self.batch: list[dict[str, Any]] = []  # a batch request's records, one per text, in order
 
     def write(self, text: str) -> int:
         self.out.write(text)
@@ -82,6 +87,8 @@ class RecordTap(io.TextIOBase):
             return
         if isinstance(data, dict) and data.get("message") == REQUEST_LOG_MESSAGE:
             self.record = {k: data.get(k) for k in RECORD_KEYS if k in data}
+            if "batch_index" in data:
+                self.batch.append(self.record)
 
     def flush(self) -> None:
         self.out.flush()
@@ -100,42 +107,14 @@ class RecordTap(io.TextIOBase):
         record, self.record = self.record, None
         return record
 
+    def take_batch(self) -> list[dict[str, Any]]:
+        """The records of a batch request (one per text; empty for other requests), then forget
+        them. Call after take()."""
+        batch, self.batch = self.batch, []
+        return batch
+
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-
-
-class LambdaContext:
-    """The context object the Python runtime passes (awslambdaric's LambdaContext): names and
-    sizes from the environment, the deadline from the invocation."""
-
-    __slots__ = (
-        "aws_request_id",
-        "invoked_function_arn",
-        "function_name",
-        "function_version",
-        "memory_limit_in_mb",
-        "log_group_name",
-        "log_stream_name",
-        "client_context",
-        "identity",
-        "_deadline_ms",
-    )
-
-    def __init__(self, request_id: str, invoked_function_arn: str, deadline_ms: int) -> None:
-        env = os.environ
-        self.aws_request_id = request_id
-        self.invoked_function_arn = invoked_function_arn
-        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME")
-        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION")
-        self.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
-        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
-        self.client_context = None
-        self.identity = None
-        self._deadline_ms = deadline_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, self._deadline_ms - int(time.time() * 1000))
 
 
 def _error(exc: BaseException, request_id: str | None = None) -> dict[str, Any]:
@@ -248,7 +227,9 @@ def serve(
             os.environ["_X_AMZN_TRACE_ID"] = message.get("trace_id") or ""
             # The deadline runs from the start of this invocation (it may have queued before).
             deadline_ms = int(time.time() * 1000) + int(message.get("timeout_ms") or 3000)
-            context = LambdaContext(request_id, message.get("invoked_function_arn", ""), deadline_ms)
+            context = LambdaContext.from_environment(
+                request_id, message.get("invoked_function_arn", ""), deadline_ms
+            )
             print(f"START RequestId: {request_id} Version: {version}")
             begun = time.perf_counter()
             ok = False
@@ -272,8 +253,10 @@ def serve(
             duration_ms = (time.perf_counter() - begun) * 1000.0
             record = tap.take()
             record = record if ok else None
+            batch = tap.take_batch() if ok else []
             if record is not None:
                 record = _with_fault_effects(record, getattr(handler, "effects", None))
+                batch = [_with_fault_effects(r, getattr(handler, "effects", None)) for r in batch]
             try:
                 data = json.dumps(
                     {
@@ -282,6 +265,7 @@ def serve(
                         "payload": payload,
                         "duration_ms": duration_ms,
                         "record": record,
+                        **({"batch_records": batch} if batch else {}),
                     }
                 )
             except (TypeError, ValueError) as exc:  # the runtime cannot serialise the result

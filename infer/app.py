@@ -1,9 +1,11 @@
-"""The inference Lambda: POST /infer/hate-speech behind an API Gateway REST API (proxy integration).
+"""The inference Lambda: POST /infer/hate-speech (one text) and POST /infer/hate-speech/batch (1 to
+100 texts) behind an API Gateway REST API (proxy integration).
 
 Handler `infer.app.lambda_handler`. HTTP, logging and metrics are Powertools'; the routes
 only read the request (infer.request) and ask the model service (infer.service), and every answer,
-success or error, leaves through `_reply`, which writes the one log record and the metrics of the
-request. Errors are exceptions mapped to answers by the resolver's exception handlers.
+success or error, leaves through `_reply` (a batch's 200 through classify_batch's own records),
+which writes the one log record and the metrics of the request. Errors are exceptions mapped to
+answers by the resolver's exception handlers.
 
 A prediction is also scored, after the served answer, by every other model the package ships (the
 shadow, for the canary judge's label pairs); its time is logged apart (shadow_ms) and left out of
@@ -11,6 +13,13 @@ latency_ms. Each record says who sent the request (source: live, probe or hook, 
 Gateway's request id, see infer.sources); only live requests publish the business metrics.
 The probe's and the hook's answers also carry the logged latency_ms in the X-Handler-Latency-Ms
 header (the hook's latency reference, canary/hook.py); consumers' answers never do.
+
+The judge counts texts, so a batch writes one record per text, in the single route's shape plus
+batch_index, batch_size and batch_latency_ms (the whole request's); each text's latency_ms is its
+share of the request's (batch_latency_ms / batch_size), so a request's records add up to it. A
+refused batch writes one record, as a refused single request does. Metrics: Prediction counts
+texts (per label) on both routes; InferenceLatency times single requests; BatchLatency and
+BatchTexts time and size batch requests (their sample counts are the batch requests).
 
 No tracing SDK (issue 11): Lambda's active tracing (template.yaml) already records each
 invocation's function segment, init and invocation timed apart, and this function calls
@@ -27,6 +36,7 @@ from __future__ import annotations
 import time
 import traceback
 import warnings
+from collections import Counter
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -36,15 +46,16 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
 
-from infer.request import EXAMPLE, RequestError, read_text
+from infer.request import BATCH_EXAMPLE, EXAMPLE, RequestError, read_text, read_texts
 from infer.service import ModelService, ModelUnavailable
-from infer.sources import LIVE, source_of_event
+from infer.sources import LIVE, RequestSource, source_of_event
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.exceptions import NotFoundError
     from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 ROUTE = "/infer/hate-speech"
+BATCH_ROUTE = ROUTE + "/batch"
 REQUEST_LOG_MESSAGE = "inference"
 LATENCY_HEADER = "X-Handler-Latency-Ms"  # latency_ms of the served path: probe and hook answers only
 INTERNAL_ERROR = {"issue": "Internal server error"}
@@ -113,35 +124,10 @@ def _reply(
 ) -> Response:
     """The answer to the current request, with its log record and, for a user's prediction, its
     metrics. `shadow_ms`, the time shadow scoring took, is left out of latency_ms."""
-    started = app.context.get("started")
-    latency_ms = 0.0 if started is None else (time.perf_counter() - started) * 1000.0
-    latency_ms = max(0.0, latency_ms - (shadow_ms or 0.0))
-    latency_ms = round(latency_ms, 3)
+    latency_ms = _served_latency_ms(shadow_ms or 0.0)
     version = SERVICE.version
-    context = app.lambda_context
     origin = source_of_event(app.current_event.raw_event)
-    logger.info(
-        REQUEST_LOG_MESSAGE,
-        extra={
-            "model_version": version,
-            "function_version": getattr(context, "function_version", None),
-            "label": label,
-            "latency_ms": latency_ms,
-            "text_chars": text_chars,
-            "status": int(status),
-            "source": origin.source,
-            "probe_id": origin.probe_id,
-            "shadow": shadow or {},
-            "shadow_ms": None if shadow_ms is None else round(shadow_ms, 3),
-        },
-    )
-    headers = {**CORS_HEADERS, **(headers or {})}
-    if version is not None:
-        headers["X-Model-Version"] = version
-    # The same number the record logs, for the hook's paired measurement; a consumer's answer
-    # never carries it (its timing is the service's business, and the request id decides).
-    if origin.source != LIVE:
-        headers[LATENCY_HEADER] = f"{latency_ms:.3f}"
+    _log_request(origin, int(status), label, latency_ms, text_chars, shadow, shadow_ms)
     # The probe's and the hook's requests are not users': the business metrics count consumers only.
     if label is not None and version is not None and origin.source == LIVE:
         # One EMF record, two dimension sets: [ModelVersion, service] and [ModelVersion, Label, service].
@@ -149,6 +135,63 @@ def _reply(
         metrics.add_dimensions(ModelVersion=version, Label=label, service=CONFIG.service_name)
         metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
         metrics.add_metric(name="Prediction", unit=MetricUnit.Count, value=1)
+    return _response(status, body, origin, latency_ms, headers)
+
+
+def _served_latency_ms(shadow_ms: float) -> float:
+    """Milliseconds since the request's clock started, less the shadow scoring's."""
+    started = app.context.get("started")
+    latency_ms = 0.0 if started is None else (time.perf_counter() - started) * 1000.0
+    return round(max(0.0, latency_ms - shadow_ms), 3)
+
+
+def _log_request(
+    origin: RequestSource,
+    status: int,
+    label: str | None,
+    latency_ms: float,
+    text_chars: int | None,
+    shadow: dict[str, str] | None,
+    shadow_ms: float | None,
+    batch: dict[str, Any] | None = None,
+) -> None:
+    """One per-request record (one per text of a batch, `batch` holding its batch_* keys)."""
+    context = app.lambda_context
+    logger.info(
+        REQUEST_LOG_MESSAGE,
+        extra={
+            "model_version": SERVICE.version,
+            "function_version": getattr(context, "function_version", None),
+            "label": label,
+            "latency_ms": latency_ms,
+            "text_chars": text_chars,
+            "status": status,
+            "source": origin.source,
+            "probe_id": origin.probe_id,
+            "shadow": shadow or {},
+            "shadow_ms": None if shadow_ms is None else round(shadow_ms, 3),
+            **(batch or {}),
+        },
+    )
+
+
+def _response(
+    status: int,
+    body: dict[str, Any],
+    origin: RequestSource,
+    latency_ms: float,
+    headers: dict[str, str] | None,
+) -> Response:
+    """The proxy response: the body, CORS, the model version and, for the probe and the hook, the
+    logged latency."""
+    headers = {**CORS_HEADERS, **(headers or {})}
+    version = SERVICE.version
+    if version is not None:
+        headers["X-Model-Version"] = version
+    # The same number the record logs, for the hook's paired measurement; a consumer's answer
+    # never carries it (its timing is the service's business, and the request id decides).
+    if origin.source != LIVE:
+        headers[LATENCY_HEADER] = f"{latency_ms:.3f}"
     return Response(status_code=int(status), content_type="application/json", body=body, headers=headers)
 
 
@@ -163,6 +206,46 @@ def classify() -> Response:
     return _reply(
         HTTPStatus.OK, body, label=prediction.label, text_chars=len(text), shadow=shadow, shadow_ms=shadow_ms
     )
+
+
+@app.post(BATCH_ROUTE)
+def classify_batch() -> Response:
+    """Label 1 to 100 texts: 200 {"results": [{"category", "label", "scores"}, ...]} in their order,
+    each what POST /infer/hate-speech answers for that text."""
+    event = app.current_event
+    texts = read_texts(event.body, event.is_base64_encoded, CONFIG.max_text_chars)
+    predictions = [SERVICE.predict(text) for text in texts]
+    shadows = [_score_shadow(text) for text in texts]
+    shadow_total = sum(ms or 0.0 for _, ms in shadows)
+    batch_ms = _served_latency_ms(shadow_total)
+    origin = source_of_event(event.raw_event)
+    per_text_ms = round(batch_ms / len(texts), 3)
+    scored = zip(texts, predictions, shadows, strict=True)
+    for index, (text, prediction, (shadow, shadow_ms)) in enumerate(scored):
+        batch = {"batch_index": index, "batch_size": len(texts), "batch_latency_ms": batch_ms}
+        label = prediction.label
+        _log_request(origin, HTTPStatus.OK, label, per_text_ms, len(text), shadow, shadow_ms, batch)
+    if origin.source == LIVE:
+        _publish_batch_metrics([p.label for p in predictions], batch_ms)
+    body = {"results": [prediction.as_dict() for prediction in predictions]}
+    return _response(HTTPStatus.OK, body, origin, batch_ms, None)
+
+
+def _publish_batch_metrics(labels: list[str], batch_ms: float) -> None:
+    """A batch's metrics: Prediction counts its texts per label, in the single route's two
+    dimension sets (one EMF record per label: a record has one Label); BatchLatency (ms) and
+    BatchTexts (count) by ModelVersion, one sample per batch request."""
+    version = SERVICE.version
+    if version is None:  # unreachable: a batch is only scored with a model loaded
+        return
+    for label, count in sorted(Counter(labels).items()):
+        metrics.add_dimension(name="ModelVersion", value=version)
+        metrics.add_dimensions(ModelVersion=version, Label=label, service=CONFIG.service_name)
+        metrics.add_metric(name="Prediction", unit=MetricUnit.Count, value=count)
+        metrics.flush_metrics()
+    metrics.add_dimension(name="ModelVersion", value=version)
+    metrics.add_metric(name="BatchLatency", unit=MetricUnit.Milliseconds, value=batch_ms)
+    metrics.add_metric(name="BatchTexts", unit=MetricUnit.Count, value=len(labels))
 
 
 def _score_shadow(text: str) -> tuple[dict[str, str], float | None]:
@@ -180,6 +263,7 @@ def _score_shadow(text: str) -> tuple[dict[str, str], float | None]:
 
 
 @app.route(ROUTE, method="OPTIONS")
+@app.route(BATCH_ROUTE, method="OPTIONS")
 def preflight() -> Response:
     """CORS preflight: 200 with the CORS headers."""
     return _reply(HTTPStatus.OK, {})
@@ -188,11 +272,13 @@ def preflight() -> Response:
 @app.not_found
 def no_route(exc: NotFoundError) -> Response:
     """404 for an unknown path, 405 for a method the route does not take."""
-    if app.current_event.path.rstrip("/") == ROUTE:
+    path = app.current_event.path.rstrip("/")
+    if path in (ROUTE, BATCH_ROUTE):
         method = app.current_event.http_method.upper()
+        example = EXAMPLE if path == ROUTE else BATCH_EXAMPLE
         return _reply(
             HTTPStatus.METHOD_NOT_ALLOWED,
-            {"issue": f"{ROUTE} does not take {method[:16]}: send POST with a JSON body like {EXAMPLE}."},
+            {"issue": f"{path} does not take {method[:16]}: send POST with a JSON body like {example}."},
             headers={"Allow": "OPTIONS, POST"},
         )
     return _reply(

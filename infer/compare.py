@@ -1,4 +1,4 @@
-"""Score texts with both model versions side by side.
+"""Score texts with every model version in models/ side by side.
 
 python -m infer.compare [TEXT ...]      (no TEXT: a built-in handful of samples)
 """
@@ -29,22 +29,30 @@ def shorten(text: str, width: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infer.compare", description=__doc__.splitlines()[0])
     parser.add_argument("texts", nargs="*", help="texts to score (default: built-in samples)")
-    parser.add_argument("--models", default=str(MODELS), help="folder holding v1/ and v2/")
+    parser.add_argument("--models", default=str(MODELS), help="folder holding the model versions (vN/)")
     args = parser.parse_args(argv)
+    root = Path(args.models)
+    found = sorted(
+        (p.parent.name for p in root.glob("v*/manifest.json") if p.parent.name[1:].isdigit()),
+        key=lambda v: int(v[1:]),
+    )
+    if not found:
+        print(f"error: no model (vN/manifest.json) in {root}", file=sys.stderr)
+        return 2
     try:
-        models = [load_model(Path(args.models) / v) for v in ("v1", "v2")]
+        models = [load_model(root / v) for v in found]
     except ArtifactError as exc:
         print(f"error: cannot load model: {exc}", file=sys.stderr)
         return 2
     texts = args.texts or list(SAMPLES)
-    print(f"{'text':44} {'v1 (legacy NB)':>22} {'v2 (TF-IDF + LR)':>22}")
-    print("-" * 90)
+    print(f"{'text':44}" + "".join(f" {v:>22}" for v in found))
+    print("-" * (44 + 23 * len(found)))
     for text in texts:
         cells = []
         for model in models:
             p = model.predict(text)
             cells.append(f"{p.category} {p.scores[p.label]:.2f}")
-        print(f"{shorten(text, 44):44} {cells[0]:>22} {cells[1]:>22}")
+        print(f"{shorten(text, 44):44}" + "".join(f" {c:>22}" for c in cells))
     for model in models:
         t = model.manifest["metrics"]["test"]
         print(

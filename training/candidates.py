@@ -85,6 +85,11 @@ class Candidate:
 # this harness's CV on train (offsets rule, macro-F1 mean over folds): binary NB-LR C 0.03 0.7615,
 # 0.05 0.7634, 0.1 0.7577, 0.3 0.7481, 1.0 0.738; NB over TF-IDF C 0.5 0.7527, 1 0.758, 4 0.7556.
 NB_C = 0.05
+# liblinear's stopping tolerance for NB-LR. scikit-learn's liblinear calls BLAS (OpenBLAS), whose
+# kernel depends on the CPU: at liblinear's default 1e-4 the fit stops early enough that two
+# kernels give coefficients 1e-4 apart (measured: Prescott vs Haswell, 1.3e-4). Run to
+# convergence, the kernels agree to ~1e-11, as v2's L-BFGS fit does (training/reproduce.py).
+LIBLINEAR_TOL = 1e-10
 CANDIDATES: tuple[Candidate, ...] = (
     Candidate("v2", "v2 as trained: TF-IDF LR, offsets in the intercept", "tfidf", 1.0, offsets=True),
     Candidate("v2_calibrated", "v2's fit, no offsets, temperature-scaled", "tfidf", 1.0, temperature=True),
@@ -225,7 +230,14 @@ def fit_linear(cand: Candidate, corpus: Corpus, y: np.ndarray, w: np.ndarray, ro
     coef = np.empty_like(r)
     intercept = np.empty(len(LABELS))
     for c in range(len(LABELS)):
-        clf = LogisticRegression(C=cand.C, solver="liblinear", class_weight=cand.class_weight)
+        clf = LogisticRegression(
+            C=cand.C,
+            solver="liblinear",
+            class_weight=cand.class_weight,
+            random_state=SEED,
+            tol=LIBLINEAR_TOL,
+            max_iter=10000,
+        )
         clf.fit(x @ sp.diags(r[:, c]), (yr == c).astype(int), sample_weight=wr)
         coef[:, c] = r[:, c] * clf.coef_.ravel()
         intercept[c] = clf.intercept_[0]

@@ -19,6 +19,14 @@ DESCRIPTIONS = {
         "multinomial logistic regression weighted by annotator agreement, regularisation and per-class "
         "offsets chosen by stratified 5-fold cross-validation on the train split."
     ),
+    "v3": (
+        "NB-LR (Wang & Manning 2012): binary word 1-2-grams and character 2-5-grams inside words, each "
+        "scaled by its one-vs-rest naive-Bayes log-count ratio, one logistic regression per class "
+        "(liblinear, C 0.05, annotator-agreement weights); 0.7 x the plain fit + 0.3 x the "
+        "class-balanced fit, folded into one linear layer. Class offsets chosen on train CV among those "
+        "that meet the behavioural suite's constraints, then a temperature fitted on the out-of-fold "
+        "scores (training/v3.py)."
+    ),
 }
 
 
@@ -90,6 +98,7 @@ def evaluation(m: dict) -> str:
         parts.append(
             f"{cv['folds']}-fold CV: macro F1 {cv['macro_f1']:.4f}, weighted F1 {cv['weighted_f1']:.4f}."
         )
+    parts += ["", *suite_section(m)]
     g = m["golden"]
     parts += [
         "",
@@ -127,6 +136,78 @@ def latency_line(m: dict) -> str:
     )
 
 
+def suite_line(m: dict) -> str:
+    """The behavioural suite in one line: benign -> neither, hate found, hate cried."""
+    st = m["suite"]
+    return (
+        f"Behavioural suite (training/suite, {st['n']} hand-written cases): everyday benign text -> "
+        f"`neither` {st['benign_neither']['rate']:.2f}, hateful cases -> `hate_speech` "
+        f"{st['hateful_said_hate']['rate']:.2f}, non-hateful cases -> `hate_speech` "
+        f"{st['non_hateful_said_hate']['rate']:.2f}; `{st['file']}` records every answer, and the "
+        "pre-traffic hook fails a deployed version that answers any suite text otherwise."
+    )
+
+
+def suite_section(m: dict) -> list[str]:
+    """EVALUATION.md's suite table (pass rate per functionality) and the acknowledged regressions."""
+    st = m["suite"]
+    rows = [[f, r["n"], r["passed"], f"{r['passed'] / r['n']:.2f}"] for f, r in st["functionalities"].items()]
+    lines = [
+        "## Behavioural suite",
+        "",
+        suite_line(m),
+        "",
+        _table(["functionality", "n", "passed", "rate"], rows),
+    ]
+    acknowledged = st.get("acknowledged_regressions") or {}
+    if acknowledged:
+        lines += ["", "Regressions against the previous version that the release gate lets through:"]
+        lines += [f"- {func}: {why}." for func, why in sorted(acknowledged.items())]
+    return lines
+
+
+def decision_lines(m: dict) -> list[str]:
+    """v3-style models: the decision rule, calibration and class prior, from the hyperparameters."""
+    h = m["training"]["hyperparameters"]
+    if "temperature" not in h:
+        return []
+    o = h["class_offsets"]
+
+    def shares(prior: list[float]) -> str:
+        return ", ".join(f"{lab} {p:.3f}" for lab, p in zip(LABELS, prior, strict=True))
+
+    derived = (
+        f"This model is {h['derived_from']} restated for a deployment prior of {shares(h['decision_prior'])} "
+        "(training.train.PRIOR_VARIANTS): its intercept moved by log(prior / "
+        f"{h['derived_from']}'s decision prior), nothing else."
+        if "derived_from" in h
+        else "A deployment whose class mix is known states it in training.train.PRIOR_VARIANTS; `make "
+        "train` then writes that correction as a model of its own, with its own known and suite answers, "
+        "rolled out through the canary like any model, because a prior changes the labels consumers get."
+    )
+    return [
+        "## Decision rule, calibration and class prior",
+        f"Training prior (train split): {shares(h['training_prior'])}: the data was collected by "
+        "searching tweets for a hate lexicon, so offensive language is far more common than in "
+        "everyday text. Raw scores get class offsets (hate "
+        f"{o[0]:+.2f}, neither {o[2]:+.2f}, offensive the reference), chosen on train CV as the best "
+        f"macro F1 + weighted F1 among the offsets that keep >= {h['benign_floor']:.0%} of everyday "
+        "benign suite texts `neither` and no suite functionality worse than the previous version "
+        "beyond noise; then every score is divided by a temperature "
+        f"T = {h['temperature']:.3f} fitted on the out-of-fold scores by log loss (labels unchanged). "
+        "Offsets are log prior ratios: the probabilities stand for a population with the decision "
+        f"prior {shares(h['decision_prior'])} (training prior x exp(offsets / T), renormalised), the "
+        "default this card chooses because it is the prior at which the model is best on train CV "
+        "under the suite's constraints. `make calibration` measures how well they are calibrated on "
+        "the test split (EVALUATION.md of the project); their mean hate score exceeds the test "
+        "share, by design of that prior. The suite chose this rule among feasible ones, so it is not an "
+        "untouched test of this model.",
+        "",
+        derived,
+        "",
+    ]
+
+
 def known_answers_line(m: dict) -> str:
     k = m["known_answers"]
     probe = k["probe"]
@@ -157,7 +238,9 @@ def model_card(m: dict) -> str:
             "",
             known_answers_line(m),
             "",
+            *([suite_line(m), ""] if "suite" in m else []),
             *([latency_line(m), ""] if latency_line(m) else []),
+            *decision_lines(m),
             "## Intended use",
             "Triage of short English social-media texts into hate speech, offensive language or neither, "
             "behind the hate-speech API, to help human moderators prioritise. Not for automated sanctions "

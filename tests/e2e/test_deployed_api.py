@@ -38,3 +38,21 @@ def test_cors_preflight_needs_no_key(stack):
     r = requests.options(stack["url"], timeout=15)
     assert r.status_code == 200
     assert "x-api-key" in r.headers["Access-Control-Allow-Headers"].lower()
+
+
+def test_a_batch_is_answered_in_order_as_single_requests_are(stack):
+    """POST <url>/batch with 3 texts: 200, one result per text in order, each the single route's."""
+    texts = ["have a lovely day", "Congrats to the team on a great season", "see you at the game"]
+    headers = {"x-api-key": stack["api_key"]}
+    r = requests.post(stack["url"] + "/batch", json={"texts": texts}, headers=headers, timeout=15)
+    assert r.status_code == 200
+    singles = [requests.post(stack["url"], json={"text": t}, headers=headers, timeout=15) for t in texts]
+    assert [res["label"] for res in r.json()["results"]] == [s.json()["label"] for s in singles]
+
+
+def test_a_bad_text_in_a_batch_is_a_4xx_naming_its_index(stack):
+    """A number among the texts: 422 whose issue names texts[1], never a 5xx."""
+    headers = {"x-api-key": stack["api_key"]}
+    r = requests.post(stack["url"] + "/batch", json={"texts": ["fine", 7]}, headers=headers, timeout=15)
+    assert r.status_code == 422
+    assert r.json()["issue"].startswith("texts[1]")

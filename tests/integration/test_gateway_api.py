@@ -9,7 +9,6 @@ test_gateway_limits.py for throttle and quota).
 from __future__ import annotations
 
 import base64
-import dataclasses
 import http.client
 import json
 import socket
@@ -19,11 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from canary.records import RecordStore
-from emulator.functions import Alias, FunctionVersion
-from emulator.gateway import Gateway
-from emulator.settings import load_settings
 from infer.model import LABELS as MODEL_LABELS
+from tests.integration.conftest import unthrottled_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -43,12 +39,7 @@ def event_body(name: str) -> bytes | None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    settings = dataclasses.replace(
-        load_settings(), rate_limit=100_000.0, burst_limit=100_000, quota_limit=None
-    )
-    store = RecordStore(tmp_path_factory.mktemp("records") / "records.sqlite")
-    version = FunctionVersion("1", "v2", settings=settings)
-    gateway = Gateway(settings, Alias("live", version), API_KEY, store).start()
+    gateway, store = unthrottled_gateway(API_KEY, tmp_path_factory.mktemp("records"))
     yield gateway, store
     gateway.stop()
 

@@ -115,16 +115,16 @@ def test_serve_generates_and_prints_a_key_answers_and_stops_on_sigterm(tmp_path)
 
 
 def test_serve_defaults_to_the_newest_model_and_says_what_the_url_means(tmp_path):
-    """No --model: the newest trained model (v2) is served, not the template's default (v1), and
+    """No --model: the newest trained model (v3) is served, not the template's default (v1), and
     the banner says so, names the model of version 1 and explains that /v1/ in the URL is the API
     stage; --model v1 serves v1 and the banner says it was asked for."""
     newest = Served([], tmp_path / "a", env={"HATE_API_KEY": KEY})
     try:
-        assert re.search(r"model v2 on version 1 \(init \d+ ms\): the newest in models/", newest.banner)
+        assert re.search(r"model v3 on version 1 \(init \d+ ms\): the newest in models/", newest.banner)
         assert "the template's ModelVersion is v1" in newest.banner
         assert "/v1/ in the URL is the API stage, not the model version" in newest.banner
         r = requests.post(newest.url, data=BODY, headers={"x-api-key": KEY}, timeout=15)
-        assert (r.status_code, r.headers["X-Model-Version"]) == (200, "v2")
+        assert (r.status_code, r.headers["X-Model-Version"]) == (200, "v3")
     finally:
         newest.stop()
     asked = Served(["--model", "v1"], tmp_path / "b", env={"HATE_API_KEY": KEY})

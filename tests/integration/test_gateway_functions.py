@@ -25,7 +25,8 @@ pytestmark = pytest.mark.integration
 API_KEY = "alias-test-key-0123456789abcdef"
 TEXTS = ("have a lovely day", "you absolute clown", "the match starts at nine", "shut up already")
 # A direct invocation, as the PreTraffic hook makes one (the event file the handler's tests use).
-EVENT = json.loads((Path(__file__).resolve().parents[2] / "events" / "infer-post-valid.json").read_text())
+ROOT = Path(__file__).resolve().parents[2]
+EVENT = json.loads((ROOT / "events" / "infer-post-valid.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -228,9 +229,11 @@ def test_records_carry_the_handlers_source_probe_id_and_shadow_end_to_end(stack)
     gateway.flush()
     live, probe = store.window(since, time.time() + 1)
     assert (live.source, live.probe_id, live.function_version) == ("live", None, "1")
-    assert dict(live.shadow).keys() == {"v2"} and live.shadow_ms is not None and live.shadow_ms >= 0
+    # ShadowModels is "all" in the template: every other shipped model (make rollout names one)
+    shipped = {p.parent.name for p in (ROOT / "models").glob("v*/manifest.json")}
+    assert dict(live.shadow).keys() == shipped - {"v1"} and live.shadow_ms is not None and live.shadow_ms >= 0
     assert (probe.source, probe.probe_id, probe.model_version) == ("probe", "RUN-17-3", "v2")
-    assert dict(probe.shadow).keys() == {"v1"}
+    assert dict(probe.shadow).keys() == shipped - {"v2"}
 
 
 def test_a_hook_onset_fault_starts_when_the_environment_is_told_the_hook_is_done(settings):

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from emulator.functions import Alias, FunctionVersion
+from emulator.functions import Alias
 from emulator.gateway import Gateway, Quota, TokenBucket
 from emulator.settings import load_settings
 
@@ -18,13 +18,6 @@ pytestmark = pytest.mark.integration
 
 API_KEY = "limits-test-key-0123456789abcdef"
 BODY = json.dumps({"text": "what a lovely morning"})
-
-
-@pytest.fixture(scope="module")
-def version():
-    fv = FunctionVersion("1", "v1").start()
-    yield fv
-    fv.stop()
 
 
 @pytest.fixture

@@ -39,7 +39,8 @@ def test_the_inference_function_is_found_with_its_route_and_environment():
     assert s.inference.name == "hate-speech-prod-infer"
     assert (s.inference.memory_mb, s.inference.timeout_s, s.inference.alias) == (1769, 10.0, "live")
     assert [(r.method, r.path, r.api_key_required) for r in s.routes] == [
-        ("POST", "/infer/hate-speech", True)
+        ("POST", "/infer/hate-speech", True),
+        ("POST", "/infer/hate-speech/batch", True),
     ]
     assert s.stage_name == "v1"
     env = s.inference.environment

@@ -167,6 +167,19 @@ def test_only_the_hook_ships_the_golden_set_built_from_the_test_split(built, dat
 
 
 @pytest.mark.data
+def test_only_the_hook_ships_the_behavioural_suite_as_committed(built):
+    """suite.jsonl in the hook's package is training/suite/cases.jsonl byte for byte (the suite the
+    models' suite answers were recorded on, whose fingerprint the hook checks); no other package
+    ships it."""
+    build_dir, _ = built
+    shipped = build_dir / "PreTrafficHookFunction" / "suite.jsonl"
+    assert shipped.read_bytes() == (ROOT / "training" / "suite" / "cases.jsonl").read_bytes()
+    for name in FUNCTIONS:
+        if name != "PreTrafficHookFunction":
+            assert not (build_dir / name / "suite.jsonl").exists(), name
+
+
+@pytest.mark.data
 def test_the_probe_ships_only_its_probe_set_and_the_gate_no_texts(built, dataset):
     """probe.jsonl ({"id", "text"} rows of the test split) is in the probe's package with no other
     text file; the gate's package holds no texts, only the models' known answers."""

@@ -116,7 +116,7 @@ def test_a_model_only_change_publishes_a_new_version():
         Evaluator(t, {"ModelVersion": m}).resolve(t["Resources"][name]["Properties"]["Description"])
         for t, m in ((v1, "v1"), (v2, "v2"))
     ]
-    assert descriptions == ["model v1, max 5000 chars", "model v2, max 5000 chars"]
+    assert descriptions == ["model v1, shadow all, max 5000 chars", "model v2, shadow all, max 5000 chars"]
     schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema(REGION, "AWS::Lambda::Version").schema
     assert "/properties/Description" in schema["createOnlyProperties"]
     assert v1["Resources"][INFER]["Properties"]["Environment"]["Variables"]["MODEL_VERSION"] == {
@@ -133,8 +133,8 @@ def test_every_parameter_of_the_functions_environment_changes_the_version_descri
     for name in fed:
         spec = sam["Parameters"][name]
         default = str(spec["Default"])
-        other = next((v for v in spec.get("AllowedValues", []) if v != default), None) or str(
-            int(default) + 1
+        other = next((v for v in spec.get("AllowedValues", []) if v != default), None) or (
+            str(int(default) + 1) if default.isdigit() else "none"
         )
         before = Evaluator(sam).resolve(description)
         after = Evaluator(sam, {name: other}).resolve(description)
@@ -195,8 +195,8 @@ def test_usage_plan_quota_and_throttle_come_from_the_parameters(prod, sam):
     plan = prod["Resources"]["UsagePlan"]["Properties"]
     assert plan["Quota"] == {"Limit": {"Ref": "QuotaLimit"}, "Period": "MONTH"}
     assert plan["Throttle"] == {"RateLimit": {"Ref": "RateLimit"}, "BurstLimit": {"Ref": "BurstLimit"}}
-    assert plan["ApiStages"] == [
-        {"ApiId": {"Ref": "HateSpeechApi"}, "Stage": {"Ref": "HateSpeechApiv1Stage"}}
+    assert [(s["ApiId"], s["Stage"]) for s in plan["ApiStages"]] == [
+        ({"Ref": "HateSpeechApi"}, {"Ref": "HateSpeechApiv1Stage"})
     ]
     defaults = {
         name: sam["Parameters"][name]["Default"] for name in ("QuotaLimit", "RateLimit", "BurstLimit")
@@ -204,6 +204,45 @@ def test_usage_plan_quota_and_throttle_come_from_the_parameters(prod, sam):
     assert defaults == {"QuotaLimit": 10000, "RateLimit": 1000, "BurstLimit": 1000}
     key = prod["Resources"]["UsagePlanKey"]["Properties"]
     assert key == {"KeyId": {"Ref": "ApiKey"}, "KeyType": "API_KEY", "UsagePlanId": {"Ref": "UsagePlan"}}
+
+
+def test_the_plans_standard_and_free_are_usage_plans_of_the_stage_with_per_key_limits(prod, sam):
+    """Two plans on the API's stage, named <AppName>-<Environment>-<plan> (deploy/consumers.py reads
+    the plan's name so): standard (the stack's own key on it) and the smaller free tier, whose
+    limits are the Free* parameters; the free plan waits for the standard one (API Gateway refuses
+    concurrent changes to one stage's plans). Consumer keys go on them at run time, not here."""
+    resolved = Evaluator(prod, {"Environment": "prod"})
+    plans = {
+        logical: resolved.resolve(res["Properties"])
+        for logical, res in prod["Resources"].items()
+        if res["Type"] == "AWS::ApiGateway::UsagePlan"
+    }
+    names = {p["UsagePlanName"] for p in plans.values()}
+    assert names == {"hate-speech-prod-standard", "hate-speech-prod-free"}
+    free = prod["Resources"]["FreeUsagePlan"]
+    assert free["DependsOn"] == "UsagePlan"
+    assert free["Properties"]["Quota"] == {"Limit": {"Ref": "FreeQuotaLimit"}, "Period": "MONTH"}
+    assert free["Properties"]["Throttle"] == {
+        "RateLimit": {"Ref": "FreeRateLimit"},
+        "BurstLimit": {"Ref": "FreeBurstLimit"},
+    }
+    for plan in plans.values():
+        assert [s["ApiId"] for s in plan["ApiStages"]] == [{"Ref": "HateSpeechApi"}]
+        assert [s["Stage"] for s in plan["ApiStages"]] == [{"Ref": "HateSpeechApiv1Stage"}]
+    # Method-level throttling of the batch route (a method of the stage: "<path>/<METHOD>").
+    batch = {name: p["ApiStages"][0]["Throttle"] for name, p in plans.items()}
+    assert batch == {
+        "UsagePlan": {"/infer/hate-speech/batch/POST": {"RateLimit": 10, "BurstLimit": 20}},
+        "FreeUsagePlan": {"/infer/hate-speech/batch/POST": {"RateLimit": 1, "BurstLimit": 2}},
+    }
+    methods = [r["Properties"] for r in prod["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"]
+    assert methods and "post" in methods[0]["Body"]["paths"]["/infer/hate-speech/batch"]
+    free_params = ("FreeQuotaLimit", "FreeRateLimit", "FreeBurstLimit")
+    defaults = {n: sam["Parameters"][n]["Default"] for n in free_params}
+    assert defaults == {"FreeQuotaLimit": 1000, "FreeRateLimit": 5, "FreeBurstLimit": 10}
+    resources = prod["Resources"].values()
+    keys = [r["Properties"] for r in resources if r["Type"] == "AWS::ApiGateway::UsagePlanKey"]
+    assert keys == [{"KeyId": {"Ref": "ApiKey"}, "KeyType": "API_KEY", "UsagePlanId": {"Ref": "UsagePlan"}}]
 
 
 def test_post_requires_the_api_key_and_the_cors_preflight_does_not(prod):
@@ -480,6 +519,7 @@ def test_outputs_give_url_key_plan_alias_and_dashboard(prod):
     assert outputs["ApiUrl"]["Value"].endswith(ROUTE)
     assert outputs["ApiKeyId"]["Value"] == {"Ref": "ApiKey"}
     assert outputs["UsagePlanId"]["Value"] == {"Ref": "UsagePlan"}
+    assert outputs["FreeUsagePlanId"]["Value"] == {"Ref": "FreeUsagePlan"}
     assert outputs["LiveAliasArn"]["Value"] == {"Ref": f"{INFER}Aliaslive"}
     assert "#dashboards:name=${Dashboard}" in outputs["DashboardUrl"]["Value"]
 
@@ -495,8 +535,8 @@ def test_dashboard_shows_per_version_traffic_latency_labels_and_verdict(prod):
         "Invocations per version",
         "Errors per version",
         "p50 / p99",
-        "labels, model v1",
-        "labels, model v2",
+        "labels, model v1 (the stack's model",  # ModelVersion's default, resolved
+        "labels, every model",
         "verdict",
     ):
         assert part in titles, part

@@ -7,6 +7,7 @@ is exported the way `make train` exports v2, then perturbed the ways a retrain c
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 from pathlib import Path
 
@@ -409,3 +410,25 @@ def test_the_latency_and_arrays_within_tolerance_together_still_reproduce(tmp_pa
     assert result.mismatches == []
     assert "manifest.json" in result.machine_measured and "coef.npy" in result.within_tolerance
     assert "reproduced within tolerance" in result.summary() and "latency differs" in result.summary()
+
+
+def _as_kind(folder: Path, kind: str) -> Path:
+    """Rewrite folder's manifest as if its model were of another kind (its files unchanged)."""
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["model"]["kind"] = kind
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
+@pytest.mark.parametrize(("shift", "reproduced"), [(1e-7, True), (1e-5, False)])
+def test_an_nb_lr_model_gets_its_kinds_tolerance(tmp_path, pipe, shift, reproduced):
+    """v3's kind (nb_logistic_regression) is held to 1e-6, arrays and probabilities: the 1e-7 drift
+    of a BLAS kernel passes, a 1e-5 change does not (v2's kind would refuse both)."""
+    committed = _as_kind(write_model(tmp_path / "committed", pipe), "nb_logistic_regression")
+    moved = shifted(pipe, coef=shift, at=(0, 0))
+    fresh = _as_kind(write_model(tmp_path / "fresh", moved), "nb_logistic_regression")
+    result = reproduce.check_version("v2", fresh, committed, moved, CHECK_TEXTS)
+    assert result.reproduced is reproduced, result.mismatches
+    assert (result.array_tolerance, result.probability_tolerance) == (1e-6, 1e-6)
+    assert reproduce.tolerances({"model": {"kind": "logistic_regression"}}) == (1e-8, 1e-9)

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from emulator.lambda_context import LambdaContext, stand_in
+
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 ROUTE = "/infer/hate-speech"
@@ -37,18 +39,12 @@ APP_ENV_KEYS = (
 )
 
 
-@dataclass
-class FakeLambdaContext:
-    """The attributes of the Lambda context object the handler and Powertools read."""
+CONTEXT_FUNCTION_NAME = "hate-speech-dev-infer"
 
-    function_name: str = "hate-speech-dev-infer"
-    function_version: str = "7"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:hate-speech-dev-infer:live"
-    aws_request_id: str = "5f1d3c2e-0000-4000-8000-000000000001"
 
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+def FakeLambdaContext(function_version: str = "7") -> LambdaContext:  # noqa: N802 (named as the class it was)
+    """The Lambda context of one in-process call (emulator.lambda_context's stand-in)."""
+    return stand_in(CONTEXT_FUNCTION_NAME, function_version, "5f1d3c2e-0000-4000-8000-000000000001")
 
 
 def load_app(env: Mapping[str, str]) -> ModuleType:
@@ -89,7 +85,7 @@ class Answer:
     raw: dict[str, Any]  # the proxy response as the handler returned it
 
 
-def invoke(app: ModuleType, ev: dict[str, Any], context: FakeLambdaContext | None = None) -> Answer:
+def invoke(app: ModuleType, ev: dict[str, Any], context: LambdaContext | None = None) -> Answer:
     """Call infer.app.lambda_handler and decode its API Gateway proxy response."""
     raw = app.lambda_handler(ev, context or FakeLambdaContext())
     headers: dict[str, str] = {}

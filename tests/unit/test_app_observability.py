@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests.unit._infer_harness import (
+    CONTEXT_FUNCTION_NAME,
     EVENT_API_KEY,
     ROOT,
     FakeLambdaContext,
@@ -56,13 +57,15 @@ def secret_event(name: str = "infer-post-valid", body: dict | None = None) -> di
 
 
 def test_one_request_record_per_request(app):
-    """Every request, answered or refused, writes exactly one "inference" record."""
+    """Every request, answered or refused, writes exactly one "inference" record; an answered
+    batch one per text (tests/unit/test_app_batch.py)."""
     names = event_names()
     with captured_logs(app) as logs:
-        statuses = [invoke(app, event(name)).status for name in names]
+        answers = [invoke(app, event(name)) for name in names]
     records = request_records(logs)
-    assert [r["status"] for r in records] == statuses
-    assert len(records) == len(names)
+    expected = [a.status for a in answers for _ in (a.body.get("results") or [None])]
+    assert [r["status"] for r in records] == expected
+    assert len(records) == len(names) + sum(max(0, len(a.body.get("results") or []) - 1) for a in answers)
 
 
 def test_request_record_of_a_prediction(app):
@@ -118,7 +121,7 @@ def test_correlation_id_is_the_api_gateway_request_id(app):
         invoke(app, ev)
     (record,) = request_records(logs)
     assert record["correlation_id"] == "req-corr-1234"
-    assert record["function_name"] == FakeLambdaContext.function_name
+    assert record["function_name"] == CONTEXT_FUNCTION_NAME
     assert record["service"] == "hate-speech"
 
 
@@ -271,5 +274,5 @@ def test_cold_start_is_logged_and_counted_once_per_process():
     assert [r["cold_start"] for r in records] == [True, False]
     cold = [r for r in lines if "ColdStart" in r]
     assert len(cold) == 1
-    assert cold[0]["function_name"] == FakeLambdaContext.function_name
+    assert cold[0]["function_name"] == CONTEXT_FUNCTION_NAME
     assert cold[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "HateSpeechApi"

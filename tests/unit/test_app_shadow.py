@@ -60,8 +60,8 @@ def business_metrics(stdout: str) -> list[dict]:
 @pytest.mark.parametrize(("served", "other"), [("v1", "v2"), ("v2", "v1")])
 def test_shadow_labels_are_what_the_other_model_predicts(serve, served, other):
     """Each 200's record carries {other model: its label of the same text}, while the answer is
-    the served model's alone."""
-    app = serve(served)
+    the served model's alone (SHADOW_MODELS names the other, as make rollout does)."""
+    app = serve(served, SHADOW_MODELS=other)
     other_model = load_model(MODELS / other)
     with captured_logs(app) as logs:
         answers = [invoke(app, text_event(text)) for text in TEXTS]
@@ -72,6 +72,16 @@ def test_shadow_labels_are_what_the_other_model_predicts(serve, served, other):
         assert record["shadow"] == {other: other_model.predict(text).label}
         assert record["label"] == answer.body["label"]
         assert isinstance(record["shadow_ms"], float) and record["shadow_ms"] >= 0
+
+
+def test_by_default_every_other_shipped_model_scores_in_the_shadow(serve):
+    """SHADOW_MODELS unset (all): the record carries a label of every other model in models/."""
+    app = serve("v2")
+    others = sorted(p.parent.name for p in MODELS.glob("v*/manifest.json") if p.parent.name != "v2")
+    with captured_logs(app) as logs:
+        invoke(app, text_event(TEXTS[0]))
+    (record,) = request_records(logs)
+    assert sorted(record["shadow"]) == others and len(others) >= 2
 
 
 def test_labels_disagree_somewhere_so_the_shadow_is_not_a_copy(serve):
@@ -154,7 +164,7 @@ def test_broken_shadow_model_does_not_break_serving(serve, tmp_path):
 def test_shadow_model_failing_on_a_request_does_not_fail_it(serve, monkeypatch):
     """A shadow model raising on a text: the answer is still 200, the record has no label of it,
     and the warning names the exception, never its message (which quotes the text)."""
-    app = serve("v2")
+    app = serve("v2", SHADOW_MODELS="v1")
 
     def broken(text):
         raise KeyError(text)
@@ -181,7 +191,7 @@ def test_shadow_model_failing_on_a_request_does_not_fail_it(serve, monkeypatch):
 def test_source_is_tagged_from_the_request_id(serve, name, source, probe_id):
     """The probe's and the hook's events (request ids "probe-..." / "pretraffic-...") are tagged
     with their source and probe id; a user's request is live. Probes are shadow-scored too."""
-    app = serve("v1")
+    app = serve("v1", SHADOW_MODELS="v2")
     with captured_logs(app) as logs:
         answer = invoke(app, event(name))
     (record,) = request_records(logs)

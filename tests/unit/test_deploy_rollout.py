@@ -116,7 +116,8 @@ def rollout(scene: Scene, model: str = "v2", status: int = 0) -> int:
 
 def test_rollout_prints_the_change_then_builds_and_deploys_with_every_parameter(capsys):
     """v1 live on version 6, MODEL=v2: one line says stack, from version/model and to model, then sam
-    build and sam deploy run with samconfig's Environment=prod AND ModelVersion=v2 in one list."""
+    build and sam deploy run with samconfig's Environment=prod AND ModelVersion=v2 in one list, with
+    ShadowModels=v1: the new version scores only the live model in the shadow."""
     with Scene() as scene:
         scene.stack()
         scene.resources()
@@ -133,6 +134,7 @@ def test_rollout_prints_the_change_then_builds_and_deploys_with_every_parameter(
             "--parameter-overrides",
             "Environment=prod",
             "ModelVersion=v2",
+            "ShadowModels=v1",
         ],
     ]
     first = capsys.readouterr().out.splitlines()[0]
@@ -184,7 +186,7 @@ def test_rollout_refuses_a_model_models_does_not_ship(capsys):
     """MODEL=v9: refused before any AWS call, listing the models/ folders."""
     with Scene() as scene:
         assert rollout(scene, "v9") == 2
-    assert capsys.readouterr().err == "error: MODEL=v9 is not in models/; use one of v1, v2\n"
+    assert capsys.readouterr().err == "error: MODEL=v9 is not in models/; use one of v1, v2, v3\n"
 
 
 def test_rollout_refuses_while_a_deployment_is_in_progress(capsys):
@@ -228,9 +230,12 @@ def test_a_failed_build_stops_before_the_deploy():
 
 
 def test_rollout_parameters_put_the_model_last_over_any_samconfig_model():
-    """Pure: samconfig's list plus ModelVersion, which wins over a ModelVersion in samconfig."""
-    got = ro.rollout_parameters({"Environment": "prod", "ModelVersion": "v1", "QuotaLimit": "5"}, "v2")
-    assert got == {"Environment": "prod", "QuotaLimit": "5", "ModelVersion": "v2"}
+    """Pure: samconfig's list plus ModelVersion, which wins over a ModelVersion in samconfig, and
+    ShadowModels: the live model, or every other one when the live model is unknown."""
+    got = ro.rollout_parameters({"Environment": "prod", "ModelVersion": "v1", "QuotaLimit": "5"}, "v2", "v1")
+    assert got == {"Environment": "prod", "QuotaLimit": "5", "ModelVersion": "v2", "ShadowModels": "v1"}
+    unknown = ro.rollout_parameters({"Environment": "prod", "ShadowModels": "v9"}, "v3")
+    assert unknown == {"Environment": "prod", "ModelVersion": "v3", "ShadowModels": "all"}
 
 
 def test_samconfig_overrides_of_each_environment():
@@ -248,4 +253,4 @@ def test_model_versions_are_the_models_folders_with_a_manifest_in_number_order(t
         (tmp_path / name / "manifest.json").write_text("{}")
     (tmp_path / "v3").mkdir()
     assert st.model_versions(tmp_path) == ("v1", "v2", "v10")
-    assert st.model_versions() == ("v1", "v2")
+    assert st.model_versions() == ("v1", "v2", "v3")

@@ -1,5 +1,6 @@
-"""The PreTraffic hook: exact agreement with the model's known answers on every test text, its
-other checks, and that it always reports to CodeDeploy."""
+"""The PreTraffic hook: exact agreement with the model's known answers on every test text and
+with its recorded answers on every case of the behavioural suite, its other checks, and that it
+always reports to CodeDeploy."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
+from canary import suite_answers
 from canary.config import TEST_TEXTS, HookConfig
 from canary.hook import handle, hook_event, load_texts, run_pretraffic
 from canary.records import LABELS
@@ -29,6 +31,10 @@ N = 20
 UNPACED = 1e9  # texts/s: the latency reference's pass never waits (pacing has its own tests)
 ROW_IDS = [7 + 3 * i for i in range(N)]  # row ids are the data set's, not positions
 RECORDED = {row: LABELS[(i * 7) % 3] for i, row in enumerate(ROW_IDS)}
+# A small behavioural suite (the real one has 364 cases; its own tests use it): ids as the suite's.
+SUITE_IDS = [f"{kind}-{i:03d}" for i, kind in enumerate(["benign", "slur", "threat", "negated"] * 3, 1)]
+SUITE_RECORDED = {case_id: LABELS[(i * 5) % 3] for i, case_id in enumerate(SUITE_IDS)}
+SUITE_MARK = "-suite-"  # suite request ids: pretraffic-<run id>-suite-<case id>
 
 
 def secret(row_id: int) -> str:
@@ -50,6 +56,24 @@ def answers_doc(recorded: dict[int, str], probe_rows: list[int] | None = None) -
     }
 
 
+def suite_text(case_id: str) -> str:
+    """A suite text the tests can recognise if it ever reaches a reason or a log (ids only may)."""
+    return f"secret suite case {case_id}"
+
+
+def write_suite(path: Path, case_ids=SUITE_IDS, text=suite_text) -> Path:
+    """The suite as the package ships it (suite.jsonl: training/suite/cases.jsonl's lines)."""
+    case = {"functionality": "x", "expected": "neither", "reason": "r"}
+    lines = [{"id": c, **case, "text": text(c)} for c in case_ids]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def suite_doc(recorded: dict[str, str]) -> dict:
+    """suite_answers.json as training writes it, over the test suite's (id, text) pairs."""
+    return suite_answers.build([(c, suite_text(c)) for c in recorded], recorded, LABELS)
+
+
 def write_texts(path: Path, row_ids) -> Path:
     path.write_text("".join(json.dumps({"id": str(r), "text": secret(r)}) + "\n" for r in row_ids))
     return path
@@ -61,15 +85,20 @@ def write_model(
     recorded: dict[int, str],
     ratio_to: dict | None = None,
     probe_rows: list[int] | None = None,
+    suite: dict[str, str] | dict | None = SUITE_RECORDED,
 ) -> Path:
-    """A model dir as training writes it: a checksummed weights file, answers.json, and a manifest
-    naming both (with latency.ratio_to when given)."""
+    """A model dir as training writes it: a checksummed weights file, answers.json,
+    suite_answers.json (`suite`: its recorded labels, or a whole document; None: a model trained
+    before the suite) and a manifest naming them (with latency.ratio_to when given)."""
     model = models_dir / name
     model.mkdir(parents=True)
     blobs = {
         "weights.json": b'{"weights": [1, 2, 3]}',
         "answers.json": json.dumps(answers_doc(recorded, probe_rows)).encode(),
     }
+    doc = None if suite is None else suite if "format" in suite else suite_doc(suite)
+    if doc is not None:
+        blobs[suite_answers.FILE] = json.dumps(doc).encode()
     for file, blob in blobs.items():
         (model / file).write_bytes(blob)
     manifest = {
@@ -78,6 +107,9 @@ def write_model(
         "files": {n: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for n, b in blobs.items()},
         "known_answers": {"file": "answers.json", "split": "test", "n": len(recorded)},
     }
+    if doc is not None:
+        n, sha = len(doc["ids"]), doc["suite_sha256"]
+        manifest["suite"] = {"file": suite_answers.FILE, "n": n, "suite_sha256": sha}
     if ratio_to:
         manifest["latency"] = {"ratio_to": ratio_to}
     (model / "manifest.json").write_text(json.dumps(manifest))
@@ -86,9 +118,11 @@ def write_model(
 
 @pytest.fixture
 def setup(tmp_path: Path):
-    """A model dir (v9) and the known-answer texts next to the golden set, as the build writes them."""
+    """A model dir (v9), the known-answer texts and the suite next to the golden set, as the build
+    writes them."""
     write_model(tmp_path / "models", "v9", RECORDED)
     write_texts(tmp_path / TEST_TEXTS, ROW_IDS)
+    write_suite(tmp_path / suite_answers.PACKAGE_FILE)
     config = HookConfig(
         new_version_arn=ARN,
         model_version="v9",
@@ -114,14 +148,37 @@ def row_of(event: dict) -> int:
     return int(event["requestContext"]["requestId"].rsplit("-", 1)[1])
 
 
+def case_of(event: dict) -> str | None:
+    """The suite case id a request id names (pretraffic-<run id>-suite-<case id>), else None."""
+    request_id = event["requestContext"]["requestId"]
+    return request_id.split(SUITE_MARK, 1)[1] if SUITE_MARK in request_id else None
+
+
 def model(
-    recorded=RECORDED, override=None, status: int = 200, version: str = "v9", calls=None, handler_ms=None
+    recorded=RECORDED,
+    override=None,
+    status: int = 200,
+    version: str = "v9",
+    calls=None,
+    handler_ms=None,
+    suite=SUITE_RECORDED,
+    suite_calls=None,
+    suite_texts=suite_text,
 ):
-    """A fake new version: answers each text with its recorded label unless override[row] says
-    otherwise; handler_ms(row) -> the X-Handler-Latency-Ms it sends (None: no header)."""
+    """A fake new version: answers each text with its recorded label unless override[row] (a
+    suite case: override[case id]) says otherwise; handler_ms(row) -> the X-Handler-Latency-Ms it
+    sends (None: no header). Known-answer rows go to `calls`, suite case ids to `suite_calls`;
+    suite_texts(case id) is the text each suite case must arrive with."""
     override = override or {}
 
     def invoke(event: dict) -> dict:
+        case = case_of(event)
+        if case is not None:
+            assert json.loads(event["body"])["text"] == suite_texts(case)
+            if suite_calls is not None:
+                suite_calls.append(case)
+            label = override.get(case, suite[case]) if status == 200 else None
+            return answer(label, status, version)
         row = row_of(event)
         assert json.loads(event["body"])["text"] == secret(row)  # the text of that row was sent
         if calls is not None:
@@ -149,14 +206,16 @@ def test_version_giving_every_known_answer_passes_every_check(setup):
     assert {c.name for c in result.checks} == {
         "artifacts",
         "known-answer set",
+        "suite set",
         "errors",
         "model version",
         "known answers",
+        "suite answers",
         "latency",
     }
     assert result.sent == result.answered == N
     assert sorted(calls) == ROW_IDS  # each row once
-    assert f"on {N} known-answer requests" in result.reason
+    assert f"on {N} known-answer requests and {len(SUITE_IDS)} suite requests" in result.reason
 
 
 def test_one_answer_off_its_recorded_label_fails_naming_the_row_id_not_the_text(setup):
@@ -172,6 +231,17 @@ def test_one_answer_off_its_recorded_label_fails_naming_the_row_id_not_the_text(
     assert "secret tweet" not in json.dumps(result.as_dict())  # texts never reach the log
 
 
+def real_suite(models_dir: Path, version: str, folder: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The committed suite shipped into `folder` as the build ships it; ({case id: label the
+    committed model recorded}, {case id: text})."""
+    from infer.artifacts import ArtifactDir
+    from training.behaviour import DEFAULT_SUITE
+
+    shutil.copyfile(DEFAULT_SUITE, folder / suite_answers.PACKAGE_FILE)
+    recorded = suite_answers.labels_by_id(ArtifactDir(models_dir / version).json(suite_answers.FILE))
+    return recorded, dict(suite_answers.read_texts(DEFAULT_SUITE))
+
+
 def test_a_one_percent_forced_label_fault_over_the_real_known_answers_is_caught(models_dir, tmp_path):
     """The fault the old label-mix check missed: 1 % of answers forced to `neither`, over v2's
     4,953 recorded test answers. Every forced answer that changed a label is named."""
@@ -180,12 +250,14 @@ def test_a_one_percent_forced_label_fault_over_the_real_known_answers_is_caught(
     doc = ArtifactDir(models_dir / "v2").json("answers.json")
     recorded = {int(r): doc["labels"][int(a)] for r, a in zip(doc["row_ids"], doc["answers"], strict=True)}
     write_texts(tmp_path / TEST_TEXTS, recorded)
+    suite, texts = real_suite(models_dir, "v2", tmp_path)
     config = HookConfig(
         new_version_arn=ARN, model_version="v2", models_dir=models_dir, golden_path=tmp_path / "golden.jsonl"
     )
     rng = random.Random(20240610)
     forced = {row: "neither" for row in recorded if rng.random() < 0.01}
-    result = run_pretraffic(config, model(recorded, override=forced, version="v2"))
+    fake = model(recorded, override=forced, version="v2", suite=suite, suite_texts=texts.__getitem__)
+    result = run_pretraffic(config, fake)
     changed = sorted(row for row in forced if recorded[row] != "neither")
     assert len(recorded) == 4953 and changed
     assert failed_checks(result) == {"known answers"}
@@ -264,7 +336,9 @@ def test_model_version_is_read_from_multi_value_headers(setup):
     config, _ = setup
 
     def invoke(event: dict) -> dict:
-        body = json.dumps({"label": RECORDED[row_of(event)], "category": "x", "scores": {}})
+        case = case_of(event)
+        label = SUITE_RECORDED[case] if case else RECORDED[row_of(event)]
+        body = json.dumps({"label": label, "category": "x", "scores": {}})
         return {"statusCode": 200, "multiValueHeaders": {"x-model-version": ["v9"]}, "body": body}
 
     result = run_pretraffic(config, invoke)
@@ -343,6 +417,261 @@ def test_the_texts_are_found_next_to_the_golden_set_unless_configured(tmp_path):
     assert HookConfig.from_env(env).known_texts_path == tmp_path / golden.TEST_TEXTS
     elsewhere = tmp_path / "other.jsonl"
     assert HookConfig.from_env({**env, "HOOK_TEST_TEXTS_PATH": str(elsewhere)}).known_texts_path == elsewhere
+
+
+# ------------------------------------------------------------------ the behavioural suite's recorded answers
+
+
+def test_one_flipped_suite_answer_fails_naming_the_case_id_not_the_text(setup):
+    """The models are deterministic: one suite case answered off its recorded label fails the
+    deployment, saying how many of the suite's cases differ and naming the case id, never a text;
+    every suite case was sent once, to the new version."""
+    config, _ = setup
+    case = SUITE_IDS[4]
+    flipped = other(SUITE_RECORDED[case])
+    suite_calls: list[str] = []
+    result = run_pretraffic(config, model(override={case: flipped}, suite_calls=suite_calls))
+    assert failed_checks(result) == {"suite answers"}
+    assert f"1 of {len(SUITE_IDS)} suite answers differ from the labels v9 recorded" in result.reason
+    assert f"{SUITE_RECORDED[case]} -> {flipped}: 1" in result.reason and f"case ids {case}" in result.reason
+    assert result.details["differing_case_ids"] == [case]
+    assert sorted(suite_calls) == sorted(SUITE_IDS)
+    assert "secret" not in json.dumps(result.as_dict())  # no suite text, no known-answer text
+
+
+def test_many_flipped_suite_answers_are_counted_and_the_first_ids_named(setup):
+    """Every suite answer off: all 12 counted, the first 10 case ids named, the rest counted."""
+    config, _ = setup
+    flipped = {case: other(label) for case, label in SUITE_RECORDED.items()}
+    result = run_pretraffic(config, model(override=flipped))
+    assert failed_checks(result) == {"suite answers"}
+    assert "12 of 12 suite answers differ" in result.reason
+    assert f"case ids {', '.join(SUITE_IDS[:10])} and 2 more" in result.reason
+    assert result.details["differing_case_ids"] == SUITE_IDS
+
+
+def _sent_nothing(config: HookConfig):
+    """run_pretraffic with a version that records what reaches it: (result, requests seen)."""
+    calls: list[int] = []
+    suite_calls: list[str] = []
+    result = run_pretraffic(config, model(calls=calls, suite_calls=suite_calls))
+    return result, calls + suite_calls
+
+
+def test_a_suite_text_holding_a_unicode_line_separator_is_read_whole(tmp_path):
+    """JSON lets a text hold U+2028 unescaped (spacing tricks are a suite functionality): the
+    suite is split on newlines only, so that case stays one (id, text) pair, not an error."""
+    text = "you are a\u2028lovely person\u0085 really"
+    path = tmp_path / "suite.jsonl"
+    lines = [{"id": "benign-001", "text": "hi"}, {"id": "spacing-002", "text": text}]
+    path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    assert suite_answers.read_texts(path) == [("benign-001", "hi"), ("spacing-002", text)]
+
+
+def test_a_packaged_suite_other_than_the_recorded_one_fails_before_sending(setup):
+    """One case reworded since v9 recorded its answers: the fingerprints of the (id, text) pairs
+    differ, `suite set` fails saying rebuild, and nothing is sent."""
+    config, tmp = setup
+    reworded = {SUITE_IDS[0]: "a reworded case"}
+    write_suite(tmp / "suite.jsonl", text=lambda c: reworded.get(c, suite_text(c)))
+    result, seen = _sent_nothing(config)
+    assert failed_checks(result) == {"suite set"} and seen == [] and result.sent == 0
+    assert "the hook's suite (suite.jsonl: 12 cases, sha256" in result.reason
+    assert "is not the one v9's answers were recorded on" in result.reason and "rebuild" in result.reason
+
+
+def test_a_model_without_suite_answers_fails_with_the_retrain_hint(setup):
+    """A model trained before issue 13 (no `suite` in its manifest): Failed, "retrain with make
+    train", nothing sent."""
+    config, tmp = setup
+    shutil.rmtree(tmp / "models" / "v9")
+    write_model(tmp / "models", "v9", RECORDED, suite=None)
+    result, seen = _sent_nothing(config)
+    assert failed_checks(result) == {"suite set"} and seen == []
+    assert "v9's manifest records no behavioural suite answers" in result.reason
+    assert "retrain with `make train`" in result.reason
+
+
+def test_a_package_without_the_suite_fails_saying_rebuild(setup):
+    """suite.jsonl missing from the package (built before the suite shipped): Failed, rebuild."""
+    config, tmp = setup
+    (tmp / "suite.jsonl").unlink()
+    result, seen = _sent_nothing(config)
+    assert failed_checks(result) == {"suite set"} and seen == []
+    assert "the hook's package has no suite" in result.reason and "rebuild" in result.reason
+
+
+def _broken_doc(doc: dict) -> dict:
+    return {**doc, "format": "something else"}
+
+
+def _other_sha(doc: dict) -> dict:
+    return {**doc, "suite_sha256": "0" * 64}
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [(_broken_doc, "format 'something else'"), (_other_sha, "its suite_sha256 is not the manifest's")],
+)
+def test_unusable_suite_answers_fail_before_sending(setup, spoil, message):
+    """A checksummed suite_answers.json that is not a suite-answers document, or whose suite
+    fingerprint is not the manifest's: `suite set` fails (retrain), nothing sent, no crash."""
+    config, tmp = setup
+    doc = spoil(suite_doc(SUITE_RECORDED))
+    shutil.rmtree(tmp / "models" / "v9")
+    write_model(tmp / "models", "v9", RECORDED, suite=doc)
+    if spoil is _other_sha:  # the manifest keeps the true fingerprint: the two disagree
+        manifest_path = tmp / "models" / "v9" / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["suite"]["suite_sha256"] = suite_doc(SUITE_RECORDED)["suite_sha256"]
+        manifest_path.write_text(json.dumps(manifest))
+    result, seen = _sent_nothing(config)
+    assert failed_checks(result) == {"suite set"} and seen == []
+    assert "unusable suite answers" in result.reason and message in result.reason
+    assert "retrain with `make train`" in result.reason
+
+
+def test_tampered_suite_answers_fail_the_checksum(setup):
+    """suite_answers.json edited after training: its sha256 no longer matches, `artifacts` fails."""
+    config, tmp = setup
+    path = tmp / "models" / "v9" / suite_answers.FILE
+    path.write_bytes(path.read_bytes().replace(b'"answers": "', b'"answers": "0'))
+    result, seen = _sent_nothing(config)
+    assert failed_checks(result) == {"artifacts"} and seen == []
+    assert "suite_answers.json" in result.reason
+
+
+def test_suite_cases_without_an_answer_fail_rather_than_pass(setup):
+    """A version failing the suite's requests (the known answers fine): the unanswered cases are
+    not a pass, `suite answers` fails saying how many got no answer and why."""
+    config, _ = setup
+    healthy = model()
+
+    def invoke(event: dict) -> dict:
+        if case_of(event) in SUITE_IDS[:3]:
+            raise TimeoutError("read timed out")
+        return healthy(event)
+
+    result = run_pretraffic(config, invoke)
+    assert failed_checks(result) == {"suite answers"}
+    assert "3 of 12 suite cases got no answer (first: invoke failed: TimeoutError)" in result.reason
+
+
+def test_suite_answers_from_another_model_fail(setup):
+    """Suite answers carrying X-Model-Version v1 while v9 is deployed fail `suite answers`."""
+    config, _ = setup
+    healthy, v1 = model(), model(version="v1")
+    result = run_pretraffic(config, lambda e: v1(e) if case_of(e) else healthy(e))
+    assert failed_checks(result) == {"suite answers"}
+    assert "suite answers came from ['v1'], expected v9" in result.reason
+
+
+def test_suite_events_are_hook_requests_naming_the_case(setup):
+    """A suite request is a REST proxy POST of the case's text whose request id,
+    "pretraffic-<run id>-suite-<case id>", makes it a hook request (never live traffic to the
+    judge) naming the case."""
+    from canary.hook import SuiteCase, suite_event
+    from infer.sources import HOOK, source_of_request_id
+
+    config, _ = setup
+    event = suite_event(SuiteCase("negated-004", "a suite text"), config, "d-ABC123")
+    assert event["httpMethod"] == "POST" and json.loads(event["body"]) == {"text": "a suite text"}
+    request_id = event["requestContext"]["requestId"]
+    assert request_id == "pretraffic-d-ABC123-suite-negated-004"
+    assert source_of_request_id(request_id).source == HOOK
+
+
+def test_a_deadline_reached_before_the_suite_fails_it(setup):
+    """The clock runs out as the known-answer pass ends: no suite case is sent, and the suite
+    check fails (not sent, out of time) instead of passing on nothing."""
+    config, _ = setup
+    now = [0.0]
+    calls: list[int] = []
+    suite_calls: list[str] = []
+    healthy = model(calls=calls, suite_calls=suite_calls)
+
+    def invoke(event: dict) -> dict:
+        out = healthy(event)
+        if len(calls) == N:  # the last known-answer text: the deadline has passed
+            now[0] = 1000.0
+        return out
+
+    result = run_pretraffic(config, invoke, deadline=10.0, clock=lambda: now[0])
+    assert failed_checks(result) == {"suite answers"} and suite_calls == []
+    assert "12 of 12 suite cases got no answer (first: not sent: out of time)" in result.reason
+
+
+class CostClock:
+    """Simulated time: each invoke adds its share of wall time (its round trip divided by the
+    requests in flight), each sleep its length. Thread-safe: the pools invoke concurrently."""
+
+    def __init__(self, per_invoke_s: float) -> None:
+        self.now, self.per_invoke_s, self.lock = 0.0, per_invoke_s, threading.Lock()
+        self.suite_span: list[float] = []  # when the first and the last suite request were sent
+
+    def __call__(self) -> float:
+        with self.lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.now += seconds
+
+    def costing(self, invoke):
+        def timed(event: dict) -> dict:
+            with self.lock:
+                self.now += self.per_invoke_s
+                if case_of(event) is not None:
+                    self.suite_span = [self.suite_span[0] if self.suite_span else self.now, self.now]
+            return invoke(event)
+
+        return timed
+
+
+def test_the_whole_hook_with_the_suite_fits_its_timeout_at_real_sizes(tmp_path):
+    """The budget in canary/hook.py's doc, on a simulated clock: 4,953 known-answer texts to both
+    versions, the real suite's 364 cases to the new version, then the latency reference over a
+    600-text probe set (two models' disjoint 300, the most it can be) paced at the scheduled 7/s,
+    each invoke costing 2 ms of wall time (a ~16 ms round trip, 8 in flight: the template's ~10 s
+    per 4,953). Every check passes inside Timeout 300 s less the 15 s margin; the suite pass is
+    not paced and costs under 1 s of it."""
+    from canary.evidence import scheduled_rate
+    from training.behaviour import DEFAULT_SUITE
+
+    rows = list(range(1, 4954))
+    recorded = {row: LABELS[row % 3] for row in rows}
+    pairs = suite_answers.read_texts(DEFAULT_SUITE)
+    suite = {case_id: LABELS[i % 3] for i, (case_id, _) in enumerate(pairs)}
+    doc = suite_answers.build(pairs, suite, LABELS)
+    models = tmp_path / "models"
+    write_model(models, "v9", recorded, ratio_to={"v8": 1.0}, probe_rows=rows[:300], suite=doc)
+    write_model(models, "v8", recorded, probe_rows=rows[300:600], suite=doc)
+    write_texts(tmp_path / TEST_TEXTS, rows)
+    shutil.copyfile(DEFAULT_SUITE, tmp_path / suite_answers.PACKAGE_FILE)
+    golden = tmp_path / "golden.jsonl"
+    config = HookConfig(new_version_arn=ARN, model_version="v9", models_dir=models, golden_path=golden)
+    clock = CostClock(per_invoke_s=0.002)
+    texts = dict(pairs)
+    new = model(recorded, suite=suite, suite_texts=texts.__getitem__, handler_ms=lambda row: 1.0)
+    old = model(recorded, version="v8", handler_ms=lambda row: 1.0)
+    deadline = 300.0 - config.time_margin_s
+    result = run_pretraffic(
+        config,
+        clock.costing(new),
+        invoke_baseline=clock.costing(old),
+        baseline_version="6",
+        deadline=deadline,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert result.passed, result.reason
+    assert result.details["suite_texts"] == 364 and result.latency_reference == pytest.approx(1.0)
+    first, last = clock.suite_span
+    assert first == pytest.approx(2 * 4953 * 0.002 + 0.002) and last - first < 1.0  # after the known pass
+    # The reference pass: row k due k/7 s after it began (invokes between rows are absorbed by the
+    # pacing sleeps), then the last row's two invokes.
+    assert clock.now == pytest.approx(last + 599 / scheduled_rate() + 2 * 0.002)
+    assert clock.now < deadline
 
 
 # ------------------------------------------------------------------ the latency reference (paired)
@@ -515,7 +844,8 @@ class SimClock:
 def _sent_at(clock: SimClock, calls: list[tuple[int, float]]):
     def wrap(invoke):
         def timed(event: dict) -> dict:
-            calls.append((row_of(event), clock()))
+            if case_of(event) is None:  # the known-answer and reference passes' rows only
+                calls.append((row_of(event), clock()))
             return invoke(event)
 
         return timed
@@ -682,6 +1012,17 @@ def stub_pair(
     )
 
 
+def stub_suite(s_lam: Stubber, override: dict[str, str] | None = None) -> None:
+    """The suite pass's invokes, in suite order: the new version's qualified ARN only."""
+    for case_id in SUITE_IDS:
+        label = (override or {}).get(case_id, SUITE_RECORDED[case_id])
+        s_lam.add_response(
+            "invoke",
+            {"StatusCode": 200, "Payload": payload(answer(label)), "ExecutedVersion": "7"},
+            {"FunctionName": ARN, "InvocationType": "RequestResponse", "Payload": ANY},
+        )
+
+
 def healthy_pair(row: int, label: str | None = None) -> tuple[dict, dict]:
     return answer(label or RECORDED[row], handler_ms=1.2), answer(RECORDED[row], handler_ms=1.0)
 
@@ -704,7 +1045,10 @@ def test_handle_reports_succeeded_for_a_version_giving_every_known_answer(setup,
     codedeploy, lam = clients()
     with Stubber(codedeploy) as s_cd, Stubber(lam) as s_lam:
         stub_target(s_cd, s_lam=s_lam)
-        for row in ROW_IDS * 2:  # the known answers, then the reference pass (no probe set here: all)
+        for row in ROW_IDS:  # the known answers
+            stub_pair(s_lam, *healthy_pair(row))
+        stub_suite(s_lam)  # the suite, to the new version alone
+        for row in ROW_IDS:  # the reference pass (no probe set here: every text)
             stub_pair(s_lam, *healthy_pair(row))
         expect_status(s_cd, "Succeeded")
         result = handle(DEPLOYMENT, codedeploy=codedeploy, lambda_client=lam, environ=hook_env(config))
@@ -734,6 +1078,30 @@ def test_handle_reports_failed_when_one_answer_differs(setup):
         result = handle(DEPLOYMENT, codedeploy=codedeploy, lambda_client=lam, environ=hook_env(config))
         s_cd.assert_no_pending_responses()
     assert result["status"] == "Failed" and f"row ids {ROW_IDS[-1]}" in result["reason"]
+
+
+def test_handle_reports_failed_when_one_suite_answer_differs(setup):
+    """Failure path through handle(): every known answer right, one suite case answered off its
+    recorded label by the new version; Failed is reported, naming the case id."""
+    config, _ = setup
+    case = SUITE_IDS[-1]
+    codedeploy, lam = clients()
+    with Stubber(codedeploy) as s_cd, Stubber(lam) as s_lam:
+        stub_target(s_cd, s_lam=s_lam)
+        for row in ROW_IDS:
+            stub_pair(s_lam, *healthy_pair(row))
+        stub_suite(s_lam, override={case: other(SUITE_RECORDED[case])})
+        for row in ROW_IDS:
+            stub_pair(s_lam, *healthy_pair(row))
+        expect_status(s_cd, "Failed")
+        result = handle(DEPLOYMENT, codedeploy=codedeploy, lambda_client=lam, environ=hook_env(config))
+        s_cd.assert_no_pending_responses()
+        s_lam.assert_no_pending_responses()
+    assert result["status"] == "Failed"
+    assert result["reason"] == (
+        f"suite answers: 1 of {len(SUITE_IDS)} suite answers differ from the labels v9 recorded "
+        f"({SUITE_RECORDED[case]} -> {other(SUITE_RECORDED[case])}: 1): case ids {case}"
+    )
 
 
 def test_handle_reports_failed_when_the_new_version_errors(setup):
@@ -887,16 +1255,19 @@ def test_hook_config_refuses_an_unqualified_arn():
 
 
 @pytest.mark.data
-def test_real_v2_gives_its_known_answers_and_v1_posing_as_v2_does_not(dataset, models_dir, tmp_path):
-    """With the texts the build writes (training.golden) and the committed answers, the runtime
-    scorer of v2 passes every check; v1 answering in its place fails `known answers`."""
+def test_every_real_model_gives_its_known_and_suite_answers_and_v1_posing_as_v2_does_not(
+    dataset, models_dir, tmp_path
+):
+    """With the texts the build writes (training.golden), the suite it ships and the committed
+    answers, the runtime scorer of every committed model passes every check (its recorded suite
+    answers are the ones it serves); v1 answering in v2's place fails `known answers` and
+    `suite answers`."""
     from infer.model import load_model
     from training.golden import write_hook_files
 
     write_hook_files(dataset, tmp_path / "golden.jsonl", models_dir)
-    config = HookConfig(
-        new_version_arn=ARN, model_version="v2", models_dir=models_dir, golden_path=tmp_path / "golden.jsonl"
-    )
+    real_suite(models_dir, "v2", tmp_path)
+    versions = sorted(m.parent.name for m in models_dir.glob("v*/manifest.json"))
 
     def serve(version: str, posing_as: str):
         scorer = load_model(models_dir / version)
@@ -906,11 +1277,19 @@ def test_real_v2_gives_its_known_answers_and_v1_posing_as_v2_does_not(dataset, m
 
         return invoke
 
-    good = run_pretraffic(config, serve("v2", "v2"))
-    assert good.passed, good.reason
-    assert good.sent == len(dataset.test)
-    bad = run_pretraffic(config, serve("v1", "v2"))
-    assert failed_checks(bad) == {"known answers"}
+    def config(version: str) -> HookConfig:
+        golden = tmp_path / "golden.jsonl"
+        return HookConfig(
+            new_version_arn=ARN, model_version=version, models_dir=models_dir, golden_path=golden
+        )
+
+    assert {"v1", "v2"} <= set(versions)
+    for version in versions:
+        good = run_pretraffic(config(version), serve(version, version))
+        assert good.passed, (version, good.reason)
+        assert good.sent == len(dataset.test) and good.details["suite_texts"] == 364
+    bad = run_pretraffic(config("v2"), serve("v1", "v2"))
+    assert failed_checks(bad) == {"known answers", "suite answers"}
 
 
 def test_the_reference_is_the_median_whatever_order_the_answers_come_in():

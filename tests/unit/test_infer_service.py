@@ -76,17 +76,24 @@ def _copy_models(tmp_path: Path, *versions: str) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize(("served", "other"), [("v1", "v2"), ("v2", "v1")])
-def test_every_other_shipped_model_is_loaded_in_the_shadow(served, other):
+@pytest.mark.parametrize("served", ["v1", "v2", "v3"])
+def test_every_other_shipped_model_is_loaded_in_the_shadow(served):
     """By default the service also loads every other model in MODELS_DIR, never the served one."""
     service = ModelService.start({"MODEL_VERSION": served})
-    assert [m.version for m in service.shadows] == [other]
+    others = sorted(p.parent.name for p in MODELS.glob("v*/manifest.json") if p.parent.name != served)
+    assert [m.version for m in service.shadows] == others
     assert service.shadow_failures == ()
+
+
+def test_shadow_models_named_loads_only_those():
+    """SHADOW_MODELS=v2 (what make rollout sets: the live model): only v2 scores in the shadow."""
+    service = ModelService.start({"MODEL_VERSION": "v3", "SHADOW_MODELS": "v2"})
+    assert [m.version for m in service.shadows] == ["v2"]
 
 
 def test_shadow_labels_are_the_other_models_predictions():
     """shadow_labels() gives each shadow model's own label of the text."""
-    service = ModelService.start({"MODEL_VERSION": "v1"})
+    service = ModelService.start({"MODEL_VERSION": "v1", "SHADOW_MODELS": "v2"})
     (v2,) = service.shadows
     for text in ("see you at the game tonight", "what a stupid thing to say", "RT @user: lol"):
         assert service.shadow_labels(text) == ({"v2": v2.predict(text).label}, {})
@@ -134,7 +141,7 @@ def test_shadow_directory_holding_another_version_is_a_shadow_failure(tmp_path):
 def test_shadow_model_that_raises_is_left_out_of_that_request(monkeypatch):
     """A shadow model failing on a text: no label for it, its exception name (never the message,
     which may quote the text) reported, and no exception reaches the caller."""
-    service = ModelService.start({"MODEL_VERSION": "v1"})
+    service = ModelService.start({"MODEL_VERSION": "v1", "SHADOW_MODELS": "v2"})
 
     def broken(text):
         raise KeyError(text)

@@ -22,6 +22,7 @@ from openapi_spec_validator import validate as validate_spec
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 from infer.model import CATEGORIES, LABELS
+from infer.request import MAX_BATCH_TEXTS
 from infer.service import ModelService
 from tests.template.cfn import load_template, resources_of_type, transform
 from tests.unit._infer_harness import ROOT, event, event_names, invoke, load_app
@@ -33,6 +34,7 @@ OPENAPI = ROOT / "openapi.yaml"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 # The function's answers (status -> body schema name) the sample events must all produce between them.
 FUNCTION_STATUSES = {200, 400, 413, 422}
+ROUTE, BATCH_ROUTE = "/infer/hate-speech", "/infer/hate-speech/batch"
 
 
 @cache
@@ -136,10 +138,22 @@ def test_examples_are_readme_s(doc):
     request = op["requestBody"]["content"]["application/json"]["examples"]["neither"]["value"]
     answer = op["responses"]["200"]["content"]["application/json"]["examples"]["neither"]["value"]
     documented = {
-        json.loads(ex.body)["text"]: (ex.status, json.loads(ex.answer)) for ex in examples(README_TEXT)
+        json.loads(ex.body)["text"]: (ex.status, json.loads(ex.answer))
+        for ex in examples(README_TEXT)
+        if ex.path == ROUTE
     }
     assert request["text"] in documented, "the document's example request is not one of README's"
     assert documented[request["text"]] == (200, answer)
+
+
+def test_batch_examples_are_readme_s(doc):
+    """The batch operation's examples are README's batch curl example: the same texts, the same
+    results at the digits shown."""
+    op = operations(doc)[(BATCH_ROUTE, "POST")]
+    request = op["requestBody"]["content"]["application/json"]["examples"]["two"]["value"]
+    answer = op["responses"]["200"]["content"]["application/json"]["examples"]["two"]["value"]
+    batches = [ex for ex in examples(README_TEXT) if ex.path == BATCH_ROUTE and ex.status == 200]
+    assert [(json.loads(ex.body), json.loads(ex.answer)) for ex in batches] == [(request, answer)]
 
 
 # ---------------------------------------------------------------- (b) the template's routes
@@ -245,13 +259,14 @@ def test_handler_answer_to_each_sample_event_is_documented(app, doc, name):
     assert not problems, f"events/{name}.json: " + "; ".join(problems)
 
 
-def test_sample_events_cover_the_function_s_statuses(app, doc):
+@pytest.mark.parametrize("path", [ROUTE, BATCH_ROUTE])
+def test_sample_events_cover_the_function_s_statuses(app, doc, path):
     """Between them, the sample events make the handler give every status it documents for POST
-    (200, 400, 413, 422): no function answer escapes the check above."""
+    (200, 400, 413, 422) on each route: no function answer escapes the check above."""
     statuses = set()
     for name in documented_events(doc):
         ev = event(name)
-        if ev["httpMethod"] == "POST":
+        if ev["httpMethod"] == "POST" and ev["path"] == path:
             statuses.add(invoke(app, ev).status)
     assert statuses == FUNCTION_STATUSES
 
@@ -261,19 +276,24 @@ def test_events_outside_the_document_are_gateway_403s(doc):
     or 405 when invoked directly) never reach it: API Gateway answers 403, which POST documents."""
     outside = sorted(set(event_names()) - set(documented_events(doc)))
     assert outside == ["infer-get-route", "infer-post-unknown-route"]
-    gateway_403 = operations(doc)[("/infer/hate-speech", "POST")]["responses"]["403"]["content"]
+    gateway_403 = resolved(operations(doc)[("/infer/hate-speech", "POST")]["responses"]["403"], doc)[
+        "content"
+    ]
     names = gateway_403["application/json"]["examples"]
     assert {"message": "Missing Authentication Token"} in [ex["value"] for ex in names.values()]
 
 
-def test_function_500_is_documented(app, doc, monkeypatch, tmp_path):
-    """An environment without a model answers 500 with a body and headers the document describes."""
+@pytest.mark.parametrize("name", ["infer-post-valid", "infer-batch-post-valid"])
+def test_function_500_is_documented(app, doc, monkeypatch, tmp_path, name):
+    """An environment without a model answers 500 on either route with a body and headers the
+    document describes."""
     service = ModelService.start({"MODEL_VERSION": "v2", "MODELS_DIR": str(tmp_path)})
     assert service.model is None
     monkeypatch.setattr(app, "SERVICE", service)
-    answer = invoke(app, event("infer-post-valid"))
+    ev = event(name)
+    answer = invoke(app, ev)
     assert answer.status == 500
-    problems = problems_with(answer, operations(doc)[("/infer/hate-speech", "POST")], doc)
+    problems = problems_with(answer, operations(doc)[(ev["path"], "POST")], doc)
     assert not problems, "; ".join(problems)
 
 
@@ -305,3 +325,28 @@ def test_text_limit_is_the_template_s(doc, template):
     """`text`'s maxLength is the default of the template's MaxTextChars parameter."""
     text = doc["components"]["schemas"]["ClassifyRequest"]["properties"]["text"]
     assert text["maxLength"] == int(template["Parameters"]["MaxTextChars"]["Default"])
+
+
+def test_batch_limits_are_the_handler_s_and_the_template_s(doc, template):
+    """A batch's texts: 1 to MAX_BATCH_TEXTS items (infer.request), each with the single route's
+    maxLength (MaxTextChars' default), and as many results."""
+    texts = doc["components"]["schemas"]["BatchRequest"]["properties"]["texts"]
+    assert (texts["minItems"], texts["maxItems"]) == (1, MAX_BATCH_TEXTS)
+    single = doc["components"]["schemas"]["ClassifyRequest"]["properties"]["text"]
+    assert texts["items"]["maxLength"] == single["maxLength"]
+    assert texts["items"]["maxLength"] == int(template["Parameters"]["MaxTextChars"]["Default"])
+    results = doc["components"]["schemas"]["BatchResult"]["properties"]["results"]
+    assert results["maxItems"] == MAX_BATCH_TEXTS
+    assert results["items"] == {"$ref": "#/components/schemas/Prediction"}
+
+
+def test_batch_answer_conforms_and_is_the_single_answers(app, doc):
+    """The documented batch example request, answered by the real handler, conforms to the batch
+    operation, and each result is the single route's answer to that text."""
+    op = operations(doc)[(BATCH_ROUTE, "POST")]
+    texts = op["requestBody"]["content"]["application/json"]["examples"]["two"]["value"]["texts"]
+    answer = invoke(app, event("infer-batch-post-valid", body=json.dumps({"texts": texts})))
+    assert answer.status == 200
+    assert not problems_with(answer, op, doc)
+    singles = [invoke(app, event("infer-post-valid", body=json.dumps({"text": t}))).body for t in texts]
+    assert answer.body["results"] == singles

@@ -2,9 +2,10 @@
 
 Every `curl ... -d '<json>'` in a fenced block of README.md must be followed by its answer as
 comment lines (`# 200 {...}`, continued on further `#` lines); the body goes through the real
-handler serving the highest models/vN, and the status, label, category and each score at the
-precision printed must match. Sentences of the form "`<text>` comes back <Category>" are checked
-against the same model.
+handler serving the highest models/vN, on the route the URL names (`"$API_URL"` the single route,
+`"$API_URL/batch"` the batch route), and the status, label, category and each score at the
+precision printed must match (each result's, for a batch). Sentences of the form "`<text>` comes
+back <Category>" are checked against the same model.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
 CURL_BODY = re.compile(r"(?:-d|--data(?:-raw)?)\s+'([^']*)'")
 ANSWER_START = re.compile(r"^#\s*(\d{3})\s+(.*)$")
 CLAIM = re.compile(r"`([^`]+)` comes back (\w+(?: \w+)?)")
+ROUTE, BATCH_ROUTE = "/infer/hate-speech", "/infer/hate-speech/batch"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Example:
     body: str  # the request body, as curl sends it
     status: int  # the documented status
     answer: str  # the documented answer body (JSON text)
+    path: str = ROUTE  # the route the curl URL names
 
 
 def newest_model_version() -> str:
@@ -83,7 +86,8 @@ def examples(markdown: str) -> list[Example]:
             )
             assert not any(starts[1:]), f"README.md line {line}: one request, several answers"
             parts = [starts[0].group(2)] + [c.lstrip("#").strip() for c in comments[1:]]
-            found.append(Example(line, body.group(1), int(starts[0].group(1)), " ".join(parts)))
+            path = BATCH_ROUTE if '$API_URL/batch"' in command else ROUTE
+            found.append(Example(line, body.group(1), int(starts[0].group(1)), " ".join(parts), path))
     return found
 
 
@@ -102,6 +106,20 @@ def mismatches(example: Example, status: int, body: dict) -> list[str]:
         return [f"status {status}, documented {example.status}"]
     if status != 200 or not isinstance(documented, dict):
         return [] if documented == body else [f"body {body}, documented {documented}"]
+    if "results" in documented or "results" in body:  # a batch: each result as a single answer
+        shown, real = documented.get("results"), body.get("results")
+        if not isinstance(shown, list) or not isinstance(real, list) or len(shown) != len(real):
+            return [f"results {real}, documented {shown}"]
+        return [
+            f"results[{i}]: {problem}"
+            for i, (one, actual) in enumerate(zip(shown, real, strict=True))
+            for problem in _prediction_mismatches(one, actual)
+        ]
+    return _prediction_mismatches(documented, body)
+
+
+def _prediction_mismatches(documented: dict, body: dict) -> list[str]:
+    """How one prediction differs from the documented one (scores at the printed precision)."""
     problems = []
     if set(documented) != set(body):
         problems.append(f"keys {sorted(body)}, documented {sorted(documented)}")
@@ -132,8 +150,9 @@ def app():
     return load_app({"MODEL_VERSION": newest_model_version()})
 
 
-def answer_of(app, body: str):
-    answer = invoke(app, event("infer-post-valid", body=body))
+def answer_of(app, body: str, path: str = ROUTE):
+    name = "infer-batch-post-valid" if path == BATCH_ROUTE else "infer-post-valid"
+    answer = invoke(app, event(name, body=body))
     assert answer.headers.get("x-model-version") == newest_model_version()
     return answer
 
@@ -149,7 +168,7 @@ def test_readme_shows_at_least_one_prediction():
 @pytest.mark.parametrize("example", examples(README_TEXT), ids=lambda ex: f"line{ex.line}")
 def test_readme_example_is_what_the_newest_model_answers(app, example):
     """Each documented answer is the real handler's answer with the newest model, to the digits shown."""
-    answer = answer_of(app, example.body)
+    answer = answer_of(app, example.body, example.path)
     problems = mismatches(example, answer.status, answer.body)
     assert not problems, (
         f"README.md line {example.line}: the example {example.body} is not what models/"
@@ -235,3 +254,27 @@ def test_an_answer_without_its_request_is_refused():
     orphan = "\n".join(line for line in PARSED.splitlines() if "curl" not in line and "-d" not in line)
     with pytest.raises(AssertionError, match="without a curl request"):
         examples(orphan + "\n")
+
+
+BATCH_TEXTS = ["Congrats to the team on a great season", "shut up you worthless clown"]
+
+
+def test_a_batch_example_goes_to_the_batch_route_and_each_result_is_checked(app):
+    """A curl to "$API_URL/batch" is sent to the batch route and each result is checked: the real
+    answer passes; with its second result's label changed, that result is reported by index."""
+    body = json.dumps({"texts": BATCH_TEXTS})
+    real = answer_of(app, body, BATCH_ROUTE).body
+    wrong = json.loads(json.dumps(real))
+    wrong["results"][1]["label"] = next(label for label in CATEGORIES if label != real["results"][1]["label"])
+    for answer in (real, wrong):
+        markdown = (
+            f'```sh\ncurl -s -X POST "$API_URL/batch" -H "x-api-key: $API_KEY" \\\n     -d \'{body}\'\n'
+            f"# 200 {json.dumps(answer)}\n```\n"
+        )
+        (example,) = examples(markdown)
+        assert example.path == BATCH_ROUTE
+        problems = mismatches(example, 200, real)
+        if answer is real:
+            assert problems == []
+        else:
+            assert len(problems) == 1 and problems[0].startswith("results[1]: label "), problems

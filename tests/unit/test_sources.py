@@ -23,6 +23,7 @@ from canary.sources import (
     LogsInsightsSource,
     SourceError,
     insights_query,
+    latest_logged,
     live_counts_query,
     live_routing,
     parse_insights_timestamp,
@@ -167,6 +168,32 @@ def test_logs_source_gives_up_on_a_query_that_never_completes():
         with pytest.raises(SourceError, match="still Running"):
             source.window(T0, T0 + 60)
         stub.assert_no_pending_responses()
+
+
+def test_latest_logged_stops_a_query_that_never_completes():
+    """A component's record query still running after its timeout is stopped and raises SourceError
+    (the same polling as the request records': one budget, the query stopped, the group named)."""
+    logs = client("logs")
+    slept: list[float] = []
+    with Stubber(logs) as stub:
+        stub.add_response(
+            "start_query",
+            {"queryId": "q9"},
+            {
+                "logGroupName": "/aws/lambda/judge",
+                "startTime": int(T0),
+                "endTime": int(T0) + 61,
+                "queryString": ANY,
+                "limit": 1,
+            },
+        )
+        for _ in range(3):
+            stub.add_response("get_query_results", {"status": "Running", "results": []}, {"queryId": "q9"})
+        stub.add_response("stop_query", {"success": True}, {"queryId": "q9"})
+        with pytest.raises(SourceError, match="q9 on /aws/lambda/judge still Running after 2 s"):
+            latest_logged(logs, "/aws/lambda/judge", "judge", T0, T0 + 60, sleep=slept.append, timeout_s=2.0)
+        stub.assert_no_pending_responses()
+    assert slept == [1.0, 1.0]
 
 
 def test_insights_timestamps_are_utc():
