@@ -254,16 +254,22 @@ def train_all(ds, out: Path, jobs: int = 2) -> Trained:
         return _train_all(ds, out, jobs)
 
 
-def _train_all(ds, out: Path, jobs: int) -> Trained:
+@dataclass
+class Fitted:
+    """One fitted version, with what its manifest says about how it was fitted."""
+
+    pipeline: Any  # predict / predict_proba over raw texts (scikit-learn, or v3's NumPy reference)
+    cv: dict
+    hyperparameters: dict
+    exporter: Any  # (pipeline, ModelWriter) -> the manifest's `model` entry
+
+
+def _fit_all(ds, folds, jobs: int, cases) -> dict[str, Fitted]:
+    """v1, v2, v3 and the prior variants, fitted on the train split only."""
     # Imported here: training.candidates (v3's building blocks) imports this module's constants.
     from training import v3 as v3_recipe
 
     y_train = np.array([r.label for r in ds.train])
-    folds = list(
-        StratifiedKFold(FOLDS, shuffle=True, random_state=SEED).split(np.zeros(len(y_train)), y_train)
-    )
-    cases = behaviour.load_suite()
-    suite_texts = [c.text for c in cases]
     t = time.perf_counter()
     v1, v1_cv = train_v1(ds, folds, jobs)
     v1_seconds = time.perf_counter() - t
@@ -271,112 +277,140 @@ def _train_all(ds, out: Path, jobs: int) -> Trained:
     v2, v2_cv = train_v2(ds, folds, jobs)
     v2_seconds = time.perf_counter() - t
     t = time.perf_counter()
-    v2_suite = {c.id: LABELS[k] for c, k in zip(cases, v2.predict(suite_texts), strict=True)}
+    # v3's rule must not regress against v2 on the suite: v2's suite labels are its reference.
+    v2_suite = {c.id: LABELS[k] for c, k in zip(cases, v2.predict([c.text for c in cases]), strict=True)}
     v3, v3_cv = v3_recipe.train_v3(
-        [r.text for r in ds.train], y_train, agreement(ds.train), folds, cases, v2_suite, OFFSET_GRID
+        [r.text for r in ds.train], y_train, agreement(ds.train), folds, cases, v2_suite, OFFSET_GRID, jobs
     )
     log(f"trained v1 in {v1_seconds:.0f} s, v2 in {v2_seconds:.0f} s, v3 in {time.perf_counter() - t:.0f} s")
     train_prior = [float(p) for p in np.bincount(y_train, minlength=len(LABELS)) / len(y_train)]
-    v3_prior = v3_recipe.decision_prior(
-        train_prior, v3_cv["chosen"]["offsets"], v3_cv["chosen"]["temperature"]
-    )
-
-    test_texts = [r.text for r in ds.test]
-    y_test = np.array([r.label for r in ds.test])
-    golden = golden_set(ds, GOLDEN_N)
-    golden_texts = [r.text for r in golden]
-    y_golden = np.array([r.label for r in golden])
-    pipes = {"v1": v1, "v2": v2, "v3": v3}
-    pred = {v: p.predict(test_texts) for v, p in pipes.items()}
-    metrics = {v: evaluate.report(y_test, pred[v]) for v in pipes}
-    for v, m in metrics.items():
-        log(f"{v} test: accuracy {m['accuracy']} macro-F1 {m['macro_f1']} weighted-F1 {m['weighted_f1']}")
-    cvs = {"v1": v1_cv, "v2": v2_cv, "v3": v3_cv}
-    exporters = {"v1": export_v1, "v2": export_v2, "v3": v3_recipe.export_v3}
-    hyper = {
-        "v1": {
-            "alpha": V1_ALPHA,
-            "stop_words": "scikit-learn ENGLISH_STOP_WORDS",
-            "stemmer": "nltk PorterStemmer",
-        },
-        "v2": {
-            "C": v2_cv["chosen"]["C"],
-            "class_offsets": v2_cv["chosen"]["offsets"],
-            "sample_weight": "annotator agreement (majority votes / annotators)",
-        },
-        "v3": {
-            "C": v3_recipe.NB_C,
-            "blend": v3_recipe.BLEND,
-            "class_offsets": v3_cv["chosen"]["offsets"],
-            "temperature": v3_cv["chosen"]["temperature"],
-            "benign_floor": v3_recipe.BENIGN_FLOOR,
-            "sample_weight": "annotator agreement (majority votes / annotators)",
-            "training_prior": [round(p, 4) for p in train_prior],
-            "decision_prior": v3_prior,
-        },
+    chosen = v3_cv["chosen"]
+    v3_prior = v3_recipe.decision_prior(train_prior, chosen["offsets"], chosen["temperature"])
+    agreement_weights = "annotator agreement (majority votes / annotators)"
+    fitted = {
+        "v1": Fitted(
+            v1,
+            v1_cv,
+            {
+                "alpha": V1_ALPHA,
+                "stop_words": "scikit-learn ENGLISH_STOP_WORDS",
+                "stemmer": "nltk PorterStemmer",
+            },
+            export_v1,
+        ),
+        "v2": Fitted(
+            v2,
+            v2_cv,
+            {
+                "C": v2_cv["chosen"]["C"],
+                "class_offsets": v2_cv["chosen"]["offsets"],
+                "sample_weight": agreement_weights,
+            },
+            export_v2,
+        ),
+        "v3": Fitted(
+            v3,
+            v3_cv,
+            {
+                "C": v3_recipe.NB_C,
+                "blend": v3_recipe.BLEND,
+                "class_offsets": chosen["offsets"],
+                "temperature": chosen["temperature"],
+                "benign_floor": v3_recipe.BENIGN_FLOOR,
+                "sample_weight": agreement_weights,
+                "training_prior": [round(p, 4) for p in train_prior],
+                "decision_prior": v3_prior,
+            },
+            v3_recipe.export_v3,
+        ),
     }
     for name, (base, prior) in PRIOR_VARIANTS.items():
         if base != "v3":
             raise ValueError(f"PRIOR_VARIANTS[{name!r}]: only v3 states its decision prior, not {base!r}")
-        pipes[name] = v3_recipe.with_prior(v3, v3_prior, prior)
-        pred[name] = pipes[name].predict(test_texts)
-        metrics[name] = evaluate.report(y_test, pred[name])
-        cvs[name], exporters[name] = v3_cv, v3_recipe.export_v3
-        hyper[name] = {**hyper["v3"], "derived_from": "v3", "decision_prior": [round(p, 4) for p in prior]}
+        hyper = {
+            **fitted["v3"].hyperparameters,
+            "derived_from": "v3",
+            "decision_prior": [round(p, 4) for p in prior],
+        }
+        fitted[name] = Fitted(v3_recipe.with_prior(v3, v3_prior, prior), v3_cv, hyper, v3_recipe.export_v3)
+    return fitted
+
+
+def _train_all(ds, out: Path, jobs: int) -> Trained:
+    y_train = np.array([r.label for r in ds.train])
+    folds = list(
+        StratifiedKFold(FOLDS, shuffle=True, random_state=SEED).split(np.zeros(len(y_train)), y_train)
+    )
+    cases = behaviour.load_suite()
+    fitted = _fit_all(ds, folds, jobs, cases)
+    test_texts = [r.text for r in ds.test]
+    y_test = np.array([r.label for r in ds.test])
+    pred = {v: f.pipeline.predict(test_texts) for v, f in fitted.items()}
+    metrics = {v: evaluate.report(y_test, pred[v]) for v in fitted}
+    for v, m in metrics.items():
+        log(f"{v} test: accuracy {m['accuracy']} macro-F1 {m['macro_f1']} weighted-F1 {m['weighted_f1']}")
     # P(this version's label | the other's label) on test, for every other version: the canary
     # judge's expected label pairs whichever two versions meet.
-    transitions = {v: {o: evaluate.transition(pred[o], pred[v]) for o in pipes if o != v} for v in pipes}
+    transitions = {v: {o: evaluate.transition(pred[o], pred[v]) for o in fitted if o != v} for v in fitted}
     writers, manifests, probe_ids = {}, {}, set()
-    for version, pipe in pipes.items():
-        writer = ModelWriter(out / version)
-        model = exporters[version](pipe, writer)
-        golden_pred = pipe.predict(golden_texts)
-        golden_acc = evaluate.r4((golden_pred == y_golden).mean())
-        # The deployed version must give every test text exactly these labels (the PreTraffic
-        # hook and the evidence judge check it by row id, without the data set).
-        known = answers.build("test", [r.row_id for r in ds.test], pred[version], LABELS)
-        writer.add_json(answers.FILE, known)
-        # ... and every suite text the label recorded here (the suite ships with the hook).
-        suite_labels = pipe.predict(suite_texts)
-        by_text = {text: LABELS[k] for text, k in zip(suite_texts, suite_labels, strict=True)}
-        suite_doc = suite_record.build(cases, by_text.__getitem__, LABELS)
-        writer.add_json(suite_record.FILE, suite_doc)
-        probe_ids.update(known["probe"]["row_ids"])
-        writers[version] = writer
-        manifests[version] = {
-            "version": version,
-            "labels": list(LABELS),
-            "model": model,
-            "training": {
-                "data_sha256": ds.sha256,
-                "split": "test when int(sha256(str(row_id)), 16) % 5 == 0 (shared/data/README.md)",
-                "n_train": len(ds.train),
-                "n_test": len(ds.test),
-                "cv": cvs[version],
-                "hyperparameters": hyper[version],
-                "seed": SEED,
-                "libraries": {
-                    "scikit-learn": sklearn.__version__,
-                    "nltk": nltk.__version__,
-                    "numpy": np.__version__,
-                },
-            },
-            "metrics": {"test": metrics[version]},
-            "expected_label_distribution": metrics[version]["predicted_distribution"],
-            "golden": {
-                "n": len(golden),
-                "accuracy": golden_acc,
-                "label_distribution": evaluate.distribution(golden_pred),
-            },
-            "known_answers": answers.summary(known),
-            "suite": {
-                **suite_record.summary(cases, suite_doc),
-                "acknowledged_regressions": dict(ACKNOWLEDGED.get(version, {})),
-            },
-            "transitions": transitions[version],
-        }
+    for version, f in fitted.items():
+        writers[version] = ModelWriter(out / version)
+        manifests[version], probe = _manifest(version, f, writers[version], ds, cases, pred[version])
+        manifests[version].update(metrics={"test": metrics[version]}, transitions=transitions[version])
+        manifests[version]["expected_label_distribution"] = metrics[version]["predicted_distribution"]
+        probe_ids.update(probe)
     probe_texts = [r.text for r in ds.test if r.row_id in probe_ids]
-    return Trained(pipelines=pipes, writers=writers, manifests=manifests, probe_texts=probe_texts)
+    pipelines = {v: f.pipeline for v, f in fitted.items()}
+    return Trained(pipelines=pipelines, writers=writers, manifests=manifests, probe_texts=probe_texts)
+
+
+def _manifest(version: str, f: Fitted, writer: ModelWriter, ds, cases, test_pred) -> tuple[dict, list[int]]:
+    """Export one version's arrays, known answers and suite answers into writer; its manifest
+    (metrics, transitions and label shares are the caller's, computed over every version) and
+    its probe set's row ids."""
+    model = f.exporter(f.pipeline, writer)
+    golden = golden_set(ds, GOLDEN_N)
+    golden_pred = f.pipeline.predict([r.text for r in golden])
+    golden_acc = evaluate.r4((golden_pred == np.array([r.label for r in golden])).mean())
+    # The deployed version must give every test text exactly these labels (the PreTraffic
+    # hook and the evidence judge check it by row id, without the data set).
+    known = answers.build("test", [r.row_id for r in ds.test], test_pred, LABELS)
+    writer.add_json(answers.FILE, known)
+    # ... and every suite text the label recorded here (the suite ships with the hook).
+    suite_texts = [c.text for c in cases]
+    labels = {t: LABELS[k] for t, k in zip(suite_texts, f.pipeline.predict(suite_texts), strict=True)}
+    suite_doc = suite_record.build(cases, labels.__getitem__, LABELS)
+    writer.add_json(suite_record.FILE, suite_doc)
+    manifest = {
+        "version": version,
+        "labels": list(LABELS),
+        "model": model,
+        "training": {
+            "data_sha256": ds.sha256,
+            "split": "test when int(sha256(str(row_id)), 16) % 5 == 0 (shared/data/README.md)",
+            "n_train": len(ds.train),
+            "n_test": len(ds.test),
+            "cv": f.cv,
+            "hyperparameters": f.hyperparameters,
+            "seed": SEED,
+            "libraries": {
+                "scikit-learn": sklearn.__version__,
+                "nltk": nltk.__version__,
+                "numpy": np.__version__,
+            },
+        },
+        "golden": {
+            "n": len(golden),
+            "accuracy": golden_acc,
+            "label_distribution": evaluate.distribution(golden_pred),
+        },
+        "known_answers": answers.summary(known),
+        "suite": {
+            **suite_record.summary(cases, suite_doc),
+            "acknowledged_regressions": dict(ACKNOWLEDGED.get(version, {})),
+        },
+    }
+    return manifest, known["probe"]["row_ids"]
 
 
 def release_gate(trained: Trained) -> list[str]:

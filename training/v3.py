@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from joblib import Parallel, delayed
 
 from infer.model import LABELS
 from training import suite_record
@@ -130,14 +131,19 @@ def train_v3(
     cases: Sequence[Case],
     previous: Mapping[str, str],
     grid: Sequence[float],
+    jobs: int = 1,
 ) -> tuple[NBLRPipeline, dict]:
     """Fit v3 on all of `texts` (the train split): CV for the rule and the temperature, then the
     final fit with both folded into its arrays. `previous`: the previous model's suite labels."""
     corpus = Corpus(texts)
+    # The five fold fits and the final one are independent; liblinear releases the GIL, so
+    # threads share the corpus without copying it (the fits are the same as one after another).
+    rows = [tr for tr, _ in folds] + [np.arange(len(y))]
+    fits = Parallel(n_jobs=jobs, prefer="threads")(delayed(fit_blend)(corpus, y, w, r) for r in rows)
     oof = np.zeros((len(y), len(LABELS)))
-    for tr, va in folds:
-        oof[va] = fit_blend(corpus, y, w, tr).decision(corpus.counts, va)
-    full = fit_blend(corpus, y, w, np.arange(len(y)))
+    for (_, va), fit in zip(folds, fits, strict=False):
+        oof[va] = fit.decision(corpus.counts, va)
+    full = fits[-1]
     suite_scores = full.decision(corpus.other([c.text for c in cases]))
     chosen = choose_rule(oof, y, suite_scores, cases, previous, grid)
     offsets = np.array(chosen["offsets"])

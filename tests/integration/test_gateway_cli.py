@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from emulator.__main__ import newest_model
+from emulator.serve import newest_model
 from tests.usermake import run_make, user_env
 
 pytestmark = pytest.mark.integration
