@@ -324,16 +324,25 @@ def _fit_all(ds, folds, jobs: int, cases) -> dict[str, Fitted]:
             v3_recipe.export_v3,
         ),
     }
-    for name, (base, prior) in PRIOR_VARIANTS.items():
+    fitted.update(prior_variants(fitted["v3"], PRIOR_VARIANTS))
+    return fitted
+
+
+def prior_variants(
+    v3: Fitted, variants: dict[str, tuple[str, tuple[float, float, float]]]
+) -> dict[str, Fitted]:
+    """Each PRIOR_VARIANTS entry as a fitted model: v3 restated for that deployment prior."""
+    from training import v3 as v3_recipe
+
+    reference = v3.hyperparameters["decision_prior"]
+    out = {}
+    for name, (base, prior) in variants.items():
         if base != "v3":
             raise ValueError(f"PRIOR_VARIANTS[{name!r}]: only v3 states its decision prior, not {base!r}")
-        hyper = {
-            **fitted["v3"].hyperparameters,
-            "derived_from": "v3",
-            "decision_prior": [round(p, 4) for p in prior],
-        }
-        fitted[name] = Fitted(v3_recipe.with_prior(v3, v3_prior, prior), v3_cv, hyper, v3_recipe.export_v3)
-    return fitted
+        hyper = {**v3.hyperparameters, "derived_from": "v3", "decision_prior": [round(p, 4) for p in prior]}
+        pipeline = v3_recipe.with_prior(v3.pipeline, reference, prior)
+        out[name] = Fitted(pipeline, v3.cv, hyper, v3_recipe.export_v3)
+    return out
 
 
 def _train_all(ds, out: Path, jobs: int) -> Trained:

@@ -179,3 +179,24 @@ def test_a_prior_that_is_not_three_positive_shares_summing_to_one_is_refused(pri
     pipe = v3.NBLRPipeline(corpus=None, featurizer=None, coef=np.zeros((1, 3)), intercept=np.zeros(3))
     with pytest.raises(ValueError, match="positive shares"):
         v3.with_prior(pipe, [1 / 3] * 3, prior)
+
+
+def test_a_prior_variant_is_v3_restated_with_its_prior_and_says_so():
+    """training.train.prior_variants: same coefficients, intercept moved by log(prior / v3's
+    decision prior), hyperparameters naming v3 and the new prior; another base is refused."""
+    import numpy as np
+
+    from training import v3
+
+    base_pipe = v3.NBLRPipeline(corpus=None, featurizer=None, coef=np.ones((2, 3)), intercept=np.zeros(3))
+    base = train.Fitted(
+        base_pipe, {"folds": 5}, {"decision_prior": [0.2, 0.6, 0.2], "temperature": 1.5}, None
+    )
+    ((name, variant),) = train.prior_variants(base, {"v4": ("v3", (0.02, 0.38, 0.60))}).items()
+    assert name == "v4" and variant.pipeline.coef is base_pipe.coef
+    assert variant.pipeline.intercept == pytest.approx(np.log([0.02 / 0.2, 0.38 / 0.6, 0.60 / 0.2]))
+    assert variant.hyperparameters["derived_from"] == "v3"
+    assert variant.hyperparameters["decision_prior"] == [0.02, 0.38, 0.6]
+    assert variant.exporter is v3.export_v3 and variant.cv == {"folds": 5}
+    with pytest.raises(ValueError, match="only v3"):
+        train.prior_variants(base, {"v4": ("v2", (0.02, 0.38, 0.60))})
