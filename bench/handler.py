@@ -51,9 +51,6 @@ ROOT = Path(__file__).resolve().parent.parent
 EVENT = ROOT / "events" / "infer-post-valid.json"
 REQUIREMENTS = ROOT / "infer" / "requirements.txt"
 VERSIONS = ("v1", "v2", "v3")
-# The shadow each served model loads as deployed: make rollout sets ShadowModels to the model live
-# before the canary (v1 -> v2 -> v3 is the rollout story; v1's shadow is v2, a rollback's).
-SHADOW_OF = {"v1": "v2", "v2": "v1", "v3": "v2"}
 # What the build (deploy/lambda.mk) removes because the Lambda runtime already has it.
 IN_RUNTIME = ("boto3", "botocore", "s3transfer")
 INFER_VARS = ("MODEL_VERSION", "SHADOW_MODELS", "MODELS_DIR", "MAX_TEXT_CHARS", "LOG_LEVEL")
@@ -156,7 +153,6 @@ def lambda_env(version: str, task_root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in INFER_VARS and not k.startswith("POWERTOOLS_")}
     env.update(
         MODEL_VERSION=version,
-        SHADOW_MODELS=SHADOW_OF.get(version, "all"),
         LAMBDA_TASK_ROOT=str(task_root),
         AWS_LAMBDA_FUNCTION_NAME="bench-infer",
         AWS_LAMBDA_FUNCTION_VERSION="1",

@@ -49,15 +49,9 @@ def format_overrides(parameters: dict[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in parameters.items())
 
 
-def rollout_parameters(
-    env_overrides: dict[str, str], model: str, live_model: str | None = None
-) -> dict[str, str]:
-    """samconfig's overrides of the environment plus ModelVersion, one list (ModelVersion wins),
-    and ShadowModels: the new version scores only the live model in the shadow (the one the
-    canary judge pairs it with), so its cold start loads two models whatever models/ holds;
-    every other shipped model when the live one is unknown."""
-    ours = {"ModelVersion": model, "ShadowModels": live_model or "all"}
-    return {**{k: v for k, v in env_overrides.items() if k not in ours}, **ours}
+def rollout_parameters(env_overrides: dict[str, str], model: str) -> dict[str, str]:
+    """samconfig's overrides of the environment plus ModelVersion, one list (ModelVersion wins)."""
+    return {**{k: v for k, v in env_overrides.items() if k != "ModelVersion"}, "ModelVersion": model}
 
 
 def sam_commands(sam: str, env: str, parameters: dict[str, str]) -> list[list[str]]:
@@ -123,7 +117,7 @@ def plan_rollout(
         from_version=alias.version,
         from_model=live_model,
         to_model=model,
-        parameters=rollout_parameters(env_overrides, model, live_model),
+        parameters=rollout_parameters(env_overrides, model),
     )
 
 

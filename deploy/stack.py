@@ -30,11 +30,7 @@ INFERENCE_FUNCTION = "InferenceFunction"  # the template's logical id
 # A deployment that may still move the alias (CodeDeploy's DeploymentStatus values).
 ACTIVE_STATUSES = ("Created", "Queued", "InProgress", "Baking", "Ready")
 # The version's environment variables that come from stack parameters (template.yaml).
-VERSION_PARAMETERS = {
-    "MODEL_VERSION": "ModelVersion",
-    "SHADOW_MODELS": "ShadowModels",
-    "MAX_TEXT_CHARS": "MaxTextChars",
-}
+VERSION_PARAMETERS = {"MODEL_VERSION": "ModelVersion", "MAX_TEXT_CHARS": "MaxTextChars"}
 _MODEL = re.compile(r"v(\d+)")
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from canary import suite_answers
 from canary.suite_answers import FILE, labels_by_id
-from training.behaviour import BENIGN, FUNCTIONALITIES, Case, hate_rates, neither_rate
+from training.behaviour import FUNCTIONALITIES, Case, evaluate, hate_rates, neither_rate
 
 REGRESSION_P = 0.05  # two-sided exact sign test on the changed cases
 
@@ -37,13 +37,7 @@ def summary(cases: Sequence[Case], doc: Mapping[str, Any]) -> dict[str, Any]:
     """The manifest's `suite` entry: the file, the suite it answers, pass rates per functionality."""
     got = labels_by_id(doc)
     predict_case = {c.text: got[c.id] for c in cases}.__getitem__
-
-    rates = {}
-    for func in FUNCTIONALITIES:
-        group = [c for c in cases if c.functionality == func]
-        if group:
-            passed = sum(got[c.id] in c.expected for c in group)
-            rates[func] = {"n": len(group), "passed": passed}
+    rates = {f: {"n": r.n, "passed": r.passed} for f, r in evaluate(predict_case, cases).items()}
     benign, n_benign = neither_rate(predict_case, cases)
     return {
         "file": FILE,
@@ -110,8 +104,3 @@ def gate(
         for c in changes
         if c.regression and c.functionality not in acknowledged
     ]
-
-
-def benign_ok(summary_entry: Mapping[str, Any], floor: float) -> bool:
-    """Whether the share of everyday benign text labelled `neither` reaches the floor."""
-    return summary_entry["benign_neither"]["rate"] >= floor and BENIGN in summary_entry["functionalities"]

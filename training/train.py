@@ -361,10 +361,11 @@ def _train_all(ds, out: Path, jobs: int) -> Trained:
     # P(this version's label | the other's label) on test, for every other version: the canary
     # judge's expected label pairs whichever two versions meet.
     transitions = {v: {o: evaluate.transition(pred[o], pred[v]) for o in fitted if o != v} for v in fitted}
+    golden = golden_set(ds, GOLDEN_N)
     writers, manifests, probe_ids = {}, {}, set()
     for version, f in fitted.items():
         writers[version] = ModelWriter(out / version)
-        manifests[version], probe = _manifest(version, f, writers[version], ds, cases, pred[version])
+        manifests[version], probe = _manifest(version, f, writers[version], ds, cases, golden, pred[version])
         manifests[version].update(metrics={"test": metrics[version]}, transitions=transitions[version])
         manifests[version]["expected_label_distribution"] = metrics[version]["predicted_distribution"]
         probe_ids.update(probe)
@@ -373,12 +374,13 @@ def _train_all(ds, out: Path, jobs: int) -> Trained:
     return Trained(pipelines=pipelines, writers=writers, manifests=manifests, probe_texts=probe_texts)
 
 
-def _manifest(version: str, f: Fitted, writer: ModelWriter, ds, cases, test_pred) -> tuple[dict, list[int]]:
+def _manifest(
+    version: str, f: Fitted, writer: ModelWriter, ds, cases, golden, test_pred
+) -> tuple[dict, list[int]]:
     """Export one version's arrays, known answers and suite answers into writer; its manifest
     (metrics, transitions and label shares are the caller's, computed over every version) and
     its probe set's row ids."""
     model = f.exporter(f.pipeline, writer)
-    golden = golden_set(ds, GOLDEN_N)
     golden_pred = f.pipeline.predict([r.text for r in golden])
     golden_acc = evaluate.r4((golden_pred == np.array([r.label for r in golden])).mean())
     # The deployed version must give every test text exactly these labels (the PreTraffic

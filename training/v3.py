@@ -30,7 +30,7 @@ from joblib import Parallel, delayed
 
 from infer.model import LABELS
 from training import suite_record
-from training.behaviour import Case
+from training.behaviour import Case, neither_rate
 from training.candidates import (
     NB_C,
     Candidate,
@@ -95,14 +95,14 @@ def choose_rule(
 ) -> dict:
     """The offsets (hate, neither) with the best CV macro + weighted F1 among those meeting the
     suite's constraints; every grid point is kept in the returned `tried` count."""
-    benign = [c for c in cases if c.functionality == "everyday_benign"]
     feasible = []
     for o0 in grid:
         for o2 in grid:
             offsets = np.array([o0, 0.0, o2])
             mf, wf = f1_pair(y, (oof + offsets).argmax(axis=1))
             labels = _suite_labels(suite_scores, offsets, cases)
-            benign_rate = sum(labels[c.id] == "neither" for c in benign) / len(benign)
+            by_text = {c.text: labels[c.id] for c in cases}
+            benign_rate, _ = neither_rate(by_text.__getitem__, cases)
             changes = suite_record.compare(cases, labels, previous)
             regressions = suite_record.gate("v3", "previous", changes, ACKNOWLEDGED)
             if benign_rate >= BENIGN_FLOOR and not regressions:

@@ -229,7 +229,7 @@ def test_records_carry_the_handlers_source_probe_id_and_shadow_end_to_end(stack)
     gateway.flush()
     live, probe = store.window(since, time.time() + 1)
     assert (live.source, live.probe_id, live.function_version) == ("live", None, "1")
-    # ShadowModels is "all" in the template: every other shipped model (make rollout names one)
+    # Every other shipped model scores in the shadow (SHADOW_MODELS unset: all)
     shipped = {p.parent.name for p in (ROOT / "models").glob("v*/manifest.json")}
     assert dict(live.shadow).keys() == shipped - {"v1"} and live.shadow_ms is not None and live.shadow_ms >= 0
     assert (probe.source, probe.probe_id, probe.model_version) == ("probe", "RUN-17-3", "v2")

@@ -116,7 +116,7 @@ def test_a_model_only_change_publishes_a_new_version():
         Evaluator(t, {"ModelVersion": m}).resolve(t["Resources"][name]["Properties"]["Description"])
         for t, m in ((v1, "v1"), (v2, "v2"))
     ]
-    assert descriptions == ["model v1, shadow all, max 5000 chars", "model v2, shadow all, max 5000 chars"]
+    assert descriptions == ["model v1, max 5000 chars", "model v2, max 5000 chars"]
     schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema(REGION, "AWS::Lambda::Version").schema
     assert "/properties/Description" in schema["createOnlyProperties"]
     assert v1["Resources"][INFER]["Properties"]["Environment"]["Variables"]["MODEL_VERSION"] == {
@@ -133,8 +133,8 @@ def test_every_parameter_of_the_functions_environment_changes_the_version_descri
     for name in fed:
         spec = sam["Parameters"][name]
         default = str(spec["Default"])
-        other = next((v for v in spec.get("AllowedValues", []) if v != default), None) or (
-            str(int(default) + 1) if default.isdigit() else "none"
+        other = next((v for v in spec.get("AllowedValues", []) if v != default), None) or str(
+            int(default) + 1
         )
         before = Evaluator(sam).resolve(description)
         after = Evaluator(sam, {name: other}).resolve(description)

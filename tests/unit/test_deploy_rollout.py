@@ -116,8 +116,7 @@ def rollout(scene: Scene, model: str = "v2", status: int = 0) -> int:
 
 def test_rollout_prints_the_change_then_builds_and_deploys_with_every_parameter(capsys):
     """v1 live on version 6, MODEL=v2: one line says stack, from version/model and to model, then sam
-    build and sam deploy run with samconfig's Environment=prod AND ModelVersion=v2 in one list, with
-    ShadowModels=v1: the new version scores only the live model in the shadow."""
+    build and sam deploy run with samconfig's Environment=prod AND ModelVersion=v2 in one list."""
     with Scene() as scene:
         scene.stack()
         scene.resources()
@@ -134,7 +133,6 @@ def test_rollout_prints_the_change_then_builds_and_deploys_with_every_parameter(
             "--parameter-overrides",
             "Environment=prod",
             "ModelVersion=v2",
-            "ShadowModels=v1",
         ],
     ]
     first = capsys.readouterr().out.splitlines()[0]
@@ -230,12 +228,9 @@ def test_a_failed_build_stops_before_the_deploy():
 
 
 def test_rollout_parameters_put_the_model_last_over_any_samconfig_model():
-    """Pure: samconfig's list plus ModelVersion, which wins over a ModelVersion in samconfig, and
-    ShadowModels: the live model, or every other one when the live model is unknown."""
-    got = ro.rollout_parameters({"Environment": "prod", "ModelVersion": "v1", "QuotaLimit": "5"}, "v2", "v1")
-    assert got == {"Environment": "prod", "QuotaLimit": "5", "ModelVersion": "v2", "ShadowModels": "v1"}
-    unknown = ro.rollout_parameters({"Environment": "prod", "ShadowModels": "v9"}, "v3")
-    assert unknown == {"Environment": "prod", "ModelVersion": "v3", "ShadowModels": "all"}
+    """Pure: samconfig's list plus ModelVersion, which wins over a ModelVersion in samconfig."""
+    got = ro.rollout_parameters({"Environment": "prod", "ModelVersion": "v1", "QuotaLimit": "5"}, "v2")
+    assert got == {"Environment": "prod", "QuotaLimit": "5", "ModelVersion": "v2"}
 
 
 def test_samconfig_overrides_of_each_environment():
