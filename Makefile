@@ -108,7 +108,7 @@ format: $(STAMP) ## Format the code with ruff
 
 ##@ AWS (build and validate run offline; every other target here needs AWS credentials)
 SAM := $(VENV)/bin/sam
-AWS_PREFLIGHT = $(PY) deploy/aws_preflight.py --env $(ENV)
+AWS_PREFLIGHT = $(PY) -m deploy.aws_preflight --env $(ENV)
 
 build: $(STAMP) ## sam build: the three Lambda packages into .aws-sam/build (no Docker)
 	$(OFFLINE) $(SAM) build --build-in-source
@@ -142,8 +142,8 @@ decommission: $(STAMP) ## Delete the stack and its uploaded packages: make decom
 
 .PHONY: build validate deploy rollout decommission
 
-report: $(STAMP) ## On-call canary report: make report ENV=prod [JSON=1] (alarms, deployment, judge)
-	@$(PY) -m canary.report --env $(ENV) $(if $(JSON),--json)
+report: $(STAMP) ## On-call canary report: make report ENV=prod [JSON=1] [HTML=page.html] (alarms, deployment, judge)
+	@$(PY) -m canary.report --env $(ENV) $(if $(JSON),--json) $(if $(HTML),--html $(HTML))
 
 .PHONY: report
 include deploy/lambda.mk

@@ -36,6 +36,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from canary.stats import percentiles
 from emulator.load import UNANSWERED, Answer, OpenLoop, post_requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,15 +85,12 @@ class Result:
     load_average_before: float | None = None  # the machine's 1-minute load before the run (others' work)
 
 
+# Seconds in, milliseconds out, as canary.stats defines a percentile (the judge's and alarms' p99).
+_POINTS = {"p50": 0.50, "p90": 0.90, "p99": 0.99, "p999": 0.999, "max": 1.0}
+
+
 def _percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    ordered = sorted(values)
-
-    def q(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000.0, 3)
-
-    return {"p50": q(0.50), "p90": q(0.90), "p99": q(0.99), "p999": q(0.999), "max": q(1.0)}
+    return percentiles(values, _POINTS, scale=1000.0)
 
 
 def drive(host: str, port: int, api_key: str, rate: float, duration_s: float, connections: int) -> Result:

@@ -1,17 +1,16 @@
-"""Settings of the canary judge Lambda and the PreTraffic hook: the one place that reads their
-environment variables. The judge's statistical thresholds are canary.judge.JudgeConfig; any of
-its fields can be overridden with JUDGE_<FIELD> (e.g. JUDGE_ALPHA=0.005, JUDGE_LOOKS=5).
+"""Settings of the canary judge Lambda, the PreTraffic hook, the probe and the PostTraffic gate:
+the one place that reads their environment variables. The evidence judge's own thresholds are
+canary.evidence.EvidenceConfig (measured in bench/canary_power.py), not environment settings.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from canary.judge import JudgeConfig
 from canary.manifests import DEFAULT_MODELS_DIR
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # /var/task in the Lambda package
@@ -43,22 +42,6 @@ def _number(env: Mapping[str, str], name: str, default: Any, kind: type) -> Any:
         raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
 
 
-def judge_config_from_env(environ: Mapping[str, str] | None = None) -> JudgeConfig:
-    """JudgeConfig with any JUDGE_<FIELD> overrides applied."""
-    env = _env(environ)
-    defaults = JudgeConfig()
-    values = {
-        f.name: _number(
-            env, f"JUDGE_{f.name.upper()}", getattr(defaults, f.name), type(getattr(defaults, f.name))
-        )
-        for f in fields(JudgeConfig)
-    }
-    try:
-        return JudgeConfig(**values)
-    except ValueError as exc:
-        raise ConfigError(f"JUDGE_* settings: {exc}") from None
-
-
 @dataclass(frozen=True)
 class JudgeLambdaConfig:
     """How the scheduled judge finds the canary and publishes its verdict."""
@@ -67,9 +50,7 @@ class JudgeLambdaConfig:
     alias: str = "live"  # ALIAS_NAME: the alias CodeDeploy shifts
     log_group: str = ""  # LOG_GROUP: its log group (default /aws/lambda/<FUNCTION_NAME>)
     namespace: str = "HateSpeechApi"  # POWERTOOLS_METRICS_NAMESPACE: where CanaryVerdict goes
-    window_minutes: float = 10.0  # WINDOW_MINUTES: records read back in time (>= canary interval + 2)
     models_dir: Path = DEFAULT_MODELS_DIR  # MANIFESTS_DIR: folder of <version>/manifest.json
-    judge: JudgeConfig = field(default_factory=JudgeConfig)  # JUDGE_*: the statistical thresholds
     application: str | None = None  # CODEDEPLOY_APPLICATION: finds the canary's start (AllowTraffic)
     deployment_group: str | None = None  # DEPLOYMENT_GROUP: ... in this group (unset: any of the application)
     # HOOK_LOG_GROUP: the PreTraffic hook's log group, where its measured latency reference is
@@ -82,18 +63,13 @@ class JudgeLambdaConfig:
         name = _get(env, "FUNCTION_NAME")
         if name is None:
             raise ConfigError("FUNCTION_NAME is not set: set it to the inference function's name")
-        window = _number(env, "WINDOW_MINUTES", cls.window_minutes, float)
-        if window <= 0:
-            raise ConfigError(f"WINDOW_MINUTES={window} must be positive")
         models = _get(env, "MANIFESTS_DIR")
         return cls(
             function_name=name,
             alias=_get(env, "ALIAS_NAME") or cls.alias,
             log_group=_get(env, "LOG_GROUP") or f"/aws/lambda/{name}",
             namespace=_get(env, "POWERTOOLS_METRICS_NAMESPACE") or cls.namespace,
-            window_minutes=window,
             models_dir=Path(models) if models else DEFAULT_MODELS_DIR,
-            judge=judge_config_from_env(env),
             application=_get(env, "CODEDEPLOY_APPLICATION"),
             deployment_group=_get(env, "DEPLOYMENT_GROUP"),
             hook_log_group=_get(env, "HOOK_LOG_GROUP") or "",

@@ -119,14 +119,19 @@ class Classification(StrEnum):
 
 
 class Verdict(StrEnum):
-    """The judge's answer at one look (same values as canary.judge.Verdict)."""
+    """The judge's answer at one look."""
 
     PASS = "PASS"
     FAIL = "FAIL"
     INCONCLUSIVE = "INCONCLUSIVE"
 
 
+# The verdict metric (contract): namespace POWERTOOLS_METRICS_NAMESPACE, dimension FunctionName;
+# the judge alarm fires on Maximum >= 2. Each judged look is logged with JUDGE_LOG_MESSAGE.
+VERDICT_METRIC = "CanaryVerdict"
+VERDICT_DIMENSION = "FunctionName"
 VERDICT_VALUE = {Verdict.PASS: 0, Verdict.INCONCLUSIVE: 1, Verdict.FAIL: 2}
+JUDGE_LOG_MESSAGE = "canary verdict"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,17 +23,25 @@ its own look passes.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from canary.config import ConfigError, JudgeLambdaConfig
-from canary.evidence import VERDICT_VALUE, Verdict, judge_evidence
+from canary.evidence import (
+    JUDGE_LOG_MESSAGE,
+    VERDICT_DIMENSION,
+    VERDICT_METRIC,
+    VERDICT_VALUE,
+    Verdict,
+    judge_evidence,
+)
 from canary.gate import HOOK_LOOKBACK_S, CanaryWindow, GateError, find_window
-from canary.judge import JUDGE_LOG_MESSAGE, VERDICT_DIMENSION, VERDICT_METRIC
 from canary.manifests import ManifestError, load_manifests
 from canary.probe import ProbeError, expected_labels, load_known_answers
+from canary.report_model import JudgeLook, ScheduledLook
 from canary.sources import (
     AliasRouting,
     LogsInsightsSource,
@@ -64,13 +72,7 @@ def publish_verdict(
 
 
 def _routing_dict(routing: AliasRouting) -> dict[str, Any]:
-    return {
-        "function_name": routing.function_name,
-        "alias": routing.alias,
-        "baseline_version": routing.baseline_version,
-        "canary_version": routing.canary_version,
-        "canary_weight": routing.canary_weight,
-    }
+    return asdict(routing)
 
 
 def canary_window(codedeploy: Any, config: JudgeLambdaConfig, canary_version: str) -> CanaryWindow:
@@ -182,15 +184,8 @@ def run_once(
         logger.error("could not read the request records", extra={"reason": str(exc)})
         return {"status": "error", "verdict": Verdict.INCONCLUSIVE.value, "reason": str(exc)}
     publish_verdict(cloudwatch_client, config.namespace, config.function_name, report.verdict, now)
-    body = report.as_dict()
-    body.update(
-        routing=_routing_dict(routing),
-        judged_at=now,
-        canary_start=start,
-        deployment_id=window.deployment_id,
-        queries=records.queries,
-        latency_reference={"ratio": reference, "source": found},
-    )
+    scheduled = ScheduledLook(start, window.deployment_id, records.queries, reference, found)
+    body = JudgeLook(report, routing, judged_at=now, scheduled=scheduled).to_dict()
     logger.info(JUDGE_LOG_MESSAGE, extra={"verdict": report.verdict.value, "report": body})
     return {"status": "judged", "verdict": report.verdict.value, "reason": report.reason}
 

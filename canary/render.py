@@ -10,8 +10,8 @@ same dict (schema "canary-report/1") and print it with render_report. Every part
      "gate": the PostTraffic gate's latest record (gate_from_record), "notes": [str]}
 
 "judge" and the gate's "report" are evidence reports (canary.evidence, schema
-"canary-evidence/1"); a "judge" logged before issue 10 (canary.judge, "canary-judge/1") still
-renders as it did. `with_checks` adds to every evidence metric the checks that decided it (the
+"canary-evidence/1"); a "judge" of any other schema (the judge of before issue 10, removed) is
+named, not rendered. `with_checks` adds to every evidence metric the checks that decided it (the
 same ones the text marks with *), so the JSON says it too.
 """
 
@@ -26,9 +26,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from canary import evidence
-from canary.judge import VERDICT_VALUE
+from canary.evidence import VERDICT_VALUE
 
-REPORT_SCHEMA = "canary-report/1"
 EVIDENCE_SCHEMA = evidence.SCHEMA
 LABEL_HEADINGS = (("hate_speech", "hate"), ("offensive_language", "offens"), ("neither", "neither"))
 SOURCES = tuple(s.value for s in evidence.Source)
@@ -221,7 +220,7 @@ def render_report(report: Mapping[str, Any], width: int = 80) -> str:
             # Under a gate's final look (in full above) the judge's interim look is shown in short.
             out += _evidence(judge, width, full=not gated)
     else:
-        out += _judge(judge, width)
+        out += _no_evidence_judge(judge, width)
     for note in report.get("notes") or ():
         out += _wrap(f"Note: {reasons_in_words(str(note))}", width, "", "  ")
     # Tables are laid out for 80 columns; anything wider than `width` is cut with an ellipsis.
@@ -475,14 +474,24 @@ def evidence_checks(metric: Mapping[str, Any]) -> list[dict[str, Any]]:
 def with_checks(report: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of the report whose evidence metrics (the judge's, the gate's) carry "checks"
     (evidence_checks) and "decided_by" (the checks marked * in the text): the JSON says what the
-    text says. Reports of the judge of before issue 10 already carry their floors."""
+    text says."""
     out = copy.deepcopy(dict(report))
-    gate = out.get("gate") if isinstance(out.get("gate"), dict) else {}
-    for part in (out.get("judge"), gate.get("report")):
-        if isinstance(part, dict) and part.get("schema") == EVIDENCE_SCHEMA:
-            for metric in part.get("metrics") or []:
-                metric["checks"] = evidence_checks(metric)
-                metric["decided_by"] = [c["check"] for c in metric["checks"] if c["decided"]]
+    if "judge" in out:
+        out["judge"] = checked(out["judge"])
+    if isinstance(out.get("gate"), dict) and "report" in out["gate"]:
+        out["gate"]["report"] = checked(out["gate"]["report"])
+    return out
+
+
+def checked(part: Any) -> Any:
+    """A copy of one evidence report (the judge's or the gate's look) whose metrics carry their
+    "checks" and "decided_by"; anything else as it is."""
+    if not (isinstance(part, Mapping) and part.get("schema") == EVIDENCE_SCHEMA):
+        return part
+    out = copy.deepcopy(dict(part))
+    for metric in out.get("metrics") or []:
+        metric["checks"] = evidence_checks(metric)
+        metric["decided_by"] = [c["check"] for c in metric["checks"] if c["decided"]]
     return out
 
 
@@ -559,88 +568,33 @@ def _alarms(alarms: Sequence[Mapping[str, Any]] | None, width: int) -> list[str]
     return lines
 
 
-def _judge(judge: Mapping[str, Any] | None, width: int) -> list[str]:
+def _no_evidence_judge(judge: Any, width: int) -> list[str]:
+    """The judge's part when it holds no evidence report: none logged, or one of another schema."""
     lines = ["", "Canary judge"]
     if not judge:
         return lines + ["  no verdict logged in this window"]
-    window = judge.get("window") or {}
-    score = judge.get("score")
-    head = f"  {judge.get('verdict', '?')}"
-    head += f" (score {score:.0f})" if isinstance(score, (int, float)) else ""
-    head += f" at {_when(judge.get('judged_at') or window.get('until'))}"
-    if window.get("since") is not None and window.get("until") is not None:
-        minutes = (window["until"] - window["since"]) / 60.0
-        head += f", over {minutes:.1f} min of traffic since {_when(window['since'])}"
-    lines.append(_fit(head, width))
-    lines += _wrap(judge.get("reason"), width, "  ")
-    routing = judge.get("routing") or {}
-    b, c = judge.get("baseline") or {}, judge.get("canary") or {}
-    if routing.get("canary_weight") is not None:
-        lines += _wrap(
-            f"Canary version {c.get('function_version')} ({c.get('model_version')}) gets "
-            f"{routing['canary_weight']:.0%} of traffic; baseline version {b.get('function_version')} "
-            f"({b.get('model_version')}).",
-            width,
-            "  ",
-        )
-    heads = "".join(f"{h:>8}" for _, h in LABEL_HEADINGS)
-    lines += ["", f"  {'version':<10} {'n':>6} {'5xx':>6} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7}{heads}"]
-    for name, side in (("baseline", b), ("canary", c)):
-        if side:
-            lines.append(_fit(_version_row(f"{name} {side.get('function_version', '')}", side), width))
-    expected = judge.get("expected_canary_shares")
-    if expected:
-        row = f"  {'expected canary mix':<48}" + "".join(
-            f"{_pct(expected.get(k)):>8}" for k, _ in LABEL_HEADINGS
-        )
-        lines.append(_fit(row, width))
-    head = f"  {'metric':<8} {'result':<7} {'n base/canary':<13} {'p-value':>8} {'alpha':>8}"
-    lines += ["", f"{head}  floors: seen vs floor"]
-    for m in judge.get("metrics") or ():
-        n = f"{m.get('n_baseline', 0)}/{m.get('n_canary', 0)}"
-        row = f"  {m.get('name', ''):<8} {m.get('classification', ''):<7} {n:<13} {_p(m.get('p_value')):>8}"
-        row += f" {_p(m.get('alpha')):>8}  "
-        for i, floor in enumerate(floor_cells(m)):
-            lines.append(_fit((row if i == 0 else " " * len(row)) + floor, width))
-    for m in judge.get("metrics") or ():
-        lines.append("")
-        lines += _wrap(
-            f"{m.get('name')}: {m.get('test')}; effect = {m.get('effect_name')}.", width, "  ", "    "
-        )
-        lines += _wrap(m.get("reason"), width, "    ")
-    mt = judge.get("multiple_testing") or {}
-    if mt:
-        lines.append("")
-        lines += _wrap(
-            f"False alarms: alpha {mt.get('alpha_per_deployment')} per deployment split over "
-            f"{mt.get('looks')} looks ({_p(mt.get('alpha_per_look'))} per look), Holm across the "
-            "metrics of a look. A metric fails only when significant AND its effect reaches every "
-            "effect floor; below its minimum sample floor it is NoData (INCONCLUSIVE), never PASS."
-            + (
-                " Floors read seen >= floor (reached) or seen < floor; * marks the ones that decided."
-                if any(m.get("floors") for m in judge.get("metrics") or ())
-                else ""
-            ),
-            width,
-            "  ",
-        )
-    dropped = {k: v for k, v in (judge.get("dropped") or {}).items() if v}
-    if dropped:
-        lines += _wrap("Left out: " + ", ".join(f"{v} {k}" for k, v in dropped.items()) + ".", width, "  ")
-    return lines
-
-
-def floor_cells(metric: Mapping[str, Any]) -> list[str]:
-    """One cell per floor of a judged metric, "shift +0.32 ms < +1 ms", the deciding ones marked
-    "*"; a report from a judge that predates floors shows its effect and single threshold."""
-    floors = metric.get("floors")
-    if not floors:
-        floor = metric.get("threshold", metric.get("floor"))
-        return [f"effect {_num(metric.get('effect'))}, floor {_num(floor)}"]
-    return [f"{f.get('text', '?')}{' *' if f.get('decided') else ''}" for f in floors]
+    schema = judge.get("schema") if isinstance(judge, Mapping) else None
+    return lines + _wrap(
+        f"a report of schema {schema or 'unknown'} (not {EVIDENCE_SCHEMA}): not rendered; --json shows it",
+        width,
+        "  ",
+    )
 
 
 # --------------------------------------------------------------------------- alarms in words
+
+
+def short_names(names: Sequence[str]) -> dict[str, str]:
+    """Alarm names without the prefix they all share ("hate-speech-prod-canary-errors" ->
+    "canary-errors"), for progress lines and chart labels."""
+    if len(names) < 2:
+        return {n: n for n in names}
+    parts = [n.split("-") for n in names]
+    common = 0
+    while all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
+        common += 1
+    return {n: "-".join(p[common:]) for n, p in zip(names, parts, strict=True)}
+
 
 _OPERATORS = {
     "GreaterThanThreshold": ">",
@@ -769,17 +723,6 @@ def _alarm_metric(metric: str, statistic: Any) -> tuple[str, Any]:
         stat = f" {statistic}" if statistic else ""
         return f"Canary{stat} duration", lambda x: f"{count(x)} ms"
     return (f"{metric} {statistic or ''}".strip() or "The metric"), count
-
-
-def _version_row(name: str, side: Mapping[str, Any]) -> str:
-    lat = side.get("latency_ms") or {}
-    shares = side.get("label_shares") or {}
-    rate = side.get("error_rate")
-    return (
-        f"  {name:<10} {side.get('requests', 0):>6} {_pct(rate, 2):>6} {_ms(lat.get('p50')):>7}"
-        f" {_ms(lat.get('p90')):>7} {_ms(lat.get('p99')):>7}"
-        + "".join(f"{_pct(shares.get(k)):>8}" for k, _ in LABEL_HEADINGS)
-    )
 
 
 def _int(x: Any) -> str:

@@ -1,6 +1,6 @@
 """The on-call canary report from AWS: `python -m canary.report` (`make report ENV=prod`).
 
-    python -m canary.report [--env prod] [--stack NAME] [--region R] [--hours 6] [--json]
+    python -m canary.report [--env prod] [--stack NAME] [--region R] [--hours 6] [--json] [--html PATH]
 
 Finds the stack (samconfig.toml's stack_name for --env, or --stack), then reads: the stack's
 alarms and their states (cloudwatch describe_alarms), its latest CodeDeploy deployment, and
@@ -8,7 +8,7 @@ the judge's latest report (its "canary verdict" log record, through Logs Insight
 pre-traffic hook's result (its "pretraffic check" record) and the PostTraffic gate's decision
 with its final look (its "posttraffic gate" record), and prints them with
 canary.render.render_report (or the dict itself with --json, each evidence metric with the checks
-that decided it). Without AWS
+that decided it); --html PATH also writes it as an HTML page (canary.report_html). Without AWS
 credentials it says so in one line and exits 2; an AWS error exits 1, also in one line.
 """
 
@@ -18,15 +18,16 @@ import argparse
 import json
 import sys
 import time
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from canary.config import PACKAGE_ROOT
+from canary.evidence import JUDGE_LOG_MESSAGE
 from canary.gate import GATE_LOG_MESSAGE
-from canary.judge import JUDGE_LOG_MESSAGE
-from canary.render import REPORT_SCHEMA, gate_from_record, outcome_of, render_report, with_checks
+from canary.render import checked, gate_from_record, outcome_of, render_report
+from canary.report_html import check_writable, render_html
+from canary.report_model import CanaryReport
 from canary.sources import HOOK_LOG_MESSAGE, SourceError, latest_logged
 
 SAMCONFIG = PACKAGE_ROOT / "samconfig.toml"
@@ -41,19 +42,14 @@ class ReportError(RuntimeError):
 
 
 def stack_from_samconfig(env: str, path: Path = SAMCONFIG) -> tuple[str, str | None]:
-    """(stack_name, region) of a samconfig.toml environment."""
+    """(stack_name, region) of a samconfig.toml environment, read by the stack's one samconfig reader."""
+    from stack import SettingsError, read_samconfig  # the CLI's alone: no Lambda package imports it
+
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportError(f"{path} not found: pass --stack NAME") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ReportError(f"{path}: not valid TOML ({exc})") from None
-    params: dict[str, Any] = {}
-    for command in ("global", "deploy"):
-        params.update(((data.get(env) or {}).get(command) or {}).get("parameters") or {})
-    if not params.get("stack_name"):
-        raise ReportError(f"{path} has no stack_name for environment {env!r}: pass --stack NAME")
-    return str(params["stack_name"]), params.get("region")
+        config = read_samconfig(path, env)
+    except SettingsError as exc:
+        raise ReportError(f"{exc}: pass --stack NAME") from None
+    return config.stack_name, config.region
 
 
 def _ts(value: Any) -> float | None:
@@ -114,45 +110,35 @@ def _pick(resources: list[dict[str, Any]], kind: str, hint: str = "") -> list[di
     return found
 
 
-def collect_report(
-    stack: str,
-    *,
-    cloudformation: Any,
-    cloudwatch: Any,
-    codedeploy: Any,
-    logs: Any,
-    environment: str | None = None,
-    region: str | None = None,
-    hours: float = 6.0,
-    now: float | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any]:
-    """The report dict (schema canary-report/1) for one deployed stack."""
-    now = time.time() if now is None else now
-    notes: list[str] = []
-    resources = stack_resources(cloudformation, stack)
-    alarms = alarm_states(
-        cloudwatch, [r["PhysicalResourceId"] for r in _pick(resources, "AWS::CloudWatch::Alarm")]
-    )
-    deployment = None
+def _latest_of_stack(
+    resources: list[dict[str, Any]], codedeploy: Any, notes: list[str]
+) -> dict[str, Any] | None:
+    """The stack's latest CodeDeploy deployment over its deployment groups (None: none yet)."""
     apps = _pick(resources, "AWS::CodeDeploy::Application")
     groups = _pick(resources, "AWS::CodeDeploy::DeploymentGroup")
-    if apps and groups:
-        candidates = [
-            latest_deployment(codedeploy, apps[0]["PhysicalResourceId"], g["PhysicalResourceId"])
-            for g in groups
-        ]
-        candidates = [d for d in candidates if d]
-        deployment = max(candidates, key=lambda d: d.get("created") or 0.0) if candidates else None
-    else:
+    if not (apps and groups):
         notes.append("the stack has no CodeDeploy deployment group (is DeploymentPreference set?)")
-    # The judge's, the hook's and the gate's own log records for this deployment (or the last `hours`).
-    since = (deployment or {}).get("created") or now - hours * 3600.0
-    until = min(now, ((deployment or {}).get("completed") or now) + 120.0)
-    judge = pretraffic = gate = None
+        return None
+    candidates = [
+        latest_deployment(codedeploy, apps[0]["PhysicalResourceId"], g["PhysicalResourceId"]) for g in groups
+    ]
+    candidates = [d for d in candidates if d]
+    return max(candidates, key=lambda d: d.get("created") or 0.0) if candidates else None
+
+
+def _logged_results(
+    resources: list[dict[str, Any]],
+    logs: Any,
+    span: tuple[float, float],
+    notes: list[str],
+    sleep: Callable[[float], None],
+) -> tuple[Any, Any]:
+    """(the judge's latest report, the PreTraffic hook's result) from their "canary verdict" and
+    "pretraffic check" log records in the span; a failed read is a note, not an error."""
+    since, until = span
+    judge = pretraffic = None
     judges = _pick(resources, "AWS::Lambda::Function", "judge")
     hooks = _pick(resources, "AWS::Lambda::Function", "pretraffic")
-    gates = _pick(resources, "AWS::Lambda::Function", "posttraffic")
     if not judges:
         notes.append("no canary judge function found in the stack (logical id containing 'Judge')")
     try:
@@ -168,6 +154,36 @@ def collect_report(
                 pretraffic.setdefault("reason", record.get("reason"))
     except SourceError as exc:
         notes.append(str(exc))
+    return judge, pretraffic
+
+
+def collect_report(
+    stack: str,
+    *,
+    cloudformation: Any,
+    cloudwatch: Any,
+    codedeploy: Any,
+    logs: Any,
+    environment: str | None = None,
+    region: str | None = None,
+    hours: float = 6.0,
+    now: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CanaryReport:
+    """The report (schema canary-report/1) for one deployed stack."""
+    now = time.time() if now is None else now
+    notes: list[str] = []
+    resources = stack_resources(cloudformation, stack)
+    alarms = alarm_states(
+        cloudwatch, [r["PhysicalResourceId"] for r in _pick(resources, "AWS::CloudWatch::Alarm")]
+    )
+    deployment = _latest_of_stack(resources, codedeploy, notes)
+    # The judge's, the hook's and the gate's own log records for this deployment (or the last `hours`).
+    since = (deployment or {}).get("created") or now - hours * 3600.0
+    until = min(now, ((deployment or {}).get("completed") or now) + 120.0)
+    judge, pretraffic = _logged_results(resources, logs, (since, until), notes, sleep)
+    gate = None
+    gates = _pick(resources, "AWS::Lambda::Function", "posttraffic")
     try:  # apart: the gate's decision matters most when the others cannot be read
         if gates:
             group = f"/aws/lambda/{gates[0]['PhysicalResourceId']}"
@@ -176,24 +192,25 @@ def collect_report(
             )
     except SourceError as exc:
         notes.append(str(exc))
-    report = {
-        "schema": REPORT_SCHEMA,
-        "generated_at": now,
-        "source": "aws",
-        "stack": stack,
-        "environment": environment,
-        "region": region,
-        "outcome": outcome_of(
-            deployment, alarms, pretraffic=pretraffic, gate=gate, judge=judge, has_gate=bool(gates)
-        ),
-        "deployment": deployment,
-        "pretraffic": pretraffic,
-        "alarms": alarms,
-        "judge": judge,
-        "gate": gate,
-        "notes": notes,
-    }
-    return with_checks(report)
+    outcome = outcome_of(
+        deployment, alarms, pretraffic=pretraffic, gate=gate, judge=judge, has_gate=bool(gates)
+    )
+    if gate is not None:
+        gate = {**gate, "report": checked(gate.get("report"))}
+    return CanaryReport(
+        generated_at=now,
+        source="aws",
+        stack=stack,
+        environment=environment,
+        region=region,
+        outcome=outcome,
+        deployment=deployment,
+        pretraffic=pretraffic,
+        alarms=tuple(alarms),
+        judge=checked(judge),
+        gate=gate,
+        notes=tuple(notes),
+    )
 
 
 def _gate_of(deployment: dict[str, Any] | None, record: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -220,7 +237,16 @@ def main(argv: list[str] | None = None, *, session_factory: Callable[..., Any] |
     parser.add_argument("--region", help="AWS region (default: samconfig.toml's, else the AWS config)")
     parser.add_argument("--hours", type=float, default=6.0, help="how far back to look (default 6)")
     parser.add_argument("--json", action="store_true", help="print the report dict as JSON")
+    parser.add_argument(
+        "--html", type=Path, metavar="PATH", help="also write the report as one self-contained HTML page"
+    )
     args = parser.parse_args(argv)
+    try:
+        if args.html is not None:
+            check_writable(args.html)
+    except OSError as exc:
+        print(f"error: --html {args.html}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     try:
         stack, region = (args.stack, args.region) if args.stack else stack_from_samconfig(args.env)
         region = args.region or region
@@ -240,7 +266,7 @@ def main(argv: list[str] | None = None, *, session_factory: Callable[..., Any] |
             environment=args.env,
             region=session.region_name,
             hours=args.hours,
-        )
+        ).to_dict()
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -250,6 +276,9 @@ def main(argv: list[str] | None = None, *, session_factory: Callable[..., Any] |
     print(json.dumps(report, indent=2, default=str) if args.json else render_report(report), end="")
     if args.json:
         print()
+    if args.html is not None:
+        args.html.write_text(render_html(report), encoding="utf-8")
+        print(f"HTML report: {args.html.resolve()}", file=sys.stderr)
     return 0
 
 

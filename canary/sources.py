@@ -4,10 +4,10 @@
   FunctionVersion is the baseline, RoutingConfig.AdditionalVersionWeights the canary).
 - LogsInsightsSource: the per-request records of those versions, from the inference
   function's structured log records (message "inference") via CloudWatch Logs Insights.
-  `window` reads raw records (the old judge); `evidence_window` reads what the evidence judge
-  needs at any traffic: live requests as counts (stats count(*) by function_version,
-  model_version, status, label, shadow.<model>: a few dozen rows whatever the traffic) and live
-  latency percentiles per version, probe requests as rows (a few thousand per window).
+  `evidence_window` reads what the evidence judge needs at any traffic: live requests as counts
+  (stats count(*) by function_version, model_version, status, label, shadow.<model>: a few dozen
+  rows whatever the traffic) and live latency percentiles per version, probe requests as rows (a
+  few thousand per window).
 - insights_rows: one Logs Insights query, polled to its end within a time budget (every query
   here goes through it).
 - window_evidence: those records as canary.evidence.Evidence for one baseline/canary pair.
@@ -295,19 +295,6 @@ def live_routing(lambda_client: Any, function_name: str, alias: str = "live") ->
     )
 
 
-def insights_query(versions: Iterable[str], limit: int = INSIGHTS_LIMIT) -> str:
-    """The Logs Insights query for the live request records of these function versions (raw rows:
-    the earlier judge's input; the evidence judge reads counts, live_counts_query)."""
-    quoted = ", ".join(f'"{v}"' for v in sorted(set(versions)))
-    return (
-        "fields @timestamp, " + ", ".join(_FIELDS) + "\n"
-        f'| filter message = "{REQUEST_LOG_MESSAGE}" and function_version in [{quoted}]\n'
-        f"| filter correlation_id not like {_NOT_LIVE}\n"
-        "| sort @timestamp asc\n"
-        f"| limit {limit}"
-    )
-
-
 def _version_filter(versions: Iterable[str]) -> str:
     quoted = ", ".join(f'"{v}"' for v in sorted(set(versions)))
     return f'filter message = "{REQUEST_LOG_MESSAGE}" and function_version in [{quoted}]'
@@ -517,14 +504,6 @@ class LogsInsightsSource:
         self.largest_result = 0  # most rows one query returned
         self._queries = 0
         self._waited = 0.0
-
-    def window(self, since: float, until: float) -> list[RequestRecord]:
-        """Records with since <= timestamp <= until (to the second), oldest first."""
-        self._reset()
-        query = insights_query(self.versions, self.limit)
-        records = self._records(self._sliced(math.floor(since), math.ceil(until), query))
-        records.sort(key=lambda r: r.timestamp)
-        return records
 
     def evidence_window(self, since: float, until: float, models: Iterable[str]) -> WindowRecords:
         """Live counts, live latency percentiles and probe records of the window (to the second).

@@ -1,6 +1,6 @@
 """Say in one line whether AWS is within reach before `make deploy/rollout/decommission`.
 
-    python deploy/aws_preflight.py --env dev [--model v2]
+    python -m deploy.aws_preflight --env dev [--model v2]
 
 Exit 0 and print the account, region and stack; exit 2 with one line on stderr when the
 arguments are wrong, there are no credentials, or STS cannot be reached. Offline, the
@@ -11,42 +11,42 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 from pathlib import Path
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-SAMCONFIG = Path(__file__).resolve().parent.parent / "samconfig.toml"
-# Every models/vN the package ships (deploy.stack.model_versions reads the same), v2 before v10.
-_SHIPPED = (m.parent.name for m in SAMCONFIG.parent.glob("models/v*/manifest.json"))
-MODELS = tuple(sorted(_SHIPPED, key=lambda name: (len(name), name)))
+from stack import (
+    DEFAULT_SAMCONFIG,
+    LOCAL_ENV,
+    SettingsError,
+    allowed_model_versions,
+    deployable_environments,
+    read_samconfig,
+)
+
+SAMCONFIG = DEFAULT_SAMCONFIG
 
 
 class PreflightError(Exception):
     """Why a deploy cannot start, in one line."""
 
 
-LOCAL_ONLY = "local"  # samconfig.toml settings of the offline local stack, never deployed
-
-
 def stack_name(env: str, samconfig: Path = SAMCONFIG) -> str:
-    """The stack samconfig.toml deploys for `env`; an error names the environments it has."""
-    config = tomllib.loads(samconfig.read_text(encoding="utf-8"))
-    stages = sorted(
-        name
-        for name, section in config.items()
-        if isinstance(section, dict) and name not in ("default", LOCAL_ONLY) and "deploy" in section
-    )
-    if env == LOCAL_ONLY:
-        raise PreflightError(
-            f"ENV=local configures the offline local stack and is not deployed; use {', '.join(stages)}"
-        )
+    """The stack samconfig.toml deploys for `env` (stack.read_samconfig's one rule); an error names
+    the environments it has. The local stack's environment is refused: nothing deploys it."""
     try:
-        return config[env]["global"]["parameters"]["stack_name"]
-    except KeyError:
-        raise PreflightError(f"ENV={env} is not in samconfig.toml; use one of {', '.join(stages)}") from None
+        stages = deployable_environments(samconfig)
+        if env == LOCAL_ENV:
+            raise PreflightError(
+                f"ENV=local configures the offline local stack and is not deployed; use {', '.join(stages)}"
+            )
+        if env not in stages:
+            raise PreflightError(f"ENV={env} is not in samconfig.toml; use one of {', '.join(stages)}")
+        return read_samconfig(samconfig, env).stack_name
+    except SettingsError as exc:
+        raise PreflightError(str(exc)) from None
 
 
 def caller_identity(sts) -> dict:
@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="model version a rollout switches to")
     args = parser.parse_args(argv)
     try:
-        if args.model is not None and args.model not in MODELS:
-            raise PreflightError(f"MODEL={args.model} is not a model version; use one of {', '.join(MODELS)}")
+        models = allowed_model_versions()  # the template's ModelVersion AllowedValues
+        if args.model is not None and args.model not in models:
+            raise PreflightError(f"MODEL={args.model} is not a model version; use one of {', '.join(models)}")
         stack = stack_name(args.env)
         try:
             session = boto3.session.Session()

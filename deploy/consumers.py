@@ -392,7 +392,7 @@ def _clients(args: argparse.Namespace) -> tuple[Any, Any, str]:
     """(API Gateway, CloudFormation, stack name): the local stack's stand-ins or boto3's clients."""
     if args.env == "local":
         from emulator.consumers import DEFAULT_STORE, local_clients
-        from emulator.settings import DEFAULT_SAMCONFIG, DEFAULT_TEMPLATE, SettingsError, load_settings
+        from stack import DEFAULT_SAMCONFIG, DEFAULT_TEMPLATE, SettingsError, load_settings
 
         try:
             settings = load_settings(args.template or DEFAULT_TEMPLATE, args.samconfig or DEFAULT_SAMCONFIG)

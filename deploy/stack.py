@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 # Re-exported: the tools catch PreflightError and name stacks through the one samconfig reader.
 from deploy.aws_preflight import SAMCONFIG, stack_name
 from deploy.aws_preflight import PreflightError as PreflightError
+from stack import SettingsError, read_samconfig
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "models"
@@ -45,18 +45,12 @@ def model_versions(models_dir: Path = MODELS_DIR) -> tuple[str, ...]:
 
 
 def samconfig_overrides(env: str, samconfig: Path = SAMCONFIG) -> dict[str, str]:
-    """The environment's deploy parameter_overrides (a list of "K=V", or one space-separated string)."""
+    """The environment's deploy parameter_overrides, as stack.read_samconfig reads them."""
     stack_name(env, samconfig)  # the same one-line error for an unknown or local-only environment
-    config = tomllib.loads(samconfig.read_text(encoding="utf-8"))
-    raw = config[env].get("deploy", {}).get("parameters", {}).get("parameter_overrides", [])
-    items = raw.split() if isinstance(raw, str) else list(raw)
-    overrides: dict[str, str] = {}
-    for item in items:
-        key, sep, value = str(item).partition("=")
-        if not sep or not key:
-            raise DeployError(f"samconfig.toml [{env}] parameter_overrides: {item!r} is not Key=Value")
-        overrides[key] = value.strip('"')
-    return overrides
+    try:
+        return dict(read_samconfig(samconfig, env).parameter_overrides)
+    except SettingsError as exc:
+        raise DeployError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from emulator.gateway import Quota, TokenBucket, api_key_id, generate_api_key
+from emulator.gateway import KeyLimits, Quota, api_key_id, generate_api_key
 from emulator.local_aws import client_error
-from emulator.settings import ROOT, PlanSettings, StackSettings
+from stack import ROOT, PlanSettings, StackSettings
 
 DEFAULT_STORE = ROOT / "reports" / "local" / "consumers.json"
 USAGE_WRITE_INTERVAL_S = 0.5  # how stale the usage file may be while requests flow
@@ -328,10 +328,7 @@ def read_usage(path: Path) -> dict[str, dict[str, float]]:
 class _KeyState:
     key_id: str
     plan: PlanSettings
-    bucket: TokenBucket | None
-    methods: dict[str, TokenBucket]
-    period_start: float = -1.0
-    used: int = 0
+    limits: KeyLimits  # the key's buckets and quota on its plan
 
 
 @dataclass(frozen=True)
@@ -357,11 +354,6 @@ class KeyRegistry:
         self.usage_file = usage_path(self.store.path)
         self.clock = clock
         self.monotonic = monotonic
-        self._periods = {
-            name: Quota(plan.quota_limit, plan.quota_period, plan.quota_offset)
-            for name, plan in settings.plans.items()
-            if plan.quota_limit is not None
-        }
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._by_hash: dict[str, dict[str, Any]] = {}
@@ -417,39 +409,30 @@ class KeyRegistry:
         state = self._states.get(key["id"])
         if state is None or state.plan != plan:  # new, or moved to another plan: fresh buckets
             saved = self._usage.get(key["id"]) or {}
-            state = _KeyState(
-                key_id=key["id"],
-                plan=plan,
-                bucket=(
-                    TokenBucket(plan.rate_limit, plan.burst_limit or int(plan.rate_limit), self.monotonic)
-                    if plan.rate_limit
-                    else None
-                ),
-                methods={m: TokenBucket(r, b, self.monotonic) for m, (r, b) in plan.method_throttles.items()},
-                period_start=float(saved.get("period_start", -1.0)),
-                used=int(saved.get("used", 0)),
-            )
+            quota = None
+            if plan.quota_limit is not None:  # continues the period a restarted gateway saved
+                start = saved.get("period_start")
+                quota = Quota(
+                    plan.quota_limit,
+                    plan.quota_period,
+                    plan.quota_offset,
+                    self.clock,
+                    start=None if start is None else float(start),
+                    used=int(saved.get("used", 0)),
+                )
+            throttles = plan.method_throttles
+            limits = KeyLimits(plan.rate_limit, plan.burst_limit, quota, throttles, self.monotonic)
+            state = _KeyState(key["id"], plan, limits)
             self._states[key["id"]] = state
         return state
 
     def _take(self, state: _KeyState, method_key: str) -> str | None:
-        method_bucket = state.methods.get(method_key)
-        if method_bucket is not None and not method_bucket.take():
-            return "Too Many Requests"
-        if state.bucket is not None and not state.bucket.take():
-            return "Too Many Requests"
-        period = self._periods.get(state.plan.name)
-        if period is None:
-            return None
-        start = period.period_start(self.clock())
-        if start != state.period_start:
-            state.period_start, state.used = start, 0
-        if state.used >= period.limit:
-            return "Limit Exceeded"
-        state.used += 1
-        self._usage[state.key_id] = {"period_start": start, "used": state.used}
-        self._dirty = True
-        return None
+        refusal = state.limits.take(method_key)
+        quota = state.limits.quota
+        if refusal is None and quota is not None:
+            self._usage[state.key_id] = {"period_start": quota.start, "used": quota.used}
+            self._dirty = True
+        return refusal
 
     def flush(self) -> None:
         """Write the usage file if a key used something since it was last written."""

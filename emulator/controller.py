@@ -1,27 +1,27 @@
 """The local deployment controller: what CodeDeploy does with the template's DeploymentPreference,
-on a compressed clock.
+on a compressed clock, one step per tick over a closed list of phases (Phase), as Flagger runs its
+analysis: `step()` makes at most one phase transition or one evaluation, `run()` steps until done.
 
-    BeforeAllowTraffic  the REAL PreTraffic hook core (canary.hook.run_pretraffic) checks the new
-                        version through an invoke that calls its FunctionVersion directly; Failed
-                        blocks the deployment before any user request reaches it
-    shift               the alias sends the canary its share (10 % for 5 minutes under
-                        Canary10Percent5Minutes; Linear* steps up; AllAtOnce jumps to 100 %)
-    every minute        the REAL judge (canary.judge) runs over the records in the store, then
-                        every alarm of DeploymentPreference.Alarms is evaluated over that minute's
-                        records as CloudWatch would (period, EvaluationPeriods, DatapointsToAlarm,
-                        TreatMissingData notBreaching)
-    first ALARM         rollback: the alias goes back to 0 % at once
-    end of the plan     promotion: 100 % to the new version
-
-With an evidence window (emulator.window.EvidenceWindow, issue 10) the canary is judged as on AWS
-after issue 10: the probe runs during the window, the judge is the evidence judge (an interim look
-every compressed minute, over the records VISIBLE by then: the store's log lag), and after the last
-shift (AllowTraffic done, 100 % on the new version) the PostTraffic gate waits on the compressed
-clock until the window's records are all visible (the lag's maximum after the window's end, alarms
-still watched every minute), judges the whole window (final look) and promotes only on PASS;
-anything else, a judge that crashed included, rolls back.
-    traffic failure     with a `traffic` gauge: a generator that died or stalled stops the
-                        deployment (ABORTED, back to 0 %): no verdict on missing evidence
+    CREATED             `start`: the clock starts
+    PRE_TRAFFIC         BeforeAllowTraffic: the REAL PreTraffic hook core (canary.hook.run_pretraffic)
+                        checks the new version through an invoke that calls its FunctionVersion
+                        directly; Failed blocks the deployment (BLOCKED) before any user request
+                        reaches it
+    SHIFTING            AllowTraffic, step by step: a tick shifts the alias to the step's share (10 %
+                        for 5 minutes under Canary10Percent5Minutes; Linear* steps up), then each tick
+                        closes one compressed minute: the evidence judge's interim look over the
+                        records VISIBLE by then (the store's log lag), then every alarm of
+                        DeploymentPreference.Alarms over that minute's records as CloudWatch would
+                        (period, EvaluationPeriods, DatapointsToAlarm, TreatMissingData); the first
+                        ALARM rolls back (ROLLED_BACK: the alias goes back to 0 % at once)
+    POST_TRAFFIC        AfterAllowTraffic: 100 % on the new version (AllAtOnce comes straight here);
+                        the PostTraffic gate (emulator.window.EvidenceWindow.gate, the REAL gate
+                        core) waits on the compressed clock until the window's records are all
+                        visible (the lag's maximum after the window's end), a tick per compressed
+                        minute (its alarms still watched), judges the whole window and promotes
+                        (PROMOTED) only on PASS; anything else, a crashed judge included, rolls back
+    ABORTED             with a `traffic` gauge: a generator that died or stalled stops the deployment
+                        (back to 0 %): no verdict on missing evidence
 
 One compressed minute lasts at least 60 / speed wall seconds. With a `traffic` gauge it also
 lasts until the requests planned for it (rate x 60 / speed) have been answered, so a slow or
@@ -33,24 +33,45 @@ spans the minutes really took, so they read the store as they would read real re
 
 from __future__ import annotations
 
-import inspect
+import contextlib
 import math
-import re
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 from canary.config import HookConfig
+from canary.evidence import VERDICT_METRIC, VERDICT_VALUE, EvidenceReport
 from canary.hook import HookError, HookResult, run_pretraffic
-from canary.judge import VERDICT_VALUE, JudgeConfig, JudgeReport, judge
 from canary.records import RecordSource, RequestRecord
+from canary.render import short_names
 from canary.stats import quantile
+from stack import AlarmSettings, Plan, Step
 
 PROMOTED, ROLLED_BACK, BLOCKED = "PROMOTED", "ROLLED BACK", "BLOCKED"
 # Stopped with no verdict: the evidence itself failed (the rehearsal's traffic died or stalled).
 ABORTED = "ABORTED"
+
+
+class Phase(StrEnum):
+    """Where a deployment is: CodeDeploy's Lambda lifecycle, then how it ended (a closed list)."""
+
+    CREATED = "created"
+    PRE_TRAFFIC = "BeforeAllowTraffic"
+    SHIFTING = "AllowTraffic"
+    POST_TRAFFIC = "AfterAllowTraffic"
+    # The outcomes (Deployment.outcome), same words as PROMOTED, ROLLED_BACK, BLOCKED, ABORTED.
+    PROMOTED = "PROMOTED"
+    ROLLED_BACK = "ROLLED BACK"
+    BLOCKED = "BLOCKED"
+    ABORTED = "ABORTED"
+
+
+FINAL = frozenset({Phase.PROMOTED, Phase.ROLLED_BACK, Phase.BLOCKED, Phase.ABORTED})
+
 OK, ALARM, INSUFFICIENT = "OK", "ALARM", "INSUFFICIENT_DATA"
 # Lambda counts a crash or a timeout as an Errors datapoint; API Gateway answers those 502 / 504.
 # A 500 the handler chose to answer is no Lambda error (API 5XXError still counts it).
@@ -89,98 +110,6 @@ class Routable(Protocol):
     def set_routing(self, canary: Any, weight: float) -> None: ...
 
 
-@dataclass(frozen=True)
-class Step:
-    """One traffic step: the canary's share and how many minutes it is held."""
-
-    weight: float
-    minutes: float
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A CodeDeploy deployment configuration as a list of steps before 100 %."""
-
-    name: str  # e.g. Canary10Percent5Minutes
-    steps: tuple[Step, ...]  # empty for AllAtOnce
-
-    @property
-    def minutes(self) -> float:
-        return sum(s.minutes for s in self.steps)
-
-
-_CANARY = re.compile(r"Canary(\d+)Percent(\d+)Minutes?")
-_LINEAR = re.compile(r"Linear(\d+)PercentEvery(\d+)Minutes?")
-
-
-def plan_for(deployment_type: str) -> Plan:
-    """The steps of a predefined Lambda deployment configuration (CodeDeployDefault.Lambda*)."""
-    name = deployment_type.rsplit(".", 1)[-1].removeprefix("Lambda")
-    if name == "AllAtOnce":
-        return Plan(name, ())
-    if m := _CANARY.fullmatch(name):
-        percent, minutes = int(m.group(1)), int(m.group(2))
-        if not 0 < percent < 100:
-            raise ValueError(f"{deployment_type}: canary percent must be between 1 and 99")
-        return Plan(name, (Step(percent / 100.0, float(minutes)),))
-    if m := _LINEAR.fullmatch(name):
-        percent, minutes = int(m.group(1)), int(m.group(2))
-        if not 0 < percent < 100:
-            raise ValueError(f"{deployment_type}: linear percent must be between 1 and 99")
-        steps = tuple(Step(k * percent / 100.0, float(minutes)) for k in range(1, math.ceil(100 / percent)))
-        return Plan(name, steps)
-    raise ValueError(
-        f"deployment preference {deployment_type!r} is not one the local controller knows "
-        "(AllAtOnce, Canary<P>Percent<M>Minutes, Linear<P>PercentEvery<M>Minute(s))"
-    )
-
-
-@dataclass(frozen=True)
-class AlarmRule:
-    """One alarm of DeploymentPreference.Alarms, as the controller evaluates it locally."""
-
-    name: str  # AlarmName
-    namespace: str  # AWS/Lambda, AWS/ApiGateway or the project's (CanaryVerdict)
-    metric: str  # MetricName; see datapoint() for the ones evaluated locally
-    statistic: str  # Sum | Maximum | Minimum | Average | SampleCount | pNN
-    threshold: float
-    comparison: str  # GreaterThanThreshold | GreaterThanOrEqualToThreshold | LessThan...
-    period_s: float = 60.0  # one datapoint per period (compressed seconds)
-    evaluation_periods: int = 1
-    datapoints_to_alarm: int = 1
-    treat_missing_data: str = "notBreaching"  # notBreaching | breaching | ignore | missing
-    new_version_only: bool = False  # dimension ExecutedVersion: only the new version's invocations
-
-    @classmethod
-    def from_settings(cls, alarm: Any) -> AlarmRule:
-        """From an emulator.settings.AlarmSettings (the template's alarm, resolved)."""
-        return cls(
-            name=alarm.name,
-            namespace=alarm.namespace,
-            metric=alarm.metric,
-            statistic=alarm.statistic,
-            threshold=float(alarm.threshold),
-            comparison=alarm.comparison,
-            period_s=float(alarm.period_s),
-            evaluation_periods=int(alarm.evaluation_periods),
-            datapoints_to_alarm=int(alarm.datapoints_to_alarm),
-            treat_missing_data=alarm.treat_missing_data,
-            new_version_only="ExecutedVersion" in alarm.dimensions,
-        )
-
-    def breaches(self, value: float) -> bool:
-        op = self.comparison
-        if op == "GreaterThanThreshold":
-            return value > self.threshold
-        if op == "GreaterThanOrEqualToThreshold":
-            return value >= self.threshold
-        if op == "LessThanThreshold":
-            return value < self.threshold
-        if op == "LessThanOrEqualToThreshold":
-            return value <= self.threshold
-        raise ValueError(f"alarm {self.name}: comparison {op!r} is not supported locally")
-
-
 _SYMBOL = {
     "GreaterThanThreshold": ">",
     "GreaterThanOrEqualToThreshold": ">=",
@@ -202,14 +131,14 @@ LOCAL_METRICS = {
 
 
 def datapoint(
-    rule: AlarmRule, records: Sequence[RequestRecord], new_version: str, verdict: int | None
+    rule: AlarmSettings, records: Sequence[RequestRecord], new_version: str, verdict: int | None
 ) -> float | None:
     """The alarm metric's value over one period of records (None: no data in that period).
 
     Lambda metrics scoped by ExecutedVersion count the new version's invocations only; API
     metrics count every request; CanaryVerdict is what the judge published for that minute.
     """
-    if rule.metric == "CanaryVerdict":
+    if rule.metric == VERDICT_METRIC:
         return None if verdict is None else float(verdict)
     if (rule.namespace, rule.metric) not in LOCAL_METRICS:
         return None
@@ -250,7 +179,7 @@ def _statistic(statistic: str, values: Sequence[float]) -> float | None:
 class AlarmState:
     """An alarm's datapoints so far and the state they put it in."""
 
-    rule: AlarmRule
+    rule: AlarmSettings
     values: list[float | None] = field(default_factory=list)
     state: str = INSUFFICIENT
     reason: str = "not evaluated yet"
@@ -275,7 +204,7 @@ class AlarmState:
         ]
         before = self.state
         symbol = _SYMBOL.get(rule.comparison, rule.comparison)
-        if (rule.namespace, rule.metric) not in LOCAL_METRICS and rule.metric != "CanaryVerdict":
+        if (rule.namespace, rule.metric) not in LOCAL_METRICS and rule.metric != VERDICT_METRIC:
             self.state, self.reason = INSUFFICIENT, f"{rule.namespace} {rule.metric} is not measured locally"
         elif len(breaching) >= rule.datapoints_to_alarm:
             self.state = ALARM
@@ -306,18 +235,6 @@ class AlarmState:
             "metric": self.rule.metric,
             "datapoints": list(self.values),
         }
-
-
-def short_names(names: Sequence[str]) -> dict[str, str]:
-    """Alarm names without the prefix they all share ("hate-speech-prod-canary-errors" ->
-    "canary-errors"), for progress lines and chart labels."""
-    if len(names) < 2:
-        return {n: n for n in names}
-    parts = [n.split("-") for n in names]
-    common = 0
-    while all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
-        common += 1
-    return {n: "-".join(p[common:]) for n, p in zip(names, parts, strict=True)}
 
 
 def _look(report: Any, at: float, sim: float) -> dict[str, Any]:
@@ -358,13 +275,13 @@ class Deployment:
     reasons: list[str] = field(default_factory=list)
     hook: HookResult | None = None
     hook_error: str | None = None
-    judge: JudgeReport | None = None  # the latest look
+    judge: EvidenceReport | None = None  # the latest look
     looks: list[dict[str, Any]] = field(default_factory=list)  # every look's verdict, in short
     alarms: list[AlarmState] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     weight: float = 0.0
     shift_started: float | None = None  # wall epoch of the first shifted request
-    gate: dict[str, Any] | None = None  # the PostTraffic gate's decision (evidence window only)
+    gate: dict[str, Any] | None = None  # the PostTraffic gate's decision
     probe: dict[str, Any] | None = None  # the probe's counts once it stopped
     judge_errors: list[str] = field(default_factory=list)  # looks at which the judge raised
 
@@ -382,8 +299,58 @@ class Deployment:
         )
 
 
+class _GateRun:
+    """The PostTraffic gate's core (EvidenceWindow.gate: canary.gate.judge_window owns its waiting
+    loop, as the gate function does on AWS) run as a coroutine on a thread of its own: each sleep
+    it asks for hands control back to the controller, whose ticks advance the compressed clock to
+    the end of that sleep minute by minute, then resume it. One side runs at a time."""
+
+    def __init__(self, call: Callable[[Callable[[float], None]], Any]) -> None:
+        self._call = call
+        self._asks: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)  # gate -> controller
+        self._resumes: queue.Queue[bool] = queue.Queue(maxsize=1)  # controller -> gate
+        self._thread: threading.Thread | None = None
+
+    def next(self) -> Any:
+        """Run the gate until it asks to sleep (the seconds, a float) or decides (its result)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._main, name="posttraffic-gate", daemon=True)
+            self._thread.start()
+        kind, value = self._asks.get()
+        if kind == "raised":
+            raise value
+        return value
+
+    def resume(self) -> None:
+        """End the sleep the gate asked for."""
+        self._resumes.put(True)
+
+    def cancel(self) -> None:
+        """The deployment was decided without the gate: its current or next sleep raises
+        GateInterrupted, which ends its thread."""
+        with contextlib.suppress(queue.Full):
+            self._resumes.put_nowait(False)
+
+    def _sleep(self, seconds: float) -> None:
+        from emulator.window import GateInterrupted
+
+        self._asks.put(("sleep", float(seconds)))
+        if not self._resumes.get():
+            raise GateInterrupted("the deployment ended while the gate waited")
+
+    def _main(self) -> None:
+        from emulator.window import GateInterrupted
+
+        try:
+            self._asks.put(("decided", self._call(self._sleep)))
+        except GateInterrupted:
+            pass  # the controller decided without the gate, and no longer listens
+        except BaseException as exc:  # the controller's tick raises it
+            self._asks.put(("raised", exc))
+
+
 class Controller:
-    """Runs one deployment of `canary` behind `alias`, time-compressed by `speed`."""
+    """Runs one deployment of `canary` behind `alias`, time-compressed by `speed`, a step at a time."""
 
     def __init__(
         self,
@@ -392,12 +359,10 @@ class Controller:
         baseline: Invocable,
         canary: Invocable,
         plan: Plan,
-        alarms: Sequence[AlarmRule],
+        alarms: Sequence[AlarmSettings],
         store: RecordSource,
-        manifests: Mapping[str, Mapping[str, Any]],
         hook_config: HookConfig,
-        judge_config: JudgeConfig | None = None,
-        judge_window_minutes: float = 10.0,
+        window: Any,
         hook_timeout_s: float = 300.0,
         speed: float = 10.0,
         deployment_id: str = "d-LOCAL",
@@ -408,21 +373,14 @@ class Controller:
         traffic: TrafficGauge | None = None,
         stall_s: float = 40.0,
         pretraffic: Callable[..., HookResult] = run_pretraffic,
-        window: Any | None = None,
         probe: Callable[[Callable[[], float]], Any] | None = None,
         lag_max_s: float = 0.0,
     ) -> None:
         if not math.isfinite(speed) or speed <= 0:
             raise ValueError(f"speed must be a positive number, got {speed}")
-        self.alias = alias
-        self.baseline = baseline
-        self.canary = canary
-        self.plan = plan
+        self.alias, self.baseline, self.canary, self.plan = alias, baseline, canary, plan
         self.store = store
-        self.manifests = manifests
         self.hook_config = hook_config
-        self.judge_config = judge_config or JudgeConfig()
-        self.judge_window_sim_s = judge_window_minutes * 60.0
         # The hook function's Timeout, less the margin it keeps to report, on the compressed clock;
         # at least HOOK_MIN_BUDGET_S: Lambda would answer the hook's concurrent requests in parallel
         # environments, the local stack in one, so a busy machine must not time the hook out.
@@ -438,19 +396,24 @@ class Controller:
         self.flush = flush or (lambda: None)
         # Paces the compressed minutes and is watched for death; stall_s without a single answer
         # counts as a stall (past the traffic's own per-request timeout, so a slow canary is not one).
-        self.traffic = traffic
-        self.stall_s = stall_s
+        self.traffic, self.stall_s = traffic, stall_s
         self.pretraffic = pretraffic
         # Issue 10: the evidence judge and gate (emulator.window.EvidenceWindow); the probe, started
         # at the first shift with the compressed clock (returns a running ProbeRun); the longest
         # log lag, in simulated seconds, that the gate waits out after the window.
-        self.window = window
-        self.probe_factory = probe
-        self.lag_max_s = float(lag_max_s)
+        self.window, self.probe_factory, self.lag_max_s = window, probe, float(lag_max_s)
         self.probe: Any | None = None
+        self.phase = Phase.CREATED
+        self._step_index = 0  # the plan's step being held (SHIFTING)
+        self._minute: int | None = None  # its minutes closed so far; None: not shifted to yet
+        self._window_end = 0.0  # wall epoch at which AllowTraffic ended (POST_TRAFFIC)
+        # The PostTraffic gate on its thread; the compressed time its current wait ends (None: the
+        # gate's turn); the compressed minutes closed while it waited.
+        self._gate: _GateRun | None = None
+        self._gate_target: float | None = None
+        self._gate_minute = 0
         self._shift_sim = 0.0
-        self._traffic_seen = 0
-        self._traffic_progress = 0.0
+        self._traffic_seen, self._traffic_progress = 0, 0.0  # the traffic's answers, when it last made any
         self._hook_records: list[RequestRecord] = []
         self._probe_remaining_at_anchor = 0
         # Where the compressed clock was set, (wall, compressed s): the start, the shifts and every
@@ -590,10 +553,31 @@ class Controller:
         self.alias.set_routing(self.canary if weight > 0 else None, weight)
         self.deployment.weight = weight
 
-    # ------------------------------------------------------------------ stages
+    # ------------------------------------------------------------------ phases
 
     def run(self) -> Deployment:
-        """The whole deployment; returns it decided (or stopped by `stop`, then rolled back)."""
+        """The whole deployment, a step at a time; returns it decided (or stopped by `stop`, then
+        rolled back)."""
+        while self.phase not in FINAL:
+            self.step()
+        return self.deployment
+
+    def step(self) -> Phase:
+        """One tick: at most one phase transition or one evaluation (a compressed minute closed and
+        judged, or the PostTraffic gate's decision); returns the phase it leaves the deployment in.
+        What it did is on the timeline (note). A decided deployment stays as it is."""
+        if self.phase in FINAL:
+            return self.phase
+        tick = {
+            Phase.CREATED: self._start,
+            Phase.PRE_TRAFFIC: self._pretraffic_tick,
+            Phase.SHIFTING: self._shifting_tick,
+            Phase.POST_TRAFFIC: self._post_traffic,
+        }[self.phase]
+        self.phase = tick()
+        return self.phase
+
+    def _start(self) -> Phase:
         d = self.deployment
         d.started = self.clock()
         self._anchor(d.started, 0.0)
@@ -603,6 +587,10 @@ class Controller:
             f"deployment {d.id}: {self.baseline.model_version} (version {d.baseline}) -> "
             f"{self.canary.model_version} (version {d.canary}), {self.plan.name}",
         )
+        return Phase.PRE_TRAFFIC
+
+    def _pretraffic_tick(self) -> Phase:
+        """BeforeAllowTraffic: the hook; then the first shift's tick, or the gate (AllAtOnce)."""
         if not self._pretraffic():
             return self._finish(BLOCKED)
         hook_done = getattr(self.canary, "mark_hook_done", None)
@@ -611,30 +599,81 @@ class Controller:
         failure = self.traffic.failure() if self.traffic is not None else None
         if failure is not None:  # no traffic to judge the canary on: do not start the shift
             return self._abort(failure)
-        for number, step in enumerate(self.plan.steps, 1):
-            ended = self._hold(number, step)
-            if ended is not None:
-                self._stop_probe()
-                return self._finish(ended)
-        if self.window is not None:
-            ended = self._post_traffic()
-            if ended is not None:
-                return self._finish(ended)
+        return Phase.SHIFTING if self.plan.steps else self._open_gate()
+
+    def _shifting_tick(self) -> Phase:
+        """AllowTraffic: the current step's shift, or one of its compressed minutes, evaluated."""
+        if self._minute is None:
+            self._shift(self._step_index + 1, self.plan.steps[self._step_index])
+            self._minute = 0
+            return Phase.SHIFTING
+        self._minute += 1
+        ended = self._minute_tick(f"{self.deployment.stage} minute {self._minute}", judge_look=True)
+        if ended is not None:
+            return ended
+        if self._minute < max(1, math.ceil(self.plan.steps[self._step_index].minutes)):
+            return Phase.SHIFTING
+        self._step_index, self._minute = self._step_index + 1, None
+        return Phase.SHIFTING if self._step_index < len(self.plan.steps) else self._open_gate()
+
+    def _shift(self, number: int, step: Step) -> None:
+        """Send the canary the step's share; the first shift starts the window (and the probe)."""
+        d = self.deployment
+        d.stage = f"shift {number}" if len(self.plan.steps) > 1 else "canary"
+        self._route(step.weight)
+        start = self.clock()
+        self._anchor(start, self._sim(start))  # minutes count from the shift
+        if d.shift_started is None:
+            d.shift_started = start
+            self._shift_sim = self._sim(start)
+            if self.probe_factory is not None and self.probe is None:
+                self.probe = self.probe_factory(self.sim_now)
+                self._anchor(start, self._sim(start))  # the minute's plan now counts the probe
+        self.note("shift", f"{step.weight:.0%} of traffic to version {d.canary} for {step.minutes:g} minutes")
+
+    def _promote(self) -> Phase:
+        """The gate Succeeded: CodeDeploy's end state, the alias on the new version alone."""
+        d = self.deployment
         d.stage = "promotion"
         if d.shift_started is None:  # AllAtOnce: the first user request to the canary is now
             d.shift_started = self.clock()
         self._route(1.0)
         promote = getattr(self.alias, "promote", None)
-        if callable(promote):  # CodeDeploy's end state: the alias points at the new version alone
+        if callable(promote):
             promote()
         shifted = f"all traffic shifted to version {d.canary} ({self.canary.model_version})"
-        if self.window is not None:
-            d.reasons.append(f"the PostTraffic gate Succeeded ({d.gate['reason']}); {shifted}")
-        elif self.plan.steps:
-            d.reasons.append(f"no alarm during {self.plan.minutes:g} minutes of {self.plan.name}; {shifted}")
-        else:
-            d.reasons.append(f"{self.plan.name}: {shifted} once the PreTraffic hook passed")
+        d.reasons.append(f"the PostTraffic gate Succeeded ({d.gate['reason']}); {shifted}")
         return self._finish(PROMOTED)
+
+    def _minute_tick(self, label: str, *, judge_look: bool) -> Phase | None:
+        """Close one compressed minute and evaluate it: the phase the deployment ended in (an alarm
+        rolls back; a stop too; failed traffic aborts), None when it goes on."""
+        d = self.deployment
+        end, failure = self._close_minute(label)
+        if failure == "interrupted":
+            return self._interrupted()
+        if end is None:
+            d.stage = label
+            return self._abort(failure or "failed")
+        fired = self._evaluate(end, label, judge_look=judge_look)
+        if not fired:
+            return None
+        d.stage = label
+        d.reasons += [f"{a.rule.name} in ALARM: {a.reason}" for a in fired]
+        if judge_look and d.judge is not None and any(a.rule.metric == VERDICT_METRIC for a in fired):
+            d.reasons.append(f"the judge said {d.judge.verdict.value}: {d.judge.reason}")
+        self._route(0.0)
+        if judge_look:  # the canary's minutes say the short names; the gate's minutes the full ones
+            names = short_names([a.rule.name for a in d.alarms])
+            self.note("rollback", f"rollback to 0 %: {', '.join(names[a.rule.name] for a in fired)} in ALARM")
+        else:
+            self.note("rollback", "rollback to 0 %: " + ", ".join(a.rule.name for a in fired) + " in ALARM")
+        return self._finish(ROLLED_BACK)
+
+    def _interrupted(self) -> Phase:
+        self.deployment.reasons.append("rehearsal interrupted: traffic returned to the baseline")
+        self._route(0.0)
+        return self._finish(ROLLED_BACK)
 
     def _pretraffic(self) -> bool:
         d = self.deployment
@@ -650,9 +689,11 @@ class Controller:
                 d.hook = self.pretraffic(
                     self.hook_config,
                     self._hook_invoke,
+                    # Every text to the baseline too: the latency reference the judge and gate read.
+                    invoke_baseline=self._baseline_invoke,
+                    baseline_version=d.baseline,
                     run_id=d.id,
                     deadline=deadline,
-                    **self._baseline_pairing(),
                 )
             finally:
                 self._store_hook_records()
@@ -667,23 +708,10 @@ class Controller:
             self.note("hook-failed", d.reasons[-1], hook=d.hook.status)
             return False
         self.note("hook-passed", f"PreTraffic hook Succeeded: {d.hook.reason}", hook=d.hook.status)
-        if self.window is not None:
-            # What the judge and the gate read from the hook's log record: its measured
-            # canary/baseline handler-latency ratio (None: not measured; latency then lacks a reference).
-            self.window.latency_reference = getattr(d.hook, "latency_reference", None)
+        # What the judge and the gate read from the hook's log record: its measured canary/baseline
+        # handler-latency ratio (None: not measured; latency then lacks a reference).
+        self.window.latency_reference = getattr(d.hook, "latency_reference", None)
         return True
-
-    def _baseline_pairing(self) -> dict[str, Any]:
-        """The PreTraffic hook's baseline pairing (every text to the baseline too: the latency
-        reference), when the hook core takes it."""
-        try:
-            params = inspect.signature(self.pretraffic).parameters
-        except (TypeError, ValueError):
-            return {}
-        takes = "invoke_baseline" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-        if not takes or self.window is None:
-            return {}
-        return {"invoke_baseline": self._baseline_invoke, "baseline_version": self.deployment.baseline}
 
     def _baseline_invoke(self, event: dict[str, Any]) -> Mapping[str, Any]:
         """The hook's request to the baseline version, straight to it (its record kept, source hook)."""
@@ -731,48 +759,7 @@ class Controller:
             }
         return response
 
-    def _hold(self, number: int, step: Step) -> str | None:
-        """Hold one traffic step, evaluating every compressed minute; the outcome when the
-        deployment ended in it (ROLLED BACK, ABORTED), None when the step was held to its end."""
-        d = self.deployment
-        d.stage = f"shift {number}" if len(self.plan.steps) > 1 else "canary"
-        self._route(step.weight)
-        start = self.clock()
-        self._anchor(start, self._sim(start))  # minutes count from the shift
-        if d.shift_started is None:
-            d.shift_started = start
-            self._shift_sim = self._sim(start)
-            if self.probe_factory is not None and self.probe is None:
-                self.probe = self.probe_factory(self.sim_now)
-                self._anchor(start, self._sim(start))  # the minute's plan now counts the probe
-        self.note("shift", f"{step.weight:.0%} of traffic to version {d.canary} for {step.minutes:g} minutes")
-        minutes = max(1, math.ceil(step.minutes))
-        for minute in range(1, minutes + 1):
-            label = f"{d.stage} minute {minute}"
-            end, failure = self._close_minute(label)
-            if failure == "interrupted":
-                d.reasons.append("rehearsal interrupted: traffic returned to the baseline")
-                self._route(0.0)
-                return ROLLED_BACK
-            if end is None:
-                d.stage = label
-                self._abort(failure or "failed")
-                return ABORTED
-            fired = self._evaluate(end, label)
-            if fired:
-                d.stage = f"{d.stage} minute {minute}"
-                d.reasons += [f"{a.rule.name} in ALARM: {a.reason}" for a in fired]
-                if d.judge is not None and any(a.rule.metric == "CanaryVerdict" for a in fired):
-                    d.reasons.append(f"the judge said {d.judge.verdict.value}: {d.judge.reason}")
-                self._route(0.0)
-                names = short_names([a.rule.name for a in d.alarms])
-                self.note(
-                    "rollback", f"rollback to 0 %: {', '.join(names[a.rule.name] for a in fired)} in ALARM"
-                )
-                return ROLLED_BACK
-        return None
-
-    def _abort(self, failure: str) -> Deployment:
+    def _abort(self, failure: str) -> Phase:
         """Stop the deployment without a verdict: the replayed traffic, the evidence, failed. Traffic
         returns to the baseline as a stopped CodeDeploy deployment's does."""
         d = self.deployment
@@ -796,49 +783,7 @@ class Controller:
             return self.store.window(since, until, visible_by=visible_by)
         return self.store.window(since, until)
 
-    def _evaluate(self, end: float, label: str) -> list[AlarmState]:
-        """One compressed minute: the judge's look, then every alarm over that minute."""
-        if self.window is not None:
-            return self._evaluate_evidence(end, label, judge_look=True)
-        d = self.deployment
-        self.flush()
-        sim_end = self._sim(end)
-        # The scheduled judge of before issue 10 compares users' requests only.
-        records = [
-            r
-            for r in self.store.window(self._wall_at(sim_end - self.judge_window_sim_s), end)
-            if r.source == "live"
-        ]
-        d.judge = judge(
-            records,
-            baseline_version=d.baseline,
-            canary_version=d.canary,
-            manifests=self.manifests,
-            config=self.judge_config,
-        )
-        verdict = VERDICT_VALUE[d.judge.verdict]
-        d.looks.append(
-            {
-                "at": end,
-                "t_sim_s": round(sim_end, 1),
-                "verdict": d.judge.verdict.value,
-                "reason": d.judge.reason,
-                "metrics": {m.name: m.classification.value for m in d.judge.metrics},
-                "n": {"baseline": d.judge.baseline.get("requests"), "canary": d.judge.canary.get("requests")},
-            }
-        )
-        fired = self._fired(records, sim_end, end, verdict)
-        self.note(
-            "minute",
-            f"{label}: judge {d.judge.verdict.value} "
-            f"(n {d.judge.baseline.get('requests')}/{d.judge.canary.get('requests')}); "
-            + self._alarm_summary(),
-            verdict=d.judge.verdict.value,
-            judge_reason=d.judge.reason,
-        )
-        return fired
-
-    def _evaluate_evidence(self, end: float, label: str, *, judge_look: bool) -> list[AlarmState]:
+    def _evaluate(self, end: float, label: str, *, judge_look: bool) -> list[AlarmState]:
         """One compressed minute with the evidence judge: its interim look over the window's
         records visible by now (judge_look), then every alarm over that minute's records (metrics
         reach CloudWatch within the minute: no log lag for them)."""
@@ -888,23 +833,18 @@ class Controller:
         )
         return fired
 
-    def _post_traffic(self) -> str | None:
-        """AllowTraffic is done: 100 % on the new version; then the PostTraffic gate (AfterAllowTraffic)
-        waits for the window's records on the compressed clock, the alarms still watched every
-        minute, and judges the whole window. Returns ROLLED BACK or ABORTED when the deployment
-        ended here, None when the gate Succeeded."""
-        from emulator.window import GateInterrupted
-
+    def _open_gate(self) -> Phase:
+        """AllowTraffic is done: the probe stops, 100 % goes to the new version, and the PostTraffic
+        gate (AfterAllowTraffic) is next."""
         d = self.deployment
         self._stop_probe()
-        window_end = self.clock()
-        window_end_sim = self._sim(window_end)
+        self._window_end = self.clock()
         self._route(1.0)
         d.stage = "posttraffic"
         start = self.clock()
         self._anchor(start, self._sim(start))
         self._gate_minute = 0
-        self._gate_ended: str | None = None
+        self._gate = _GateRun(self._run_gate)
         cfg = self.window.gate_config
         self.note(
             "posttraffic",
@@ -912,19 +852,53 @@ class Controller:
             f"{cfg.max_log_lag_s:g} s after the window for late log records, then until none arrives "
             f"for {cfg.settle_s:g} s",
         )
+        return Phase.POST_TRAFFIC
+
+    def _run_gate(self, sleep: Callable[[float], None]) -> tuple[Any, Any, bool]:
+        """The gate's call, on the gate's thread: it waits (sleep, on the compressed clock) for the
+        window's records, judges the whole window and decides: (decision, report, complete)."""
+        d = self.deployment
+        window_end = self._window_end
+        window_end_sim = self._sim(window_end)
         since = d.shift_started or d.started
-        try:
-            decision, report, complete = self.window.gate(
-                lambda: self._records(since, window_end, visible_by=self.sim_now()),
-                since=since,
-                until=window_end,
-                window_end=window_end_sim,
-                window_s=window_end_sim - self._shift_sim,
-                now=self.sim_now,
-                sleep=self._gate_sleep,
+        return self.window.gate(
+            lambda: self._records(since, window_end, visible_by=self.sim_now()),
+            since=since,
+            until=window_end,
+            window_end=window_end_sim,
+            window_s=window_end_sim - self._shift_sim,
+            now=self.sim_now,
+            sleep=sleep,
+        )
+
+    def _post_traffic(self) -> Phase:
+        """AfterAllowTraffic, a tick at a time: the gate runs until it waits or decides; each tick of
+        its wait then closes one compressed minute (traffic-paced, alarms evaluated: an alarm ends
+        the deployment, the gate undecided) or, within the minute, ends the wait."""
+        if self.stop.is_set():
+            return self._interrupted()
+        if self._gate_target is None:  # the gate's turn
+            asked = self._gate.next()
+            if isinstance(asked, tuple):
+                return self._gate_decided(*asked)
+            self._gate_target = self.sim_now() + max(0.0, asked)
+            return Phase.POST_TRAFFIC
+        if self._anchors[-1][1] + 60.0 <= self._gate_target:  # a whole minute ends within the wait
+            self._gate_minute += 1
+            return self._minute_tick(f"posttraffic minute {self._gate_minute}", judge_look=False) or (
+                Phase.POST_TRAFFIC
             )
-        except GateInterrupted:
-            return self._gate_ended or ROLLED_BACK
+        now = self.sim_now()
+        if now < self._gate_target:
+            self.stop.wait((self._gate_target - now) / self.speed)
+        if self.sim_now() >= self._gate_target - 1e-6 and not self.stop.is_set():
+            self._gate_target = None
+            self._gate.resume()
+        return Phase.POST_TRAFFIC
+
+    def _gate_decided(self, decision: Any, report: Any, complete: bool) -> Phase:
+        """The gate's decision: PROMOTED when it Succeeded, else ROLLED BACK from 100 %."""
+        d = self.deployment
         now_sim = self.sim_now()
         d.gate = {
             "succeeded": decision.succeeded,
@@ -932,60 +906,18 @@ class Controller:
             "reason": decision.reason,
             "records_complete": complete,
             "t_sim_s": round(now_sim, 1),
-            "window_sim_s": [round(self._shift_sim, 1), round(window_end_sim, 1)],
+            "window_sim_s": [round(self._shift_sim, 1), round(self._sim(self._window_end), 1)],
         }
         if report is not None:
             d.judge = report
             d.looks.append(_look(report, self.clock(), now_sim))
         if decision.succeeded:
             self.note("gate-passed", f"PostTraffic gate Succeeded: {decision.reason}")
-            return None
+            return self._promote()
         d.reasons.append(f"PostTraffic gate Failed: {decision.reason}")
         self._route(0.0)
         self.note("rollback", f"rollback to 0 %: PostTraffic gate Failed: {decision.reason}")
-        return ROLLED_BACK
-
-    def _gate_sleep(self, seconds: float) -> None:
-        """The gate's sleep, on the compressed clock: every compressed minute that ends meanwhile is
-        closed as during the canary (traffic-paced) and its alarms evaluated; an alarm, a stop or a
-        failed traffic generator ends the deployment (GateInterrupted)."""
-        from emulator.window import GateInterrupted
-
-        d = self.deployment
-        target = self.sim_now() + max(0.0, seconds)
-        while not self.stop.is_set():
-            minute_end = self._anchors[-1][1] + 60.0
-            if minute_end > target:
-                now = self.sim_now()
-                if now < target:
-                    self.stop.wait((target - now) / self.speed)
-                if self.sim_now() >= target - 1e-6:
-                    return
-                continue
-            self._gate_minute += 1
-            label = f"posttraffic minute {self._gate_minute}"
-            end, failure = self._close_minute(label)
-            if end is None:
-                break
-            fired = self._evaluate_evidence(end, label, judge_look=False)
-            if fired:
-                d.stage = label
-                d.reasons += [f"{a.rule.name} in ALARM: {a.reason}" for a in fired]
-                self._route(0.0)
-                self.note(
-                    "rollback", "rollback to 0 %: " + ", ".join(a.rule.name for a in fired) + " in ALARM"
-                )
-                self._gate_ended = ROLLED_BACK
-                raise GateInterrupted("an alarm fired while the gate waited")
-        if self.stop.is_set():
-            d.reasons.append("rehearsal interrupted: traffic returned to the baseline")
-            self._route(0.0)
-            self._gate_ended = ROLLED_BACK
-        else:
-            d.stage = f"posttraffic minute {self._gate_minute}"
-            self._abort(failure or "failed")
-            self._gate_ended = ABORTED
-        raise GateInterrupted("the deployment ended while the gate waited")
+        return self._finish(ROLLED_BACK)
 
     def _fired(
         self, records: Sequence[RequestRecord], sim_end: float, end: float, verdict: int | None
@@ -1009,13 +941,17 @@ class Controller:
         odd = [f"{names[a.rule.name]} {a.state}" for a in alarms if a.state != OK]
         return "alarms: " + ", ".join(odd) if odd else f"all {len(alarms)} alarms OK"
 
-    def _finish(self, outcome: str) -> Deployment:
+    def _finish(self, outcome: str) -> Phase:
+        """Decide the deployment (once: an abort inside the gate's wait finishes it first)."""
         d = self.deployment
-        if d.outcome is not None:  # decided already (an abort finishes itself)
-            return d
+        if d.outcome is not None:
+            return Phase(d.outcome)
+        self._stop_probe()
+        if self._gate is not None:
+            self._gate.cancel()  # decided while the gate waited (an alarm, a stop): it ends undecided
         d.outcome = outcome
         d.completed = self.clock()
         if outcome == BLOCKED:
             d.stage = "pretraffic"
         self.note("end", f"{outcome}: " + "; ".join(d.reasons))
-        return d
+        return Phase(outcome)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from canary.records import RequestRecord
-from emulator.settings import LOCAL_ACCOUNT, StackSettings, load_settings
+from stack import LOCAL_ACCOUNT, StackSettings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # Kept from the parent's environment; everything else (credentials, HATE_API_KEY, ...) stays out,

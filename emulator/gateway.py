@@ -22,12 +22,19 @@ For every request, in API Gateway's order:
 Gateway errors carry x-amzn-ErrorType and the template's GatewayResponses headers (CORS).
 One local extra, outside the stage: GET /openapi.yaml (or /openapi.json) answers the API's
 OpenAPI document (openapi.yaml beside the template), with no key.
-Every request that reached the function leaves one canary.records.RequestRecord in the store,
-written in batches by a background thread (flush() waits for them).
+Malformed HTTP (a bad request line or chunk size, Content-Length beside Transfer-Encoding) -> 400
+{"message": "Bad Request"}; an encoded slash (%2F) stays inside its path segment, so it matches no
+route. Every request that reached the function leaves one canary.records.RequestRecord in the
+store, written in batches by a background thread (flush() waits for them).
+
+The HTTP/1.1 server is aiohttp's (its low-level web.Server: the routing above is API Gateway's
+own, not a URL dispatcher's), on an asyncio loop in one thread; the blocking Lambda invoke of each
+request runs in a thread pool, where it waits on the function's pipe.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import functools
@@ -43,14 +50,18 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 import yaml
+from aiohttp import web
+from aiohttp.http import HttpVersion11
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.web_protocol import ERROR as PARSE_ERROR  # its stand-in for an unparsable request
+from multidict import CIMultiDict
 
 from canary.proxy_event import rest_proxy_event
 from canary.records import LABELS, RequestRecord
@@ -64,37 +75,20 @@ from emulator.functions import (
     batch_request_records,
     request_record,
 )
-from emulator.settings import LOCAL_ACCOUNT, Route, StackSettings
+from stack import LOCAL_ACCOUNT, Route, StackSettings
 
 MIN_API_KEY_CHARS = 20  # API Gateway refuses shorter key values
 # Where the local gateway serves the API's OpenAPI document (README, "The API's contract").
 OPENAPI_PATHS = ("/openapi.yaml", "/openapi.json")
-SWITCH_INTERVAL_S = 0.0005  # the interpreter's thread switch interval while a gateway runs
+# Threads for the blocking Lambda invokes: each waits on its function's pipe, so the pool is wide
+# (a thread per request in flight, as the load test's connections keep many in flight).
+INVOKE_THREADS = 256
 _FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto"})
 _PROXY_KEYS = frozenset({"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"})
 # Response headers API Gateway does not pass through as they are; it renames them x-amzn-Remapped-*.
 _REMAPPED = frozenset(
-    h.lower()
-    for h in (
-        "Authorization",
-        "Connection",
-        "Content-Length",
-        "Content-MD5",
-        "Date",
-        "Expect",
-        "Host",
-        "Max-Forwards",
-        "Proxy-Authenticate",
-        "Server",
-        "TE",
-        "Trailer",
-        "Transfer-Encoding",
-        "Upgrade",
-        "User-Agent",
-        "Via",
-        "Warn",
-        "WWW-Authenticate",
-    )
+    "authorization connection content-length content-md5 date expect host max-forwards proxy-authenticate "
+    "server te trailer transfer-encoding upgrade user-agent via warn www-authenticate".split()
 )
 _ERROR_TYPES = {
     "Forbidden": "ForbiddenException",
@@ -150,35 +144,6 @@ def _print_error(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-class _SwitchInterval:
-    """CPython's thread switch interval, shortened while any gateway runs in this process.
-
-    The gateway's threads mostly wait on sockets and pipes; a thread whose answer has arrived
-    should not wait out the default 5 ms behind another parsing a request. Measured at 1,000
-    req/s on two busy cores: p50 100-800 ms with the default, a few ms with 0.5 ms."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._users = 0
-        self._saved = sys.getswitchinterval()
-
-    def acquire(self) -> None:
-        with self._lock:
-            if self._users == 0:
-                self._saved = sys.getswitchinterval()
-                sys.setswitchinterval(min(self._saved, SWITCH_INTERVAL_S))
-            self._users += 1
-
-    def release(self) -> None:
-        with self._lock:
-            self._users = max(0, self._users - 1)
-            if self._users == 0:
-                sys.setswitchinterval(self._saved)
-
-
-_switch_interval = _SwitchInterval()
-
-
 class TokenBucket:
     """The usage plan's per-key throttle: `rate` tokens per second into a bucket `burst` deep."""
 
@@ -202,17 +167,25 @@ class TokenBucket:
 
 
 class Quota:
-    """The usage plan's quota: `limit` requests per key per calendar DAY, WEEK or MONTH (UTC)."""
+    """The usage plan's quota: `limit` requests per key per calendar DAY, WEEK or MONTH (UTC).
+    `start` and `used` continue a period counted before (a restarted gateway's saved usage)."""
 
     def __init__(
-        self, limit: int, period: str, offset: int = 0, clock: Callable[[], float] = time.time
+        self,
+        limit: int,
+        period: str,
+        offset: int = 0,
+        clock: Callable[[], float] = time.time,
+        *,
+        start: float | None = None,
+        used: int = 0,
     ) -> None:
         self.limit = int(limit)
         self.period = period
         self.offset = int(offset)
         self.clock = clock
-        self.used = 0
-        self._start: float | None = None
+        self.start = start  # epoch seconds at which the counted period began
+        self.used = used
         self._lock = threading.Lock()
 
     def period_start(self, now: float) -> float:
@@ -233,17 +206,44 @@ class Quota:
     def take(self) -> bool:
         with self._lock:
             start = self.period_start(self.clock())
-            if start != self._start:
-                self._start, self.used = start, 0
+            if start != self.start:
+                self.start, self.used = start, 0
             if self.used >= self.limit:
                 return False
             self.used += 1
             return True
 
-    @property
-    def remaining(self) -> int:
-        with self._lock:
-            return max(0, self.limit - self.used)
+
+class KeyLimits:
+    """One API key's limits on its usage plan, kept per key as API Gateway keeps them: the key's
+    token bucket, its per-method buckets (the plan's method throttling, by "/path/METHOD"), then
+    its quota. The gateway's own key and every consumer key (emulator.consumers) each have one."""
+
+    def __init__(
+        self,
+        rate_limit: float | None,
+        burst_limit: int | None,
+        quota: Quota | None,
+        method_throttles: Mapping[str, tuple[float, int]] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bucket = (
+            TokenBucket(rate_limit, burst_limit or int(rate_limit), monotonic) if rate_limit else None
+        )
+        self.methods = {m: TokenBucket(r, b, monotonic) for m, (r, b) in (method_throttles or {}).items()}
+        self.quota = quota
+
+    def take(self, method_key: str = "") -> str | None:
+        """None when the request may pass, else API Gateway's 429 message. A throttled request
+        costs no quota."""
+        method_bucket = self.methods.get(method_key)
+        if method_bucket is not None and not method_bucket.take():
+            return "Too Many Requests"
+        if self.bucket is not None and not self.bucket.take():
+            return "Too Many Requests"
+        if self.quota is not None and not self.quota.take():
+            return "Limit Exceeded"
+        return None
 
 
 @dataclass(frozen=True)
@@ -252,7 +252,6 @@ class _Answer:
     headers: list[tuple[str, str]]
     body: bytes
     close: bool = False
-    drain: bool = False  # the request's body is unread: read it away before closing (no reset)
 
 
 class _RecordWriter(threading.Thread):
@@ -319,6 +318,68 @@ class _RecordWriter(threading.Thread):
                 time.sleep(0.05 * (attempt + 1))
 
 
+class GatewayError(Exception):
+    """One of API Gateway's own answers ({"message": ...}), raised wherever a request's pipeline
+    refuses it; Gateway.error turns it into the response."""
+
+    def __init__(self, status: int, message: str, close: bool = False) -> None:
+        super().__init__(message)
+        self.status, self.message, self.close = status, message, close
+
+
+def _gateway_error(exc: BaseException | None) -> GatewayError:
+    """Every refusal as API Gateway answers it, in one place. The pipeline's own GatewayError as it
+    is; Lambda's refusals of the invoke: an event over its 6 MB limit -> 413 Request Too Long, no
+    answer within the integration timeout -> 504, no environment -> 502; aiohttp's refusals of
+    malformed HTTP: a line or header section too long -> 413 Request Too Long, any other framing
+    error (request line, header syntax, chunk size, Content-Length beside Transfer-Encoding) ->
+    400 Bad Request; anything else is a bug -> 502 (logged by type and place only: its message
+    could quote the request). Malformed HTTP and bugs close the connection."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, RequestTooLarge):
+        return GatewayError(413, "Request Too Long")
+    if isinstance(exc, CallerGaveUp):
+        return GatewayError(504, "Endpoint request timed out")
+    if isinstance(exc, EnvironmentFailed):
+        return GatewayError(502, "Internal server error")
+    if isinstance(exc, LineTooLong) or "Too many headers" in str(exc):
+        return GatewayError(413, "Request Too Long", close=True)
+    if isinstance(exc, HttpProcessingError):
+        return GatewayError(400, "Bad Request", close=True)
+    if exc is not None:
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        print(f"gateway: unexpected {type(exc).__name__} at {where.filename}:{where.lineno}", file=sys.stderr)
+    return GatewayError(502, "Internal server error", close=True)
+
+
+class _Protocol(web.RequestHandler):
+    """aiohttp's connection handler, answering its own parse errors the API Gateway way (its
+    default is a text/plain page and a logged traceback, which could quote the request)."""
+
+    def handle_error(
+        self, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        gateway: Gateway = self._manager.gateway  # type: ignore[attr-defined]
+        return gateway.respond(request, gateway.error(_gateway_error(exc), str(uuid.uuid4())))
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server with _Protocol for each connection."""
+
+    def __init__(self, gateway: Gateway, **kwargs: Any) -> None:
+        super().__init__(gateway.serve, request_factory=self._request, **kwargs)
+        self.gateway = gateway
+
+    def __call__(self) -> web.RequestHandler:
+        return _Protocol(self, loop=self._loop, **self._kwargs)
+
+    def _request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+        if message is PARSE_ERROR:  # aiohttp's stand-in request is HTTP/1.0; API Gateway answers 1.1
+            message = message._replace(version=HttpVersion11)
+        return web.BaseRequest(message, payload, protocol, writer, task, self._loop)
+
+
 class Gateway:
     """The local API Gateway stage: start(), stop(), url."""
 
@@ -358,31 +419,30 @@ class Gateway:
         self.routes: dict[str, dict[str, Route]] = {}
         for route in settings.routes:
             self.routes.setdefault(route.path, {})[route.method] = route
-        self.throttle = (
-            TokenBucket(settings.rate_limit, settings.burst_limit or int(settings.rate_limit))
-            if settings.rate_limit
-            else None
-        )
-        self.quota = (
+        quota = (
             Quota(settings.quota_limit, settings.quota_period, settings.quota_offset)
             if settings.quota_limit
             else None
         )
+        self.limits = KeyLimits(settings.rate_limit, settings.burst_limit, quota)
         self.counts: dict[int, int] = {}  # HTTP status -> how many answered
-        self._counts_lock = threading.Lock()
         self.record_interval_s = record_interval_s
         self._writer: _RecordWriter | None = None  # one per start(); records queue to it
         self._written_before = 0  # records written by the writers of earlier starts
-        self._server: _Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the server's, run by one thread
+        self._server: _Server
+        self._listener: asyncio.Server
         self._thread: threading.Thread | None = None
+        self._port: int | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     @property
     def port(self) -> int:
-        if self._server is None:
+        if self._port is None:
             raise RuntimeError("the gateway is not started")
-        return self._server.server_address[1]
+        return self._port
 
     @property
     def base_url(self) -> str:
@@ -401,49 +461,78 @@ class Gateway:
 
     def start(self) -> Gateway:
         """Start the functions' environments (cold starts happen here), then listen."""
-        if self._server is not None:
+        if self._loop is not None:
             return self
-        _switch_interval.acquire()
+        if self.start_functions:
+            self.alias.start()
+        loop = asyncio.new_event_loop()
         try:
-            if self.start_functions:
-                self.alias.start()
-            self._server = _Server((self.host, self.requested_port), _Handler, self)
+            self._port = loop.run_until_complete(self._listen())
         except BaseException:
-            _switch_interval.release()
+            loop.close()
             raise
+        self._loop = loop
+        self._pool = ThreadPoolExecutor(max_workers=INVOKE_THREADS, thread_name_prefix="gateway-invoke")
         if self.store is not None:
             self._writer = _RecordWriter(self.store, self.record_interval_s)
             self._writer.start()
         if self.consumers is not None:
             self.consumers.start()
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="gateway", daemon=True
-        )
+        self._thread = threading.Thread(target=loop.run_forever, name="gateway", daemon=True)
         self._thread.start()
         return self
 
+    async def _listen(self) -> int:
+        """Listen (inside the loop: aiohttp's server belongs to it); the port."""
+        # Header lines up to 64 KB reach handle(), which answers 413 past the 10,240-byte limit.
+        # A refused body is read away for at most 5 s before the connection closes.
+        self._server = _Server(
+            self,
+            max_line_size=65536,
+            max_field_size=65536,
+            max_headers=100,
+            lingering_time=5.0,
+            keepalive_timeout=120.0,  # idle keep-alive connections close after two minutes
+            access_log=None,  # the gateway writes its own (no query strings, no keys)
+        )
+        # Bound here (not by asyncio) for the OS's own error ("Address already in use"); a load
+        # test opens many connections at once.
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.create_server((self.host, self.requested_port), family=family, backlog=1024)
+        self._listener = await asyncio.get_running_loop().create_server(self._server, sock=sock)
+        return self._listener.sockets[0].getsockname()[1]
+
+    async def _close(self) -> None:
+        self._listener.close()  # no new connections
+        await self._server.shutdown(timeout=5.0)  # requests being answered finish; then all close
+        # What is left (a connection still reading away a refused body) ends with the loop.
+        left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+
     def stop(self, stop_functions: bool = True) -> None:
         """Stop listening, close open connections, write the pending records, stop the functions."""
-        server, self._server = self._server, None
-        started = server is not None
-        if server is not None:
-            server.shutdown()  # no new connections
-            server.wait_idle(timeout=5.0)  # requests being answered finish
-            server.close_all()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            asyncio.run_coroutine_threadsafe(self._close(), loop).result(timeout=30)
+            loop.call_soon_threadsafe(loop.stop)
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+                self._thread = None
+            loop.close()
+            self._port = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close(timeout=10)
             self._written_before += writer.written
-        if started and self.consumers is not None:
+        if loop is not None and self.consumers is not None:
             self.consumers.stop()
         if stop_functions:
             self.alias.stop()
-        if started:
-            _switch_interval.release()
 
     def __enter__(self) -> Gateway:
         return self.start()
@@ -462,110 +551,146 @@ class Gateway:
         writer = self._writer
         return self._written_before + (0 if writer is None else writer.written)
 
-    def _count(self, status: int) -> None:
-        with self._counts_lock:
-            self.counts[status] = self.counts.get(status, 0) + 1
-
     # ------------------------------------------------------------------ answers
 
-    def error(self, status: int, message: str, request_id: str, close: bool = False) -> _Answer:
+    def error(self, error: GatewayError, request_id: str) -> _Answer:
         """One of API Gateway's own error answers, with the template's GatewayResponses headers."""
-        body = json.dumps({"message": message}, separators=(",", ":")).encode()
-        kind = "DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX"
+        body = json.dumps({"message": error.message}, separators=(",", ":")).encode()
+        kind = "DEFAULT_5XX" if error.status >= 500 else "DEFAULT_4XX"
         headers = [
             ("Content-Type", "application/json"),
             ("x-amzn-RequestId", request_id),
-            ("x-amzn-ErrorType", _ERROR_TYPES.get(message, "BadRequestException")),
+            ("x-amzn-ErrorType", _ERROR_TYPES.get(error.message, "BadRequestException")),
             ("x-amz-apigw-id", _apigw_id()),
         ]
         headers += list((self.settings.gateway_response_headers.get(kind) or {}).items())
-        return _Answer(status, headers, body, close)
+        return _Answer(error.status, headers, body, error.close)
 
-    def handle(self, h: _Handler, raw_target: str, request_id: str) -> _Answer:
-        """The answer to one parsed request (headers read, body not yet)."""
-        method = h.command
-        headers = h.headers
+    def respond(self, request: web.BaseRequest, answer: _Answer) -> web.Response:
+        """The HTTP response of an answer, counted and access-logged (no query string, no key)."""
+        headers = CIMultiDict(answer.headers)
+        # API Gateway says keep-alive on every answer it does not close the connection after.
+        headers["Connection"] = "keep-alive" if request.keep_alive and not answer.close else "close"
+        response = web.Response(status=answer.status, body=answer.body, headers=headers)
+        if answer.close:
+            response.force_close()
+        self.counts[answer.status] = self.counts.get(answer.status, 0) + 1  # one loop thread: no lock
+        if self.access_log is not None:
+            request_id = headers.get("x-amzn-RequestId", "-")
+            path = request.raw_path.partition("?")[0][:200]
+            self.access_log(f"{request_id} {request.method or '-'} {path} {answer.status}")
+        return response
+
+    async def serve(self, request: web.BaseRequest) -> web.Response:
+        """aiohttp's handler of every request: API Gateway's answer, errors mapped in one place."""
+        request_id = str(uuid.uuid4())
+        try:
+            answer = await self.handle(request, request_id)
+        except (ConnectionError, asyncio.CancelledError):
+            raise  # the client went away: nobody to answer
+        except Exception as exc:
+            answer = self.error(_gateway_error(exc), request_id)
+        return self.respond(request, answer)
+
+    async def handle(self, request: web.BaseRequest, request_id: str) -> _Answer:
+        """API Gateway's answer to one request (headers read, body not yet); raises GatewayError."""
+        method = request.method
         # 1. Size limits, before anything else.
-        header_bytes = len(h.raw_requestline) + sum(len(k) + len(v) + 4 for k, v in headers.items())
-        body_or_answer = self._read_body(h, request_id)
-        if isinstance(body_or_answer, _Answer):
-            return body_or_answer
-        body = body_or_answer
+        header_bytes = len(method) + len(request.raw_path) + 12  # the request line, "HTTP/1.1" and CRLF
+        header_bytes += sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
+        body = await self._read_body(request)
+        if isinstance(body, _Answer):
+            return body
         if header_bytes > self.settings.header_limit_bytes:
-            return self.error(413, "Request Too Long", request_id)
+            raise GatewayError(413, "Request Too Long")
 
         # 2. Stage, resource and method.
-        target = urlsplit(raw_target)
-        raw_path = target.path or "/"
-        path = unquote(raw_path)
+        raw_path, _, query = request.raw_path.partition("?")
+        # Decoded segment by segment: an encoded slash (%2F) stays in its segment, not a separator.
+        path = "/".join(unquote(part).replace("/", "%2F") for part in raw_path.split("/")) or "/"
         # The local stack's extra, outside every stage (so no API route can clash): the API's
         # OpenAPI document, for clients and generators (schemathesis); no key, as a docs page.
         if path in OPENAPI_PATHS and method in ("GET", "HEAD"):
             return self._openapi(path, request_id)
-        stage_prefix = f"/{self.settings.stage_name}"
-        if not (path == stage_prefix or path.startswith(stage_prefix + "/")):
-            return self.error(403, "Forbidden", request_id)
-        resource_path = path[len(stage_prefix) :] or "/"
-        # API Gateway routes /resource/ to /resource (the event keeps the path as sent).
-        key = resource_path[:-1] if len(resource_path) > 1 and resource_path.endswith("/") else resource_path
-        methods = self.routes.get(key)
-        if methods is None:
-            return self.error(403, "Missing Authentication Token", request_id)
-        cors = self.settings.cors
-        if method == "OPTIONS" and cors is not None and "OPTIONS" not in methods:
-            if not cors.preflight_needs_key or self._key_ok(headers):
-                return self._preflight(request_id)
-            return self.error(403, "Forbidden", request_id)
-        route = methods.get(method)
+        route, resource_path = self._route(request, path)
         if route is None:
-            return self.error(403, "Missing Authentication Token", request_id)
+            return self._preflight(request_id)
 
         # 3. Key, throttle, quota: the gateway's own key on the settings' plan, or a consumer's
         # key on its own plan (each key its own bucket and quota, as API Gateway keeps them).
-        key_id = self.api_key_id
-        if route.api_key_required and not self._key_ok(headers):
-            admission = None
-            if self.consumers is not None:
-                admission = self.consumers.admit(headers.get_all("x-api-key"), f"{route.path}/{route.method}")
-            if admission is None:
-                return self.error(403, "Forbidden", request_id)
-            if admission.refusal is not None:
-                return self.error(429, admission.refusal, request_id)
-            key_id = admission.key_id
-        else:
-            if self.throttle is not None and not self.throttle.take():
-                return self.error(429, "Too Many Requests", request_id)
-            if self.quota is not None and not self.quota.take():
-                return self.error(429, "Limit Exceeded", request_id)
+        key_id = self._admit(request, route)
 
         # 4. The Lambda proxy integration.
-        event = self._event(h, route, resource_path, target.query, body, request_id, key_id)
+        event = self._event(request, route, resource_path, query, body, request_id, key_id)
         trace_id = f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)};Sampled=0"
         event["headers"]["X-Amzn-Trace-Id"] = trace_id
         event["multiValueHeaders"]["X-Amzn-Trace-Id"] = [trace_id]
-        try:
-            version, invocation = self.alias.invoke_detailed(
-                event, trace_id=trace_id, max_wait_s=self.settings.integration_timeout_s
-            )
-        except RequestTooLarge:
-            return self.error(413, "Request Too Long", request_id)
-        except CallerGaveUp as exc:
-            # The function is still busy with it (or with the ones before it); API Gateway stops waiting.
-            answer = self.error(504, "Endpoint request timed out", request_id)
-            self._record_failure(exc.version, exc.waited_ms, answer.status)
-            timeout_s = self.settings.integration_timeout_s
-            self._log_error(
-                504, request_id, exc.version, f"no answer within the {timeout_s:g} s integration timeout"
-            )
-            return answer
-        except EnvironmentFailed as exc:
-            self._log_error(502, request_id, None, str(exc))
-            return self.error(502, "Internal server error", request_id)
+        invoke = functools.partial(
+            self._invoke, event, trace_id, request_id, self.settings.integration_timeout_s
+        )
+        version, invocation = await asyncio.get_running_loop().run_in_executor(self._pool, invoke)
         answer = self._proxy_answer(invocation, request_id, trace_id)
         self._record(version, invocation, answer)
         if answer.status == 502 and (cause := _failure_cause(invocation)) is not None:
             self._log_error(502, request_id, version, cause, invocation.request_id)
         return answer
+
+    def _route(self, request: web.BaseRequest, path: str) -> tuple[Route | None, str]:
+        """The route a decoded path and method reach, and the path inside the stage; (None, path)
+        for a CORS preflight (SAM's mock integration). Raises API Gateway's 403s."""
+        stage_prefix = f"/{self.settings.stage_name}"
+        if not (path == stage_prefix or path.startswith(stage_prefix + "/")):
+            raise GatewayError(403, "Forbidden")
+        resource_path = path[len(stage_prefix) :] or "/"
+        # API Gateway routes /resource/ to /resource (the event keeps the path as sent).
+        key = resource_path[:-1] if len(resource_path) > 1 and resource_path.endswith("/") else resource_path
+        methods = self.routes.get(key)
+        if methods is None:
+            raise GatewayError(403, "Missing Authentication Token")
+        cors = self.settings.cors
+        if request.method == "OPTIONS" and cors is not None and "OPTIONS" not in methods:
+            if not cors.preflight_needs_key or self._key_ok(request.headers):
+                return None, resource_path
+            raise GatewayError(403, "Forbidden")
+        route = methods.get(request.method)
+        if route is None:
+            raise GatewayError(403, "Missing Authentication Token")
+        return route, resource_path
+
+    def _admit(self, request: web.BaseRequest, route: Route) -> str:
+        """The id of the key the request may pass with, or API Gateway's 403 / 429."""
+        if route.api_key_required and not self._key_ok(request.headers):
+            admission = None
+            if self.consumers is not None:
+                values = request.headers.getall("x-api-key", None)
+                admission = self.consumers.admit(values, f"{route.path}/{route.method}")
+            if admission is None:
+                raise GatewayError(403, "Forbidden")
+            if admission.refusal is not None:
+                raise GatewayError(429, admission.refusal)
+            return admission.key_id
+        refusal = self.limits.take()
+        if refusal is not None:
+            raise GatewayError(429, refusal)
+        return self.api_key_id
+
+    def _invoke(
+        self, event: dict[str, Any], trace_id: str, request_id: str, timeout_s: float
+    ) -> tuple[FunctionVersion, Invocation]:
+        """The alias's invocation (in the thread pool: it blocks on the function's pipe); a timeout
+        or a lost environment is logged (and a timeout recorded) before _gateway_error maps it."""
+        try:
+            return self.alias.invoke_detailed(event, trace_id=trace_id, max_wait_s=timeout_s)
+        except CallerGaveUp as exc:
+            # The function is still busy with it (or with the ones before it); API Gateway stops waiting.
+            self._record_failure(exc.version, exc.waited_ms, 504)
+            self._log_error(
+                504, request_id, exc.version, f"no answer within the {timeout_s:g} s integration timeout"
+            )
+            raise
+        except EnvironmentFailed as exc:
+            self._log_error(502, request_id, None, str(exc))
+            raise
 
     def _log_error(
         self,
@@ -592,37 +717,32 @@ class Gateway:
             pass
 
     def _key_ok(self, headers: Any) -> bool:
-        values = headers.get_all("x-api-key") or []
+        values = headers.getall("x-api-key", [])
         return len(values) == 1 and hmac.compare_digest(values[0].encode(), self.api_key.encode())
 
-    def _read_body(self, h: _Handler, request_id: str) -> bytes | _Answer:
+    async def _read_body(self, request: web.BaseRequest) -> bytes | _Answer:
+        """The body (sized or chunked; aiohttp has checked the framing), or the edge's 413 past
+        the payload limit, answered without reading the rest (aiohttp reads it away before closing,
+        so the client sees the answer, not a reset)."""
         limit = self.settings.payload_limit_bytes
         too_big = _Answer(
             413,
             [("Content-Type", "text/plain; charset=utf-8")],
             f"HTTP content length exceeded {limit} bytes.".encode(),
             close=True,
-            drain=True,
         )
-        encoding = (h.headers.get("Transfer-Encoding") or "").lower()
-        lengths = h.headers.get_all("Content-Length") or []
-        if encoding:
-            if encoding.split(",")[-1].strip() != "chunked" or lengths:
-                return self.error(400, "Bad Request", request_id, close=True)
-            return _read_chunked(
-                h.rfile, limit, too_big, lambda: self.error(400, "Bad Request", request_id, True)
-            )
-        if not lengths:
-            return b""
-        if len(set(lengths)) != 1 or not lengths[0].strip().isdigit():
-            return self.error(400, "Bad Request", request_id, close=True)
-        length = int(lengths[0])
-        if length > limit:
-            return too_big
-        body = h.rfile.read(length) if length else b""
-        if len(body) != length:  # the client went away mid-body
-            return _Answer(400, [], b"", close=True)
-        return body
+        if request.content_length is not None and request.content_length > limit:
+            return too_big  # and no 100 Continue: the client need not send the body
+        if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= HttpVersion11:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        parts: list[bytes] = []
+        total = 0
+        while chunk := await request.content.readany():
+            total += len(chunk)
+            if total > limit:
+                return too_big
+            parts.append(chunk)
+        return b"".join(parts)
 
     def _openapi(self, path: str, request_id: str) -> _Answer:
         """openapi.yaml beside the template, as it is (/openapi.yaml) or as JSON (/openapi.json);
@@ -633,7 +753,7 @@ class Gateway:
             if path.endswith(".json"):
                 text = json.dumps(yaml.safe_load(text), indent=1)
         except (OSError, ValueError, yaml.YAMLError):
-            return self.error(404, "Not Found", request_id)
+            raise GatewayError(404, "Not Found") from None
         kind = "application/json" if path.endswith(".json") else "application/yaml"
         headers = [("Content-Type", f"{kind}; charset=utf-8"), ("x-amzn-RequestId", request_id)]
         return _Answer(200, headers, text.encode("utf-8"))
@@ -653,27 +773,28 @@ class Gateway:
 
     def _event(
         self,
-        h: _Handler,
+        request: web.BaseRequest,
         route: Route,
         resource_path: str,
         query: str,
         body: bytes,
         request_id: str,
-        key_id: str | None = None,
+        key_id: str,
     ) -> dict[str, Any]:
-        source_ip = h.client_address[0]
-        forwarded = h.headers.get("X-Forwarded-For")
+        source_ip = request.remote or self.host
+        sent = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+        forwarded = request.headers.get("X-Forwarded-For")
         added = {
             "X-Forwarded-For": f"{forwarded}, {source_ip}" if forwarded else source_ip,
-            "X-Forwarded-Port": str(h.server.server_address[1]),
+            "X-Forwarded-Port": str(self.port),
             "X-Forwarded-Proto": "http",
         }
         # The client's X-Forwarded-* are replaced, whatever their case.
-        headers = [(k, v) for k, v in h.headers.items() if k.lower() not in _FORWARDED]
+        headers = [(k, v) for k, v in sent if k.lower() not in _FORWARDED]
         now = time.time()
         keyed = route.api_key_required
         return rest_proxy_event(
-            h.command,
+            request.method,
             route.path,
             resource_path,
             stage=self.settings.stage_name,
@@ -684,30 +805,29 @@ class Gateway:
             identity={
                 "sourceIp": source_ip,
                 "userAgent": dict(headers).get("User-Agent"),
-                "apiKey": h.headers.get("x-api-key") if keyed else None,
-                "apiKeyId": (key_id or self.api_key_id) if keyed else None,
+                "apiKey": request.headers.get("x-api-key") if keyed else None,
+                "apiKeyId": key_id if keyed else None,
             },
             context={
                 "resourceId": _resource_id(route.path),
                 "extendedRequestId": _apigw_id(),
                 "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
                 "accountId": LOCAL_ACCOUNT,
-                "protocol": h.request_version,
+                "protocol": f"HTTP/{request.version.major}.{request.version.minor}",
                 "domainPrefix": self.api_id,
                 "requestTimeEpoch": int(now * 1000),
-                "domainName": h.headers.get("Host") or f"{self.host}:{self.port}",
+                "domainName": request.headers.get("Host") or f"{self.host}:{self.port}",
                 "apiId": self.api_id,
             },
         )
 
     def _proxy_answer(self, invocation: Invocation, request_id: str, trace_id: str) -> _Answer:
         if invocation.function_error is not None:
-            return self.error(502, "Internal server error", request_id)
-        response = invocation.payload
+            return self.error(GatewayError(502, "Internal server error"), request_id)
         try:
-            status, headers, body = _validate_proxy_response(response)
+            status, headers, body = _validate_proxy_response(invocation.payload)
         except ValueError:
-            return self.error(502, "Internal server error", request_id)
+            return self.error(GatewayError(502, "Internal server error"), request_id)
         headers.append(("x-amzn-RequestId", request_id))
         headers.append(("x-amz-apigw-id", _apigw_id()))
         headers.append(("X-Amzn-Trace-Id", trace_id))
@@ -840,259 +960,3 @@ def _resource_id(path: str) -> str:
 
 def _apigw_id() -> str:
     return base64.b64encode(secrets.token_bytes(12)).decode()[:15] + "="
-
-
-def _read_chunked(rfile: Any, limit: int, too_big: _Answer, bad: Callable[[], _Answer]) -> bytes | _Answer:
-    """A chunked request body (Transfer-Encoding: chunked), refused past `limit` bytes."""
-    parts: list[bytes] = []
-    total = 0
-    while True:
-        line = rfile.readline(1026)
-        try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            return bad()
-        if size < 0:
-            return bad()
-        if size == 0:
-            while True:  # trailers, up to the blank line
-                trailer = rfile.readline(8194)
-                if trailer in (b"\r\n", b"\n", b""):
-                    return b"".join(parts)
-        total += size
-        if total > limit:
-            return too_big
-        chunk = rfile.read(size)
-        if len(chunk) != size or rfile.readline(3) not in (b"\r\n", b"\n"):
-            return bad()
-        parts.append(chunk)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 1024  # a load test opens many connections at once
-
-    def __init__(
-        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], gateway: Gateway
-    ) -> None:
-        self.gateway = gateway
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        self.busy = 0  # requests between their request line and their answer
-        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.address_family = family
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def wait_idle(self, timeout: float) -> None:
-        """Wait until no request is being answered (or the timeout passes)."""
-        deadline = time.monotonic() + timeout
-        while self.busy > 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-    def close_all(self) -> None:
-        """Close every open connection (keep-alive clients would otherwise hold their threads)."""
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-class Headers:
-    """A request's header lines, in order and as sent; lookups ignore case (first value wins,
-    as email.message does). Lighter than http.client's email-based parser, which would cost
-    more than the rest of the gateway's work on a request."""
-
-    __slots__ = ("_items", "_index")
-
-    def __init__(self, items: list[tuple[str, str]]) -> None:
-        self._items = items
-        index: dict[str, list[str]] = {}
-        for name, value in items:
-            index.setdefault(name.lower(), []).append(value)
-        self._index = index
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        values = self._index.get(name.lower())
-        return values[0] if values else default
-
-    def get_all(self, name: str) -> list[str] | None:
-        return self._index.get(name.lower())
-
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._items)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-_MAX_HEADERS = 100
-_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "Server"
-    sys_version = ""
-    disable_nagle_algorithm = True
-    timeout = 120  # idle keep-alive connections are closed after this many seconds
-    server: _Server
-
-    def handle_one_request(self) -> None:
-        request_id = str(uuid.uuid4())
-        self._request_id = request_id
-        try:
-            self.raw_requestline = self.rfile.readline(65537)
-            if len(self.raw_requestline) > 65536:
-                self.requestline, self.request_version, self.command = "", "", ""
-                self._send(self.server.gateway.error(413, "Request Too Long", request_id, close=True))
-                return
-            if not self.raw_requestline:
-                self.close_connection = True
-                return
-            if not self.parse_request():
-                return
-            with self.server._open_lock:
-                self.server.busy += 1
-            try:
-                answer = self.server.gateway.handle(self, self.path, request_id)
-                self._send(answer)
-            finally:
-                with self.server._open_lock:
-                    self.server.busy -= 1
-            if answer.drain:
-                self._linger()
-        except (TimeoutError, ConnectionError):
-            self.close_connection = True
-        except Exception as exc:  # a bug here must not leave the client without an answer
-            # Type and place only: the message could quote the request (its text, its key).
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            print(
-                f"gateway: unexpected {type(exc).__name__} at {where.filename}:{where.lineno}",
-                file=sys.stderr,
-            )
-            self.close_connection = True
-            try:
-                self._send(self.server.gateway.error(502, "Internal server error", request_id, close=True))
-            except OSError:
-                pass
-
-    def _linger(self) -> None:
-        """Close after an answer sent before the body was read: stop writing, then read and drop
-        what the client still sends (bounded), so that closing does not reset the connection
-        before the client has read the answer."""
-        self.wfile.flush()
-        try:
-            self.connection.shutdown(socket.SHUT_WR)
-            self.connection.settimeout(2.0)
-            deadline = time.monotonic() + 5.0
-            received = 0
-            while time.monotonic() < deadline and received < 64 * 1024 * 1024:
-                chunk = self.connection.recv(1 << 16)
-                if not chunk:
-                    break
-                received += len(chunk)
-        except OSError:
-            pass
-
-    def parse_request(self) -> bool:
-        """The request line and headers (http.server's rules for versions, keep-alive and
-        Expect: 100-continue; its email-based header parser replaced by a lighter one)."""
-        self.command, self.request_version, self.close_connection = "", "HTTP/0.9", True
-        self.headers = Headers([])  # type: ignore[assignment]
-        self.requestline = requestline = self.raw_requestline.decode("latin-1").rstrip("\r\n")
-        words = requestline.split()
-        if len(words) != 3 or not words[2].startswith("HTTP/"):
-            self.send_error(400)
-            return False
-        command, path, version = words
-        try:
-            major, minor = (int(part) for part in version[5:].split(".", 1))
-        except ValueError:
-            self.send_error(400)
-            return False
-        if (major, minor) >= (2, 0) or major < 1:
-            self.send_error(400)
-            return False
-        self.command, self.path, self.request_version = command, path, version
-        self.close_connection = (major, minor) < (1, 1)
-        items: list[tuple[str, str]] = []
-        while True:
-            line = self.rfile.readline(65537)
-            if len(line) > 65536 or len(items) >= _MAX_HEADERS:
-                self.send_error(431)
-                return False
-            if line in (b"\r\n", b"\n", b""):
-                break
-            name, colon, value = line.decode("latin-1").partition(":")
-            if not colon or not name or not _TOKEN.issuperset(name):
-                self.send_error(400)  # no field name, spaces before the colon, or obsolete line folding
-                return False
-            items.append((name, value.strip()))
-        self.headers = headers = Headers(items)  # type: ignore[assignment]
-        connection = (headers.get("Connection") or "").lower()
-        if connection == "close":
-            self.close_connection = True
-        elif connection == "keep-alive":
-            self.close_connection = False
-        expect = (headers.get("Expect") or "").lower()
-        if expect == "100-continue" and (major, minor) >= (1, 1) and not self.handle_expect_100():
-            return False
-        return True
-
-    def handle_expect_100(self) -> bool:
-        length = self.headers.get("Content-Length", "")
-        if length.strip().isdigit() and int(length) > self.server.gateway.settings.payload_limit_bytes:
-            return True  # no 100 Continue: the 413 follows without reading the body
-        return super().handle_expect_100()
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own refusals (bad request line, header line too long, too many headers)
-        answered the API Gateway way."""
-        gateway = self.server.gateway
-        request_id = getattr(self, "_request_id", str(uuid.uuid4()))
-        if code == 431:
-            answer = gateway.error(413, "Request Too Long", request_id, close=True)
-        else:
-            answer = gateway.error(400, "Bad Request", request_id, close=True)
-        self.close_connection = True
-        self._send(answer)
-
-    def _send(self, answer: _Answer) -> None:
-        # parse_request has already decided keep-alive from the request's version and Connection.
-        if answer.close:
-            self.close_connection = True
-        reason = self.responses.get(answer.status, ("",))[0]
-        lines = [f"HTTP/1.1 {answer.status} {reason}", f"Date: {formatdate(usegmt=True)}"]
-        lines += [f"{name}: {value}" for name, value in answer.headers]
-        lines.append(f"Content-Length: {len(answer.body)}")
-        lines.append("Connection: close" if self.close_connection else "Connection: keep-alive")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
-        # A HEAD answer has the headers of the answer it stands for, and no body.
-        self.wfile.write(head if getattr(self, "command", "") == "HEAD" else head + answer.body)
-        gateway = self.server.gateway
-        gateway._count(answer.status)
-        if gateway.access_log is not None:
-            path = urlsplit(getattr(self, "path", "") or "").path[:200]
-            gateway.access_log(
-                f"{self._request_id} {getattr(self, 'command', '') or '-'} {path} {answer.status}"
-            )
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
-        """Quiet: the gateway writes its own access log (no query strings, no keys)."""

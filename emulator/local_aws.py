@@ -32,7 +32,7 @@ from botocore.exceptions import ClientError
 
 from deploy import stack as st
 from deploy.stack import ACTIVE_STATUSES
-from emulator.settings import LOCAL_ACCOUNT, ROOT
+from stack import LOCAL_ACCOUNT, ROOT
 
 PACKAGE_DIRS = ("infer",)  # what the inference function's package holds besides its dependencies
 
@@ -299,7 +299,7 @@ class LocalCloudFormation:
 def local_clients(
     settings: Any, alias: Any, versions: Sequence[Any], deployments: Sequence[Any]
 ) -> tuple[LocalCloudFormation, LocalLambda, LocalCodeDeploy]:
-    """The three stand-ins over one rehearsal: the stack as `settings` (emulator.settings) deploys it,
+    """The three stand-ins over one rehearsal: the stack as `settings` (stack.load_settings) deploys it,
     with ModelVersion the model of the newest version (the one rolled out)."""
     stack = settings.stack_name
     application = f"{stack}-ServerlessDeploymentApplication"

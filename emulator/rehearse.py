@@ -2,7 +2,7 @@
 
     python -m emulator rehearse [--baseline v1] [--canary v2] [--fault SPEC ...] [--speed 30]
                                 [--traffic 5] [--mix LABEL=FACTOR ...] [--log-lag 120] [--seed 7]
-                                [--env prod] [--json] [--html PATH] [--old-judge] [--then-rollback]
+                                [--env prod] [--json] [--html PATH] [--then-rollback]
 
 It starts the local stack as the chosen samconfig environment deploys it (default prod: the
 rollout `make rollout MODEL=v2 ENV=prod` would start), with the baseline model live on
@@ -16,9 +16,10 @@ deployment controller (emulator.controller) run the template's DeploymentPrefere
 reach the judge after a log lag (emulator.store), then, after the last shift, the PostTraffic
 gate, which waits for the window's late records and promotes only on PASS. Progress goes to
 stderr as it happens; the on-call report (canary.render, as `make report` prints it) or, with
---json, the report dict goes to stdout; an HTML page with charts goes to --html. When the
-manifests give no expected latency ratio, or with --old-judge, the judge of before issue 10
-runs instead (no probe, no lag, no gate), and the progress and the report say so.
+--json, the report dict goes to stdout; an HTML page with charts goes to --html. The report is
+built once, from the run, as canary.report_model.CanaryReport (rehearsal_report). A pair of
+models whose manifests give no expected latency ratio (the evidence judge's latency reference
+bound) is refused: exit 2.
 
 With --then-rollback, a deployment that ends PROMOTED is then rolled back by the controller of
 `make rollback` (deploy.rollback.Rollback) through local stand-ins of its AWS clients
@@ -51,30 +52,31 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from canary.config import ConfigError, HookConfig, JudgeLambdaConfig
+from canary.config import ConfigError, HookConfig
 from canary.manifests import ManifestError, load_manifests
 from canary.records import LABELS, RequestRecord
-from canary.render import REPORT_SCHEMA, render_report
-from canary.stats import quantile
+from canary.render import render_report
+from canary.report_html import check_writable, render_html
+from canary.report_model import CanaryReport, JudgeLook, LocalRun, version_table
+from canary.sources import AliasRouting
 from emulator.controller import (
     ABORTED,
     BLOCKED,
     PROMOTED,
     ROLLED_BACK,
-    AlarmRule,
     Controller,
     Deployment,
-    plan_for,
 )
 from emulator.faults import FaultError, Faults, parse
-from emulator.report_html import render_html
-from emulator.settings import (
+from emulator.store import DEFAULT_LAG_S, LaggedStore, LogLag
+from emulator.traffic import Traffic, TrafficPlan
+from emulator.window import ProbeRun, counts_by_source
+from stack import (
     DEFAULT_SAMCONFIG,
     DEFAULT_TEMPLATE,
     LOCAL_ACCOUNT,
@@ -82,9 +84,6 @@ from emulator.settings import (
     SettingsError,
     load_settings,
 )
-from emulator.store import DEFAULT_LAG_S, LaggedStore, LogLag
-from emulator.traffic import Traffic, TrafficPlan
-from emulator.window import ProbeRun, counts_by_source
 
 EXIT_PROMOTED, EXIT_INTERNAL, EXIT_USAGE, EXIT_NOT_PROMOTED, EXIT_NO_VERDICT = 0, 1, 2, 3, 4
 EXIT_ROLLBACK_FAILED = 5  # promoted, then --then-rollback did not end DONE
@@ -93,7 +92,6 @@ ROLLBACK_TAIL_S = 3.0  # wall seconds of users' traffic kept after --then-rollba
 # "served after the switch" counts the requests answered later than it.
 SWITCH_SETTLE_S = 1.0
 BASELINE_VERSION, CANARY_VERSION = "1", "2"  # Lambda version numbers of the two models
-HISTOGRAM_BINS = 36
 
 
 class UsageError(ValueError):
@@ -117,9 +115,6 @@ class Options:
     mix: tuple[tuple[str, float], ...] = ()  # (true label, factor): reweights the replayed split
     log_lag: float = DEFAULT_LAG_S  # median real-world seconds before a record reaches the judge
     rate: float | None = None  # deprecated: requests per wall second (= traffic x speed)
-    # Issue 10's probe, evidence judge and PostTraffic gate; None: when the manifests are ready for
-    # it (an expected latency ratio for the pair), else the judge of before with a note saying so.
-    evidence: bool | None = None
     env: str = "prod"  # samconfig environment whose settings the stack takes
     data: Path | None = None  # labelled CSV (default: $HATE_DATA, else ../shared/data)
     models_dir: Path = ROOT / "models"  # folder holding models/<version>
@@ -231,8 +226,12 @@ def _per_key_quota(options: Options, settings: Any) -> tuple[Any, str | None]:
     with one key, so when it would exceed one key's quota the rehearsal lifts it, and says so."""
     if settings.quota_limit is None:
         return settings, None
-    plan = plan_for(settings.deployment_type)
-    expected = options.wall_rate * ((plan.minutes * 60.0 + 660.0) / options.speed + options.after_s + 5.0)
+    plan = settings.plan
+    # The PreTraffic hook runs on the wall clock (up to its Timeout on a busy machine) while users'
+    # traffic flows; the canary step and the gate's wait for late records (600 s + 60 s) are compressed.
+    hook_s = settings.functions[settings.pre_traffic_hook].timeout_s
+    compressed_s = (plan.minutes * 60.0 + 660.0) / options.speed
+    expected = options.wall_rate * (hook_s + compressed_s + options.after_s + 5.0)
     if expected <= settings.quota_limit:
         return settings, None
     note = (
@@ -245,6 +244,8 @@ def _per_key_quota(options: Options, settings: Any) -> tuple[Any, str | None]:
 
 def _check(options: Options, settings: Any, manifests: dict[str, Any]) -> None:
     """Refuse, before anything starts, a rehearsal that cannot run as asked."""
+    from canary.evidence import expected_latency_ratio
+
     for role, version in (("baseline", options.baseline), ("canary", options.canary)):
         if version not in manifests:
             known = ", ".join(sorted(manifests)) or "none"
@@ -272,18 +273,20 @@ def _check(options: Options, settings: Any, manifests: dict[str, Any]) -> None:
         )
     if not settings.pre_traffic_hook:
         raise UsageError(f"{settings.template_path.name}: the inference function has no PreTraffic hook")
+    if expected_latency_ratio(manifests, options.baseline, options.canary) is None:
+        raise UsageError(
+            f"the manifests of {options.baseline} and {options.canary} give no expected latency ratio "
+            "(manifest latency.ratio_to, measured by training.latency): the evidence judge's latency "
+            "reference cannot be bounded; measure it (python -m training.train writes it)"
+        )
 
 
-OVERRIDE_PREFIXES = (
-    "JUDGE_",
-    "HOOK_",
-    "GATE_",
-)  # thresholds a caller may try out, as `sam local --env-vars` would
+OVERRIDE_PREFIXES = ("HOOK_", "GATE_")  # thresholds a caller may try out, as `sam local --env-vars` would
 
 
 def overrides(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """JUDGE_* and HOOK_* variables of the caller's environment: what-if thresholds for the judge
-    and the hook, applied over the template's (and said so in the report)."""
+    """HOOK_* and GATE_* variables of the caller's environment: what-if thresholds for the hook
+    and the gate, applied over the template's (and said so in the report)."""
     env = os.environ if environ is None else environ
     return {k: v for k, v in sorted(env.items()) if k.startswith(OVERRIDE_PREFIXES)}
 
@@ -302,23 +305,6 @@ def _hook_config(settings: Any, options: Options, golden: Path, extra: Mapping[s
         "MODELS_DIR": str(options.models_dir),
     }
     return HookConfig.from_env(env)
-
-
-def _evidence_ready(options: Options, manifests: Mapping[str, Any]) -> tuple[bool, str | None]:
-    """Whether this rehearsal runs issue 10's evidence judge, probe and gate, and, when it falls
-    back to the judge of before, why (said in the progress and the report)."""
-    from canary.evidence import expected_latency_ratio
-
-    if options.evidence is False:
-        return False, "the judge of before issue 10 (--old-judge): no probe, no log lag, no PostTraffic gate"
-    ratio = expected_latency_ratio(manifests, options.baseline, options.canary)
-    if ratio is None and options.evidence is None:
-        return False, (
-            f"the manifests of {options.baseline} and {options.canary} give no expected latency ratio "
-            "(manifest latency.ratio_to): the evidence judge could never PASS its latency metric, so this "
-            "rehearsal uses the judge of before issue 10 (no probe, no log lag, no PostTraffic gate)"
-        )
-    return True, None
 
 
 def _evidence_window(
@@ -358,240 +344,272 @@ def _evidence_window(
     return window, evidence_plan(config), texts
 
 
-def _judge_config(settings: Any, extra: Mapping[str, str]) -> JudgeLambdaConfig:
-    """The scheduled judge's environment from the template (thresholds, window, looks)."""
-    judge_fn = next(
-        (f for f in settings.functions.values() if f.handler == "canary.judge_lambda.lambda_handler"), None
-    )
-    env = dict(judge_fn.environment) if judge_fn else {}
-    env.setdefault("FUNCTION_NAME", settings.inference.name)
-    env.update({k: v for k, v in extra.items() if k.startswith("JUDGE_")})
-    return JudgeLambdaConfig.from_env(env)
-
-
 # --------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What one rehearsal runs with, every part checked before anything starts."""
+
+    options: Options
+    faults: Faults
+    settings: Any  # the stack as the samconfig environment deploys it (the quota lifted if need be)
+    manifests: dict[str, Any]
+    plan: Any  # the deployment preference's plan of steps
+    texts: list[str]  # the replayed test split
+    dataset: Any  # the data set the hook's and the probe's files are built from
+    quota_note: str | None  # why the usage plan's quota was lifted, if it was
+    lag: LogLag
+    what_if: dict[str, str]  # HOOK_*/GATE_* thresholds from the caller's environment
+
+
+@dataclass(frozen=True)
+class _Judging:
+    """The PreTraffic hook's settings, the evidence judge's window and the probe's plan and texts."""
+
+    hook_config: HookConfig
+    window: Any  # emulator.window.EvidenceWindow
+    probe_plan: Any  # canary.evidence.plan()
+    probe_texts: list[Any]
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """What the local stack did: the deployment, every request recorded, the traffic's accounting."""
+
+    deployment: Deployment
+    records: list[RequestRecord]
+    traffic: dict[str, Any]  # Traffic.stop()'s summary
+    rollback: dict[str, Any] | None  # then_rollback()'s run (None: not asked for)
+    cold_starts: tuple[Any, ...]  # the two function versions
+
+
+def _setup(options: Options) -> _Setup:
+    """Read and check everything the rehearsal needs; UsageError when it cannot run as asked."""
+    try:
+        faults = parse(options.faults)
+        settings = load_settings(options.template, options.samconfig, env=options.env)
+        manifests = load_manifests(options.models_dir)
+        plan = settings.plan
+    except (FaultError, SettingsError, ManifestError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    _check(options, settings, manifests)
+    texts, dataset = _texts(options)
+    settings, quota_note = _per_key_quota(options, settings)
+    lag = LogLag(options.log_lag, seed=options.seed)
+    return _Setup(options, faults, settings, manifests, plan, texts, dataset, quota_note, lag, overrides())
+
+
+def _judging(setup: _Setup, golden: Path) -> _Judging:
+    """The hook's settings and the evidence window, from the template and what the build wrote."""
+    options, settings = setup.options, setup.settings
+    try:
+        hook_config = _hook_config(settings, options, golden, setup.what_if)
+        window, probe_plan, texts = _evidence_window(
+            options, settings, setup.manifests, setup.plan, setup.faults, golden, setup.what_if
+        )
+    except ConfigError as exc:
+        raise UsageError(f"{settings.template_path.name}: {exc}") from None
+    # The hook's latency reference at the pace the probe will send at here: its wall rate (the
+    # hook runs on the wall clock). Paced and back-to-back ratios differ.
+    hook_config = dataclasses.replace(hook_config, reference_rate=probe_plan.probe_rps * options.speed)
+    return _Judging(hook_config, window, probe_plan, texts)
 
 
 def rehearse(options: Options, progress: Callable[[str], None] | None = None) -> Rehearsal:
     """Run one rehearsal; raises UsageError before starting anything when it cannot run."""
-    from emulator.functions import Alias, FunctionVersion
-    from emulator.gateway import Gateway, generate_api_key
-
     say = progress or (lambda _line: None)
     wall0 = time.monotonic()
 
     def line(text: str) -> None:
         say(f"[{time.monotonic() - wall0:5.1f}s] {text}")
 
-    try:
-        faults = parse(options.faults)
-        settings = load_settings(options.template, options.samconfig, env=options.env)
-        manifests = load_manifests(options.models_dir)
-        plan = plan_for(settings.deployment_type)
-    except (FaultError, SettingsError, ManifestError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
-    _check(options, settings, manifests)
-    texts, dataset = _texts(options)
-    settings, quota_note = _per_key_quota(options, settings)
-    use_evidence, why_not = _evidence_ready(options, manifests)
-    options = dataclasses.replace(options, evidence=use_evidence)
-    lag = LogLag(options.log_lag if options.evidence else 0.0, seed=options.seed)
-
+    setup = _setup(options)
     with tempfile.TemporaryDirectory(prefix="rehearsal-") as tmp:
-        golden = _build_hook_files(dataset, Path(tmp), options.models_dir)
-        what_if = overrides()
-        window = None
-        try:
-            hook_config = _hook_config(settings, options, golden, what_if)
-            judge_lambda = _judge_config(settings, what_if)
-            if options.evidence:
-                window, probe_plan, texts_for_probe = _evidence_window(
-                    options, settings, manifests, plan, faults, golden, what_if
-                )
-                # The hook's latency reference at the pace the probe will send at here: its wall
-                # rate (the hook runs on the wall clock). Paced and back-to-back ratios differ.
-                hook_config = dataclasses.replace(
-                    hook_config, reference_rate=probe_plan.probe_rps * options.speed
-                )
-        except ConfigError as exc:
-            raise UsageError(f"{settings.template_path.name}: {exc}") from None
-        store = LaggedStore(Path(tmp) / "records.sqlite", lag=lag)
-        api_key = generate_api_key()
-        baseline = FunctionVersion(
-            BASELINE_VERSION,
-            options.baseline,
-            models_dir=options.models_dir,
-            settings=settings,
-            seed=options.seed,
-        )
-        canary = FunctionVersion(
-            CANARY_VERSION,
-            options.canary,
-            faults=faults.specs,
-            models_dir=options.models_dir,
-            settings=settings,
-            seed=options.seed,
-        )
-        # Both versions are published before the deployment; the canary gets no traffic until the shift.
-        alias = Alias("live", baseline, canary, weight=0.0, seed=options.seed)
-        # Quiet about 5xx: a rehearsal's are the faults it injects, and its report counts them.
-        gateway = Gateway(settings, alias, api_key, store, error_log=None)
-        traffic: Traffic | None = None
-        rollback: dict[str, Any] | None = None
-        try:
-            gateway.start()  # starts both execution environments first (their init, in parallel)
-            _check_started(baseline, canary)
-            line(
-                f"local stack ({settings.stack_name}, samconfig env {options.env}): gateway {gateway.url}; "
-                f"version {BASELINE_VERSION} = {options.baseline} (init {_ms(baseline.init_ms)}), "
-                f"version {CANARY_VERSION} = {options.canary} (init {_ms(canary.init_ms)}), "
-                f"faults in the canary: {faults.describe()}"
-            )
-            if why_not:
-                line(f"NOTE: {why_not}")
-            if quota_note:
-                line(f"NOTE: {quota_note}")
-            if what_if:
-                line(
-                    "what-if thresholds from the environment, over the template's: "
-                    + ", ".join(f"{k}={v}" for k, v in what_if.items())
-                )
-            if options.rate is not None:
-                line(
-                    f"--rate is deprecated: --rate {options.rate:g} (requests per wall second) is "
-                    f"--traffic {options.real_rate:g} (per real-world second) at --speed {options.speed:g}"
-                )
-            route = settings.routes[0]
-            traffic = Traffic(
-                TrafficPlan(
-                    url=f"{gateway.url}{route.path}",
-                    api_key=api_key,
-                    texts=tuple(texts),
-                    rate=options.wall_rate,
-                )
-            )
-            traffic.start()
-            if not traffic.wait_for(answered=1, timeout_s=30.0):
-                why = traffic.failure() or "got no answer from the gateway within 30 s"
-                raise TrafficFailed(f"the traffic generator {why}: nothing was rehearsed")
-            mix = ", ".join(f"{k} x{v:g}" for k, v in options.mix) or "as in the test split"
-            line(
-                f"traffic: {len(texts)} test-split texts, shuffled (seed {options.seed}; labels {mix}), "
-                f"at {options.real_rate:g} req/s of real-world time ({options.wall_rate:g} per wall second) "
-                f"over HTTP with the API key; all of it to version {BASELINE_VERSION} until the shift"
-            )
-            if window is not None:
-                line(
-                    f"evidence: probe {probe_plan.probe_rps:g} texts/s to each version during the canary "
-                    f"({len(texts_for_probe)} probe texts, straight to the versions); log lag "
-                    f"{lag.describe()}; the PostTraffic gate judges the whole window"
-                )
-            stop = threading.Event()
-            controller: Controller | None = None
-
-            def on_event(entry: dict[str, Any]) -> None:
-                counts = traffic.counts() if traffic else {}
-                entry["traffic"] = counts
-                if entry["kind"] == "start" and controller is not None and window is not None:
-                    store.clock = controller.sim_at  # from now on records lag on the compressed clock
-                line(f"{_clock(entry['t_sim_s'])} {entry['message']}" + _counts(entry))
-
-            def start_probe(clock: Callable[[], float]) -> ProbeRun:
-                return ProbeRun(
-                    versions={BASELINE_VERSION: baseline, CANARY_VERSION: canary},
-                    texts=texts_for_probe,
-                    baseline=BASELINE_VERSION,
-                    canary=CANARY_VERSION,
-                    rate=probe_plan.probe_rps,
-                    duration_s=plan.minutes * 60.0,
-                    clock=clock,
-                    speed=options.speed,
-                    sink=store.extend,
-                ).start()
-
-            controller = Controller(
-                alias=alias,
-                baseline=baseline,
-                canary=canary,
-                plan=plan,
-                alarms=[AlarmRule.from_settings(a) for a in settings.alarms],
-                store=store,
-                manifests=manifests,
-                hook_config=hook_config,
-                judge_config=judge_lambda.judge,
-                judge_window_minutes=judge_lambda.window_minutes,
-                hook_timeout_s=settings.functions[settings.pre_traffic_hook].timeout_s,
-                speed=options.speed,
-                deployment_id=f"d-REHEARSAL{options.seed}",
-                on_event=on_event,
-                stop=stop,
-                flush=gateway.flush,
-                traffic=traffic,
-                # Past the traffic's own per-request timeout: a slow canary is not a stalled generator.
-                stall_s=traffic.plan.timeout_s + 5.0,
-                window=window,
-                probe=start_probe if window is not None else None,
-                lag_max_s=lag.max_s,
-            )
-            try:
-                deployment = controller.run()
-            except KeyboardInterrupt:
-                stop.set()
-                alias.set_routing(None, 0.0)
-                raise
-            if options.then_rollback:
-                rollback = then_rollback(options, settings, deployment, alias, (baseline, canary), traffic)
-                if not rollback["ran"]:
-                    line(rollback["reason"])
-            time.sleep(max(0.0, options.after_s))
-            controller.note(
-                "traffic-stopped",
-                f"replayed traffic stopped; {deployment.weight:.0%} of it was going to "
-                f"version {CANARY_VERSION}"
-                if rollback is None or not rollback["ran"]
-                else f"replayed traffic stopped; after --then-rollback the alias sent it to version "
-                f"{alias.primary.function_version}",
-            )
-            summary = traffic.stop()
-            traffic = None
-            gateway.flush()
-            records = store.window(0.0, time.time() + 60.0)
-        finally:
-            if traffic is not None:
-                traffic.stop()
-            for part in (gateway, baseline, canary):
-                try:
-                    part.stop()
-                except Exception as exc:  # one part failing to stop must not hide the others
-                    say(f"warning: stopping {type(part).__name__} failed: {type(exc).__name__}: {exc}")
-    report, problems = build_report(
-        options, settings, deployment, records, summary, faults, cold_starts=(baseline, canary)
-    )
-    if why_not:
-        report["notes"].insert(1, f"Judge: {why_not}.")
-    if quota_note:
-        report["notes"].insert(1, f"Usage plan: {quota_note}.")
-    if what_if:
-        report["rehearsal"]["overrides"] = what_if
-        report["notes"].insert(
-            1,
-            "What-if thresholds from the caller's environment replaced the template's: "
-            + ", ".join(f"{k}={v}" for k, v in what_if.items())
-            + ". The deployed judge and hook use the template's.",
-        )
-    line(f"decided: {deployment.outcome} at {deployment.stage}; {len(records)} requests recorded")
-    status = EXIT_PROMOTED if deployment.outcome == PROMOTED else EXIT_NOT_PROMOTED
+        golden = _build_hook_files(setup.dataset, Path(tmp), options.models_dir)
+        judging = _judging(setup, golden)
+        ran = _run_stack(setup, judging, Path(tmp), line, say)
+    report, problems = rehearsal_report(setup, ran)
+    d = ran.deployment
+    line(f"decided: {d.outcome} at {d.stage}; {len(ran.records)} requests recorded")
+    status = EXIT_PROMOTED if d.outcome == PROMOTED else EXIT_NOT_PROMOTED
     if problems:
         status = EXIT_INTERNAL
-    if deployment.outcome == ABORTED:  # the evidence failed: nothing to say about the canary or the stack
+    if d.outcome == ABORTED:  # the evidence failed: nothing to say about the canary or the stack
         status = EXIT_NO_VERDICT
-    if rollback is not None:
-        report["rollback"] = rollback_section(rollback, records)
-        if rollback["ran"]:
-            line(rollback_line(report["rollback"]))
-            if report["rollback"]["state"] != "DONE" and status == EXIT_PROMOTED:
-                status = EXIT_ROLLBACK_FAILED
-    return Rehearsal(options, deployment, report, render_html(report), status, problems)
+    rollback = report.local.rollback if report.local else None
+    if rollback is not None and rollback["ran"]:
+        line(rollback_line(rollback))
+        if rollback["state"] != "DONE" and status == EXIT_PROMOTED:
+            status = EXIT_ROLLBACK_FAILED
+    as_dict = report.to_dict()
+    return Rehearsal(options, d, as_dict, render_html(as_dict), status, problems)
+
+
+def _run_stack(
+    setup: _Setup, judging: _Judging, tmp: Path, line: Callable[[str], None], say: Callable[[str], None]
+) -> _Ran:
+    """Start the two function versions behind the alias and the gateway, replay the traffic, let
+    the controller deploy (and --then-rollback), stop everything, read back every record."""
+    from emulator.functions import Alias, FunctionVersion
+    from emulator.gateway import Gateway, generate_api_key
+
+    options, settings = setup.options, setup.settings
+    store = LaggedStore(tmp / "records.sqlite", lag=setup.lag)
+    api_key = generate_api_key()
+    common = {"models_dir": options.models_dir, "settings": settings, "seed": options.seed}
+    baseline = FunctionVersion(BASELINE_VERSION, options.baseline, **common)
+    canary = FunctionVersion(CANARY_VERSION, options.canary, faults=setup.faults.specs, **common)
+    # Both versions are published before the deployment; the canary gets no traffic until the shift.
+    alias = Alias("live", baseline, canary, weight=0.0, seed=options.seed)
+    # Quiet about 5xx: a rehearsal's are the faults it injects, and its report counts them.
+    gateway = Gateway(settings, alias, api_key, store, error_log=None)
+    traffic: Traffic | None = None
+    try:
+        gateway.start()  # starts both execution environments first (their init, in parallel)
+        _check_started(baseline, canary)
+        _say_started(setup, gateway.url, baseline, canary, line)
+        traffic = _start_traffic(setup, f"{gateway.url}{settings.routes[0].path}", api_key, line)
+        line(
+            f"evidence: probe {judging.probe_plan.probe_rps:g} texts/s to each version during the canary "
+            f"({len(judging.probe_texts)} probe texts, straight to the versions); log lag "
+            f"{setup.lag.describe()}; the PostTraffic gate judges the whole window"
+        )
+        versions = (baseline, canary)
+        deployment, rollback = _deploy(setup, judging, store, alias, versions, gateway, traffic, line)
+        summary = traffic.stop()
+        traffic = None
+        gateway.flush()
+        records = store.window(0.0, time.time() + 60.0)
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        for part in (gateway, baseline, canary):
+            try:
+                part.stop()
+            except Exception as exc:  # one part failing to stop must not hide the others
+                say(f"warning: stopping {type(part).__name__} failed: {type(exc).__name__}: {exc}")
+    return _Ran(deployment, records, summary, rollback, (baseline, canary))
+
+
+def _say_started(setup: _Setup, url: str, baseline: Any, canary: Any, line: Callable[[str], None]) -> None:
+    """The progress lines of a started stack: what runs where, and every note on the setup."""
+    options, settings = setup.options, setup.settings
+    line(
+        f"local stack ({settings.stack_name}, samconfig env {options.env}): gateway {url}; "
+        f"version {BASELINE_VERSION} = {options.baseline} (init {_ms(baseline.init_ms)}), "
+        f"version {CANARY_VERSION} = {options.canary} (init {_ms(canary.init_ms)}), "
+        f"faults in the canary: {setup.faults.describe()}"
+    )
+    if setup.quota_note:
+        line(f"NOTE: {setup.quota_note}")
+    if setup.what_if:
+        line(
+            "what-if thresholds from the environment, over the template's: "
+            + ", ".join(f"{k}={v}" for k, v in setup.what_if.items())
+        )
+    if options.rate is not None:
+        line(
+            f"--rate is deprecated: --rate {options.rate:g} (requests per wall second) is "
+            f"--traffic {options.real_rate:g} (per real-world second) at --speed {options.speed:g}"
+        )
+
+
+def _start_traffic(setup: _Setup, url: str, api_key: str, line: Callable[[str], None]) -> Traffic:
+    """The users' traffic, replayed over HTTP; TrafficFailed when it never gets an answer."""
+    options = setup.options
+    traffic = Traffic(TrafficPlan(url=url, api_key=api_key, texts=tuple(setup.texts), rate=options.wall_rate))
+    traffic.start()
+    if not traffic.wait_for(answered=1, timeout_s=30.0):
+        why = traffic.failure() or "got no answer from the gateway within 30 s"
+        traffic.stop()
+        raise TrafficFailed(f"the traffic generator {why}: nothing was rehearsed")
+    mix = ", ".join(f"{k} x{v:g}" for k, v in options.mix) or "as in the test split"
+    line(
+        f"traffic: {len(setup.texts)} test-split texts, shuffled (seed {options.seed}; labels {mix}), "
+        f"at {options.real_rate:g} req/s of real-world time ({options.wall_rate:g} per wall second) "
+        f"over HTTP with the API key; all of it to version {BASELINE_VERSION} until the shift"
+    )
+    return traffic
+
+
+def _deploy(
+    setup: _Setup,
+    judging: _Judging,
+    store: LaggedStore,
+    alias: Any,
+    versions: tuple[Any, Any],
+    gateway: Any,
+    traffic: Traffic,
+    line: Callable[[str], None],
+) -> tuple[Deployment, dict[str, Any] | None]:
+    """The deployment controller's run over the stack (then --then-rollback's), traffic flowing."""
+    options, settings, plan, lag = setup.options, setup.settings, setup.plan, setup.lag
+    baseline, canary = versions
+    hook_config, window = judging.hook_config, judging.window
+    stop = threading.Event()
+    controller: Controller | None = None
+
+    def on_event(entry: dict[str, Any]) -> None:
+        entry["traffic"] = traffic.counts()
+        if entry["kind"] == "start" and controller is not None:
+            store.clock = controller.sim_at  # from now on records lag on the compressed clock
+        line(f"{_clock(entry['t_sim_s'])} {entry['message']}" + _counts(entry))
+
+    def start_probe(clock: Callable[[], float]) -> ProbeRun:
+        return ProbeRun(
+            versions={BASELINE_VERSION: baseline, CANARY_VERSION: canary},
+            texts=judging.probe_texts,
+            baseline=BASELINE_VERSION,
+            canary=CANARY_VERSION,
+            rate=judging.probe_plan.probe_rps,
+            duration_s=plan.minutes * 60.0,
+            clock=clock,
+            speed=options.speed,
+            sink=store.extend,
+        ).start()
+
+    controller = Controller(
+        alias=alias,
+        baseline=baseline,
+        canary=canary,
+        plan=plan,
+        alarms=settings.alarms,
+        store=store,
+        hook_config=hook_config,
+        hook_timeout_s=settings.functions[settings.pre_traffic_hook].timeout_s,
+        speed=options.speed,
+        deployment_id=f"d-REHEARSAL{options.seed}",
+        on_event=on_event,
+        stop=stop,
+        flush=gateway.flush,
+        traffic=traffic,
+        # Past the traffic's own per-request timeout: a slow canary is not a stalled generator.
+        stall_s=traffic.plan.timeout_s + 5.0,
+        window=window,
+        probe=start_probe,
+        lag_max_s=lag.max_s,
+    )
+    try:
+        deployment = controller.run()
+    except KeyboardInterrupt:
+        stop.set()
+        alias.set_routing(None, 0.0)
+        raise
+    rollback = None
+    if options.then_rollback:
+        rollback = then_rollback(options, settings, deployment, alias, versions, traffic)
+        if not rollback["ran"]:
+            line(rollback["reason"])
+    time.sleep(max(0.0, options.after_s))
+    controller.note(
+        "traffic-stopped",
+        f"replayed traffic stopped; {deployment.weight:.0%} of it was going to version {CANARY_VERSION}"
+        if rollback is None or not rollback["ran"]
+        else f"replayed traffic stopped; after --then-rollback the alias sent it to version "
+        f"{alias.primary.function_version}",
+    )
+    return deployment, rollback
 
 
 # --------------------------------------------------------------------------- --then-rollback
@@ -709,80 +727,61 @@ def _check_started(*versions: Any) -> None:
 # --------------------------------------------------------------------------- the report
 
 
-def version_table(
-    records: Sequence[RequestRecord], roles: dict[str, str], bins: int = HISTOGRAM_BINS
-) -> list[dict[str, Any]]:
-    """Per function version, over every request of the run: n, 5xx, latency percentiles and a
-    log-spaced histogram (shared edges), label counts and shares."""
-    by_version: dict[str, list[RequestRecord]] = defaultdict(list)
-    for r in records:
-        by_version[r.function_version].append(r)
-    ok_latencies = [r.latency_ms for r in records if r.status < 500 and r.latency_ms > 0]
-    edges: list[float] = []
-    if ok_latencies:
-        lo = 10 ** math.floor(math.log10(min(ok_latencies)))
-        hi = 10 ** math.ceil(math.log10(max(ok_latencies) * 1.0001))
-        if hi <= lo:
-            hi = lo * 10
-        step = (math.log10(hi) - math.log10(lo)) / bins
-        edges = [10 ** (math.log10(lo) + i * step) for i in range(bins + 1)]
-    table = []
-    for version in sorted(by_version, key=lambda v: (roles.get(v, "z"), v)):
-        rs = by_version[version]
-        lat = sorted(r.latency_ms for r in rs if r.status < 500)
-        labels = Counter(r.label for r in rs if r.label is not None and r.status < 500)
-        labelled = sum(labels.values())
-        counts = [0] * bins
-        for x in lat:
-            if edges and x > 0:
-                i = int(
-                    (math.log10(x) - math.log10(edges[0]))
-                    / (math.log10(edges[-1]) - math.log10(edges[0]))
-                    * bins
-                )
-                counts[min(max(i, 0), bins - 1)] += 1
-        models = Counter(r.model_version for r in rs)
-        table.append(
-            {
-                "role": roles.get(version, "other"),
-                "function_version": version,
-                "model_version": models.most_common(1)[0][0] if models else None,
-                "requests": len(rs),
-                "errors": sum(1 for r in rs if r.status >= 500),
-                "error_rate": sum(1 for r in rs if r.status >= 500) / len(rs) if rs else None,
-                "statuses": {str(k): v for k, v in sorted(Counter(r.status for r in rs).items())},
-                "latency_ms": {
-                    "p50": quantile(lat, 0.5) if lat else None,
-                    "p90": quantile(lat, 0.9) if lat else None,
-                    "p99": quantile(lat, 0.99) if lat else None,
-                    "max": lat[-1] if lat else None,
-                },
-                "labels": {k: labels.get(k, 0) for k in LABELS},
-                "label_shares": {k: (labels.get(k, 0) / labelled if labelled else None) for k in LABELS},
-                "latency_histogram": {"edges": edges, "counts": counts},
-            }
-        )
-    return table
-
-
-def build_report(
-    options: Options,
-    settings: Any,
-    deployment: Deployment,
-    records: Sequence[RequestRecord],
-    traffic: dict[str, Any],
-    faults: Faults,
-    cold_starts: Sequence[Any] = (),
-) -> tuple[dict[str, Any], list[str]]:
-    """The report dict (canary-report/1, plus the rehearsal's own keys) and any broken promise
-    of the local stack (lost requests, 5xx the functions did not answer, a failing baseline)."""
-    d = deployment
+def rehearsal_report(setup: _Setup, ran: _Ran) -> tuple[CanaryReport, list[str]]:
+    """The rehearsal's report (canary-report/1 plus the rehearsal's own parts), built once, and any
+    broken promise of the local stack (lost requests, 5xx the functions did not answer, a failing
+    baseline)."""
+    options, settings, d = setup.options, setup.settings, ran.deployment
     roles = {d.baseline: "baseline", d.canary: "canary"}
-    by_source = counts_by_source(records)
+    by_source = counts_by_source(ran.records)
     # The users' view (latency, labels, 5xx they got): live requests; the probe's and the hook's
     # are counted apart (evidence.by_source) and judged by the evidence judge.
-    records = [r for r in records if r.source == "live"]
-    versions = version_table(records, roles)
+    live = [r for r in ran.records if r.source == "live"]
+    versions = version_table(live, roles)
+    function_5xx = sum(v["errors"] for v in versions)
+    problems = _problems(d, live, versions, ran.traffic)
+    local = LocalRun(
+        stage=d.stage,
+        reasons=tuple(d.reasons),
+        looks=tuple(d.looks),
+        evidence={
+            "by_source": {roles.get(v, v): n for v, n in sorted(by_source.items())},
+            "probe": d.probe,
+            "gate": d.gate,
+            "judge_errors": list(d.judge_errors),
+        },
+        versions=tuple(versions),
+        traffic=_traffic_part(ran.traffic, function_5xx),
+        timeline=tuple({k: e.get(k) for k in TIMELINE_KEYS} for e in d.timeline),
+        rehearsal=_rehearsal_part(setup, d, ran.cold_starts),
+        rollback=None if ran.rollback is None else rollback_section(ran.rollback, ran.records),
+    )
+    report = CanaryReport(
+        generated_at=d.completed or time.time(),
+        source="local",
+        stack=settings.stack_name,
+        environment=f"{options.env} (rehearsal)",
+        region="local",
+        outcome={"state": d.outcome, "reason": _outcome_reason(d)},
+        deployment=_deployment_part(d),
+        pretraffic=d.hook.as_dict()
+        if d.hook
+        else ({"status": "Failed", "reason": d.hook_error} if d.hook_error else None),
+        alarms=tuple(a.as_dict() for a in d.alarms),
+        judge=_judge_look(d, settings),
+        notes=tuple(_notes(setup, d, ran.traffic, function_5xx, len(live), by_source, problems)),
+        local=local,
+    )
+    return report, problems
+
+
+TIMELINE_KEYS = ("t_sim_s", "t_wall_s", "kind", "stage", "weight", "alarms", "verdict", "message", "traffic")
+
+
+def _problems(
+    d: Deployment, live: Sequence[RequestRecord], versions: Sequence[Mapping[str, Any]], traffic: Mapping
+) -> list[str]:
+    """The local stack's broken promises, seen in the users' records and the traffic's accounting."""
     by_role = {v["role"]: v for v in versions}
     client_5xx = int(traffic.get("5xx", 0))
     function_5xx = sum(v["errors"] for v in versions)
@@ -803,13 +802,17 @@ def build_report(
         problems.append(f"{in_flight} requests were still unanswered when the traffic stopped waiting")
     canary_before_shift = sum(
         1
-        for r in records
+        for r in live
         if r.function_version == d.canary and (d.shift_started is None or r.timestamp < d.shift_started)
     )
     if canary_before_shift:
         problems.append(f"{canary_before_shift} user requests reached the canary before the shift")
+    return problems
 
-    outcome_reason = {
+
+def _outcome_reason(d: Deployment) -> str:
+    """The outcome in one sentence, by who decided it."""
+    return {
         PROMOTED: "the canary passed the PreTraffic hook, every alarm"
         + (" and the PostTraffic gate (PASS on the whole window)" if d.gate else "")
         + "; all traffic shifted to it",
@@ -822,23 +825,100 @@ def build_report(
         ABORTED: "no verdict: the rehearsal's replayed traffic failed, so the deployment was stopped "
         "and traffic returned to the baseline; this says nothing about the canary (rehearse again)",
     }[d.outcome or ROLLED_BACK]
-    judge = None
-    if d.judge is not None:
-        judge = d.judge.as_dict()
-        judge["routing"] = {
-            "function_name": settings.inference.name,
-            "alias": settings.inference.alias or "live",
-            "baseline_version": d.baseline,
-            "canary_version": d.canary,
-            "canary_weight": d.plan.steps[0].weight if d.plan.steps else 1.0,
-        }
-        judge["judged_at"] = d.looks[-1]["at"] if d.looks else None
+
+
+def _deployment_part(d: Deployment) -> dict[str, Any]:
+    """The deployment as CodeDeploy would report it."""
+    return {
+        "id": d.id,
+        "status": d.status,
+        "created": d.started,
+        "completed": d.completed,
+        "error": None if d.outcome == PROMOTED else "; ".join(d.reasons),
+        "error_code": {BLOCKED: "HOOK_EXECUTION_FAILURE", ROLLED_BACK: "ALARM_ACTIVE"}.get(d.outcome or ""),
+    }
+
+
+def _judge_look(d: Deployment, settings: Any) -> dict[str, Any] | None:
+    """The judge's latest look, with the alias routing it judged (the canary step's weight)."""
+    if d.judge is None:
+        return None
+    routing = AliasRouting(
+        function_name=settings.inference.name,
+        alias=settings.inference.alias or "live",
+        baseline_version=d.baseline,
+        canary_version=d.canary,
+        canary_weight=d.plan.steps[0].weight if d.plan.steps else 1.0,
+    )
+    return JudgeLook(d.judge, routing, judged_at=d.looks[-1]["at"] if d.looks else None).to_dict()
+
+
+def _traffic_part(traffic: Mapping[str, Any], function_5xx: int) -> dict[str, Any]:
+    """The replayed traffic's accounting, as its generator last reported it."""
+    died = traffic.get("died")
+    return {
+        **{k: traffic.get(k) for k in ("sent", "answered", "lost", "in_flight", "throttled", "5xx", "4xx")},
+        "generator": f"died ({died})" if died else "ran to the end",
+        "statuses": traffic.get("statuses"),
+        "round_trip_ms": traffic.get("round_trip_ms"),
+        # Unknown when the generator died: its counters stop at its last report.
+        "gateway_5xx": None if died else int(traffic.get("5xx", 0)) - function_5xx,
+    }
+
+
+def _rehearsal_part(setup: _Setup, d: Deployment, cold_starts: Sequence[Any]) -> dict[str, Any]:
+    """What was asked for and how long it took."""
+    options = setup.options
+    part = {
+        "baseline": options.baseline,
+        "canary": options.canary,
+        "faults": list(setup.faults.specs),
+        "speed": options.speed,
+        "seed": options.seed,
+        "rate": options.wall_rate,
+        "traffic": options.real_rate,
+        "mix": dict(options.mix),
+        "log_lag_s": options.log_lag,
+        "evidence_judge": True,  # kept for readers of older reports: always the evidence judge now
+        "plan": d.plan.name,
+        "latency_slo_ms": setup.settings.latency_slo_ms,
+        "cold_start_ms": {
+            getattr(fv, "function_version", "?"): getattr(fv, "cold_start_ms", None) for fv in cold_starts
+        },
+        "wall_s": round((d.completed or time.time()) - d.started, 2) if d.started else None,
+    }
+    if setup.what_if:
+        part["overrides"] = setup.what_if
+    return part
+
+
+def _notes(
+    setup: _Setup,
+    d: Deployment,
+    traffic: Mapping[str, Any],
+    function_5xx: int,
+    recorded: int,
+    by_source: Mapping[str, Mapping[str, int]],
+    problems: Sequence[str],
+) -> list[str]:
+    """The report's notes, in order: the run, what-if thresholds, the lifted quota, the traffic,
+    an INCONCLUSIVE promotion, the evidence, the local stack's problems."""
+    options = setup.options
     notes = [
-        f"Rehearsal of {settings.stack_name} (samconfig env {options.env}) on the local stack: "
+        f"Rehearsal of {setup.settings.stack_name} (samconfig env {options.env}) on the local stack: "
         f"{options.baseline} -> {options.canary}, {d.plan.name} at {options.speed:g}x speed "
-        f"(one compressed minute = {60.0 / options.speed:.1f} s), faults in the canary: {faults.describe()}.",
-        _traffic_note(traffic, function_5xx, len(records)),
+        f"(one compressed minute = {60.0 / options.speed:.1f} s), faults in the canary: "
+        f"{setup.faults.describe()}."
     ]
+    if setup.what_if:
+        notes.append(
+            "What-if thresholds from the caller's environment replaced the template's: "
+            + ", ".join(f"{k}={v}" for k, v in setup.what_if.items())
+            + ". The deployed hook and gate use the template's."
+        )
+    if setup.quota_note:
+        notes.append(f"Usage plan: {setup.quota_note}.")
+    notes.append(_traffic_note(traffic, function_5xx, recorded))
     if d.outcome == PROMOTED and d.looks and d.looks[-1]["verdict"] == "INCONCLUSIVE":
         notes.append(
             "Promoted on an INCONCLUSIVE judge (too little evidence: a metric under its minimum "
@@ -847,88 +927,7 @@ def build_report(
         )
     notes += _evidence_notes(d, by_source)
     notes += [f"LOCAL STACK PROBLEM: {p}" for p in problems]
-    report = {
-        "schema": REPORT_SCHEMA,
-        "generated_at": d.completed or time.time(),
-        "source": "local",
-        "stack": settings.stack_name,
-        "environment": f"{options.env} (rehearsal)",
-        "region": "local",
-        "outcome": {"state": d.outcome, "reason": outcome_reason},
-        "stage": d.stage,
-        "reasons": list(d.reasons),
-        "deployment": {
-            "id": d.id,
-            "status": d.status,
-            "created": d.started,
-            "completed": d.completed,
-            "error": None if d.outcome == PROMOTED else "; ".join(d.reasons),
-            "error_code": {BLOCKED: "HOOK_EXECUTION_FAILURE", ROLLED_BACK: "ALARM_ACTIVE"}.get(
-                d.outcome or ""
-            ),
-        },
-        "pretraffic": d.hook.as_dict()
-        if d.hook
-        else ({"status": "Failed", "reason": d.hook_error} if d.hook_error else None),
-        "alarms": [a.as_dict() for a in d.alarms],
-        "judge": judge,
-        "looks": d.looks,
-        "evidence": {
-            "by_source": {roles.get(v, v): n for v, n in sorted(by_source.items())},
-            "probe": d.probe,
-            "gate": d.gate,
-            "judge_errors": list(d.judge_errors),
-        },
-        "versions": versions,
-        "traffic": {
-            **{
-                k: traffic.get(k)
-                for k in ("sent", "answered", "lost", "in_flight", "throttled", "5xx", "4xx")
-            },
-            "generator": f"died ({died})" if died else "ran to the end",
-            "statuses": traffic.get("statuses"),
-            "round_trip_ms": traffic.get("round_trip_ms"),
-            # Unknown when the generator died: its counters stop at its last report.
-            "gateway_5xx": None if died else client_5xx - function_5xx,
-        },
-        "timeline": [
-            {
-                k: e.get(k)
-                for k in (
-                    "t_sim_s",
-                    "t_wall_s",
-                    "kind",
-                    "stage",
-                    "weight",
-                    "alarms",
-                    "verdict",
-                    "message",
-                    "traffic",
-                )
-            }
-            for e in d.timeline
-        ],
-        "rehearsal": {
-            "baseline": options.baseline,
-            "canary": options.canary,
-            "faults": list(faults.specs),
-            "speed": options.speed,
-            "seed": options.seed,
-            "rate": options.wall_rate,
-            "traffic": options.real_rate,
-            "mix": dict(options.mix),
-            "log_lag_s": options.log_lag if options.evidence else 0.0,
-            "evidence_judge": options.evidence,
-            "plan": d.plan.name,
-            "latency_slo_ms": settings.latency_slo_ms,
-            "cold_start_ms": {
-                getattr(fv, "function_version", "?"): getattr(fv, "cold_start_ms", None) for fv in cold_starts
-            },
-            "wall_s": round((d.completed or time.time()) - d.started, 2) if d.started else None,
-        },
-        "notes": notes,
-    }
-    return report, problems
+    return notes
 
 
 def _evidence_notes(d: Deployment, by_source: Mapping[str, Mapping[str, int]]) -> list[str]:
@@ -1016,6 +1015,15 @@ def build_parser() -> argparse.ArgumentParser:
         "5 promoted but --then-rollback failed (with --then-rollback, a rehearsal that did not promote "
         "keeps its own status: there is nothing to roll back).",
     )
+    _add_deployment_args(parser)
+    _add_traffic_args(parser)
+    _add_environment_args(parser)
+    _add_output_args(parser)
+    return parser
+
+
+def _add_deployment_args(parser: argparse.ArgumentParser) -> None:
+    """What is deployed, how it is broken, and the clock."""
     defaults = Options()
     parser.add_argument("--baseline", default=defaults.baseline, help="model live before (default v1)")
     parser.add_argument("--canary", default=defaults.canary, help="model rolled out (default v2)")
@@ -1032,6 +1040,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", type=int, default=defaults.seed, help="seed of traffic order, routing, faults"
     )
+
+
+def _add_traffic_args(parser: argparse.ArgumentParser) -> None:
+    """The users' traffic and the log lag."""
+    defaults = Options()
     parser.add_argument(
         "--rate",
         type=float,
@@ -1061,11 +1074,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="median real-world seconds before a record reaches the judge (lognormal, at most 5x the "
         "median, seeded; default 120; 0: at once)",
     )
-    parser.add_argument(
-        "--old-judge",
-        action="store_true",
-        help="the judge of before issue 10 (no probe, no log lag, no PostTraffic gate)",
-    )
+
+
+def _add_environment_args(parser: argparse.ArgumentParser) -> None:
+    """Where it is deployed from, and what follows a promotion."""
+    defaults = Options()
     parser.add_argument(
         "--env", default=defaults.env, help="samconfig environment to rehearse (default prod)"
     )
@@ -1081,6 +1094,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="after a promotion, run `make rollback`'s controller (deploy.rollback) against the local "
         "stack with the traffic still flowing; the report gains a rollback section",
     )
+
+
+def _add_output_args(parser: argparse.ArgumentParser) -> None:
+    """Where the report goes."""
     parser.add_argument("--json", action="store_true", help="print the final report as JSON on stdout")
     parser.add_argument(
         "--html",
@@ -1091,7 +1108,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-html", action="store_true", help="write no HTML report")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1115,7 +1131,6 @@ def main(argv: list[str] | None = None) -> int:
         rate=args.rate,
         traffic=args.traffic,
         log_lag=args.log_lag,
-        evidence=False if args.old_judge else None,
         env=args.env,
         data=args.data,
         models_dir=args.models,
@@ -1124,13 +1139,8 @@ def main(argv: list[str] | None = None) -> int:
 
     html = None if args.no_html else (args.html or Path("reports") / f"{_slug(options)}.html")
     if html is not None:
-        try:  # refuse an unwritable place now, not after the whole run
-            html.parent.mkdir(parents=True, exist_ok=True)
-            existed = html.exists()
-            with open(html, "a", encoding="utf-8"):
-                pass
-            if not existed:
-                html.unlink()
+        try:
+            check_writable(html)
         except OSError as exc:
             print(f"error: --html {html}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_USAGE

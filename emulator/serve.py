@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 # The project's packages (PyYAML, Powertools...) are imported only once a command runs, so that
 # a Python without them gets main()'s one-line answer rather than a traceback.
 if TYPE_CHECKING:
-    from emulator.settings import StackSettings
+    from stack import StackSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -230,7 +230,7 @@ def serve(argv: list[str]) -> int:
         return usage("a split needs both --baseline and --canary (--weight is the canary's share)")
     if args.fault and not split:
         return usage("--fault goes into the canary: give --baseline and --canary too")
-    from emulator.settings import SettingsError, load_settings
+    from stack import SettingsError, load_settings
 
     try:
         settings = load_settings(args.template, args.samconfig, env=args.env)
@@ -273,33 +273,10 @@ def _run(
 ) -> int:
     """Start the stack, print the banner, serve until a signal; the exit status."""
     from canary.records import RecordStore
-    from emulator.faults import FaultError
-    from emulator.functions import Alias, EnvironmentFailed, FunctionVersion
+    from emulator.functions import EnvironmentFailed
     from emulator.gateway import Gateway
 
-    # Logs are named after the stack served (hate-speech-local-...), not after the function name
-    # the environment's parameters give (Environment=prod makes it hate-speech-prod-infer).
-    def log_path(n: str) -> Path:
-        return args.logs / f"{settings.stack_name}-infer-{n}.log"
-
-    try:
-        versions = [
-            FunctionVersion("1", models[0], settings=settings, log_path=log_path("1"), seed=args.seed)
-        ]
-        if len(models) > 1:
-            versions.append(
-                FunctionVersion(
-                    "2", models[1], args.fault, settings=settings, log_path=log_path("2"), seed=args.seed
-                )
-            )
-    except FaultError as exc:
-        raise _Usage(str(exc)) from None
-    primary, canary = versions[0], (versions[1] if len(versions) > 1 else None)
-    weight = 0.0
-    if canary is not None:
-        # Without --weight the canary gets what the template's DeploymentPreference would give it.
-        weight = args.weight if args.weight is not None else settings.canary_percent / 100.0
-    alias = Alias(settings.inference.alias or "live", primary, canary, weight, seed=args.seed)
+    alias, versions = _alias(args, settings, models)
     try:
         store = RecordStore(args.records)
     except (OSError, sqlite3.Error) as exc:
@@ -320,7 +297,7 @@ def _run(
         access_log=access if args.access_log else None,
         consumers=consumers,
     )
-    stop = threading.Event()
+    stop = threading.Event()  # set by Ctrl-C or SIGTERM, from now on (cold starts included)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
@@ -347,6 +324,37 @@ def _run(
     by_status = ", ".join(f"{status}: {n}" for status, n in sorted(gateway.counts.items())) or "none"
     print(f"stopped: {answered} requests answered ({by_status}); {gateway.records_written} records written")
     return 0
+
+
+def _alias(args: argparse.Namespace, settings: StackSettings, models: list[str]) -> tuple[Any, list[Any]]:
+    """The live alias and its versions: version 1 serving models[0], and with a split version 2
+    serving models[1] (with --fault) at --weight or the DeploymentPreference's canary share."""
+    from emulator.faults import FaultError
+    from emulator.functions import Alias, FunctionVersion
+
+    # Logs are named after the stack served (hate-speech-local-...), not after the function name
+    # the environment's parameters give (Environment=prod makes it hate-speech-prod-infer).
+    def log_path(n: str) -> Path:
+        return args.logs / f"{settings.stack_name}-infer-{n}.log"
+
+    try:
+        versions = [
+            FunctionVersion("1", models[0], settings=settings, log_path=log_path("1"), seed=args.seed)
+        ]
+        if len(models) > 1:
+            versions.append(
+                FunctionVersion(
+                    "2", models[1], args.fault, settings=settings, log_path=log_path("2"), seed=args.seed
+                )
+            )
+    except FaultError as exc:
+        raise _Usage(str(exc)) from None
+    primary, canary = versions[0], (versions[1] if len(versions) > 1 else None)
+    weight = 0.0
+    if canary is not None:
+        # Without --weight the canary gets what the template's DeploymentPreference would give it.
+        weight = args.weight if args.weight is not None else settings.canary_percent / 100.0
+    return Alias(settings.inference.alias or "live", primary, canary, weight, seed=args.seed), versions
 
 
 def _banner(

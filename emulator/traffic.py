@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from canary.stats import percentiles
 from emulator.load import SEND_FAILED, UNANSWERED, Answer, OpenLoop, post_requests
 
 COUNTERS = ("sent", "answered", "lost", "in_flight", "5xx", "4xx", "throttled")
@@ -113,14 +114,12 @@ def run(plan: TrafficPlan, stop: threading.Event, emit: Any) -> dict[str, Any]:
     }
 
 
+_POINTS = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "max": 1.0}
+
+
 def _percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p90": None, "p99": None, "max": None}
-
-    def q(p: float) -> float:
-        return round(values[min(len(values) - 1, int(p * len(values)))], 3)
-
-    return {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": round(values[-1], 3)}
+    # canary.stats' definition of a percentile; None for each when nothing was answered.
+    return percentiles(values, _POINTS) or dict.fromkeys(_POINTS)
 
 
 def _child() -> int:

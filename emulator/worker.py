@@ -179,34 +179,13 @@ def serve(
     workdir: str | None = None,
     hook_done: bool = False,
 ) -> int:
+    """The environment's life: the init phase, the ready line, then one invocation per request line."""
     started = time.perf_counter()
-    init_error = None
-    handler = None
     # Before the handler module loads: Powertools' logger keeps the stream it found at init.
     tap = RecordTap(sys.stdout)
     sys.stdout = tap
     hook = {"done": hook_done}  # a fault with @hook starts once the controller says so
-    try:
-        parsed = None
-        if faults:
-            from emulator import faults as fault_specs
-
-            parsed = fault_specs.parse(faults)
-            if parsed.corrupt:
-                # A damaged copy of the model, made before the handler module loads it.
-                models_dir = Path(os.environ.get("MODELS_DIR") or DEFAULT_MODELS_DIR)
-                version = os.environ.get("MODEL_VERSION", "")
-                target = fault_specs.prepare_models(
-                    parsed, version, models_dir, Path(workdir or tempfile.mkdtemp())
-                )
-                os.environ["MODELS_DIR"] = str(target)
-        handler = _load_handler(os.environ.get(HANDLER_ENV, "infer.app.lambda_handler"))
-        if parsed is not None:
-            handler = fault_specs.apply(handler, parsed, seed=seed, hook_done=lambda: hook["done"])
-    except Exception as exc:  # the runtime's Runtime.ImportModuleError: every invocation fails
-        init_error = _init_error(exc, os.environ.get(HANDLER_ENV, "infer.app.lambda_handler"))
-        print(f"[ERROR] {init_error['errorType']}: {init_error['errorMessage']}", file=sys.stderr)
-        traceback.print_exc(file=sys.stderr)
+    handler, init_error = _init(faults, seed, workdir, lambda: hook["done"])
     init_ms = (time.perf_counter() - started) * 1000.0
     version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
     if init_error is not None:
@@ -224,64 +203,8 @@ def serve(
                 hook["done"] = True
                 continue
             request_id = message["id"]
-            os.environ["_X_AMZN_TRACE_ID"] = message.get("trace_id") or ""
-            # The deadline runs from the start of this invocation (it may have queued before).
-            deadline_ms = int(time.time() * 1000) + int(message.get("timeout_ms") or 3000)
-            context = LambdaContext.from_environment(
-                request_id, message.get("invoked_function_arn", ""), deadline_ms
-            )
             print(f"START RequestId: {request_id} Version: {version}")
-            begun = time.perf_counter()
-            ok = False
-            if init_error is not None:
-                payload: Any = {
-                    "errorType": init_error["errorType"],
-                    "errorMessage": init_error["errorMessage"],
-                    "requestId": request_id,
-                }
-            else:
-                try:
-                    payload = handler(message["event"], context)
-                    ok = True
-                except Exception as exc:
-                    payload = _error(exc, request_id)
-                    # On stdout, in order between this invocation's START and END lines.
-                    print(
-                        f"[ERROR]\t{_utc_now()}\t{request_id}\t{payload['errorType']}: unhandled exception "
-                        "in the handler"
-                    )
-            duration_ms = (time.perf_counter() - begun) * 1000.0
-            record = tap.take()
-            record = record if ok else None
-            batch = tap.take_batch() if ok else []
-            if record is not None:
-                record = _with_fault_effects(record, getattr(handler, "effects", None))
-                batch = [_with_fault_effects(r, getattr(handler, "effects", None)) for r in batch]
-            try:
-                data = json.dumps(
-                    {
-                        "id": request_id,
-                        "ok": ok,
-                        "payload": payload,
-                        "duration_ms": duration_ms,
-                        "record": record,
-                        **({"batch_records": batch} if batch else {}),
-                    }
-                )
-            except (TypeError, ValueError) as exc:  # the runtime cannot serialise the result
-                ok = False
-                data = json.dumps(
-                    {
-                        "id": request_id,
-                        "ok": False,
-                        "payload": {
-                            "errorType": "Runtime.MarshalError",
-                            "errorMessage": f"Unable to marshal response: {type(exc).__name__}",
-                            "requestId": request_id,
-                        },
-                        "duration_ms": duration_ms,
-                    }
-                )
+            data, duration_ms = _invoke(handler, init_error, message, tap)
             init = f" Init Duration: {init_ms:.2f} ms" if first else ""
             print(f"END RequestId: {request_id}")
             print(
@@ -294,6 +217,110 @@ def serve(
             sys.stdout.flush()
             _write_all(responses_fd, data.encode() + b"\n")
     return 0
+
+
+def _init(
+    faults: list[str], seed: int | None, workdir: str | None, hook_done: Any
+) -> tuple[Any, dict[str, Any] | None]:
+    """The init phase: (the handler, None), or (None, the Runtime.ImportModuleError every
+    invocation then answers). Faults wrap the handler; `corrupt` damages a copy of the model first."""
+    handler_spec = os.environ.get(HANDLER_ENV, "infer.app.lambda_handler")
+    try:
+        parsed = None
+        if faults:
+            from emulator import faults as fault_specs
+
+            parsed = fault_specs.parse(faults)
+            if parsed.corrupt:
+                # A damaged copy of the model, made before the handler module loads it.
+                models_dir = Path(os.environ.get("MODELS_DIR") or DEFAULT_MODELS_DIR)
+                version = os.environ.get("MODEL_VERSION", "")
+                target = fault_specs.prepare_models(
+                    parsed, version, models_dir, Path(workdir or tempfile.mkdtemp())
+                )
+                os.environ["MODELS_DIR"] = str(target)
+        handler = _load_handler(handler_spec)
+        if parsed is not None:
+            handler = fault_specs.apply(handler, parsed, seed=seed, hook_done=hook_done)
+        return handler, None
+    except Exception as exc:  # the runtime's Runtime.ImportModuleError: every invocation fails
+        init_error = _init_error(exc, handler_spec)
+        print(f"[ERROR] {init_error['errorType']}: {init_error['errorMessage']}", file=sys.stderr)
+        traceback.print_exc(file=sys.stderr)
+        return None, init_error
+
+
+def _invoke(
+    handler: Any, init_error: dict[str, Any] | None, message: dict[str, Any], tap: RecordTap
+) -> tuple[str, float]:
+    """One invocation, between its START and END lines: (the response line, its duration in ms)."""
+    request_id = message["id"]
+    os.environ["_X_AMZN_TRACE_ID"] = message.get("trace_id") or ""
+    # The deadline runs from the start of this invocation (it may have queued before).
+    deadline_ms = int(time.time() * 1000) + int(message.get("timeout_ms") or 3000)
+    context = LambdaContext.from_environment(request_id, message.get("invoked_function_arn", ""), deadline_ms)
+    begun = time.perf_counter()
+    ok = False
+    if init_error is not None:
+        payload: Any = {
+            "errorType": init_error["errorType"],
+            "errorMessage": init_error["errorMessage"],
+            "requestId": request_id,
+        }
+    else:
+        try:
+            payload = handler(message["event"], context)
+            ok = True
+        except Exception as exc:
+            payload = _error(exc, request_id)
+            # On stdout, in order between this invocation's START and END lines.
+            print(
+                f"[ERROR]\t{_utc_now()}\t{request_id}\t{payload['errorType']}: unhandled exception "
+                "in the handler"
+            )
+    duration_ms = (time.perf_counter() - begun) * 1000.0
+    record = tap.take()
+    record = record if ok else None
+    batch = tap.take_batch() if ok else []
+    if record is not None:
+        record = _with_fault_effects(record, getattr(handler, "effects", None))
+        batch = [_with_fault_effects(r, getattr(handler, "effects", None)) for r in batch]
+    return _response(request_id, ok, payload, duration_ms, record, batch), duration_ms
+
+
+def _response(
+    request_id: str,
+    ok: bool,
+    payload: Any,
+    duration_ms: float,
+    record: dict[str, Any] | None,
+    batch: list[dict[str, Any]],
+) -> str:
+    """The response line; Runtime.MarshalError when the runtime cannot serialise the result."""
+    try:
+        return json.dumps(
+            {
+                "id": request_id,
+                "ok": ok,
+                "payload": payload,
+                "duration_ms": duration_ms,
+                "record": record,
+                **({"batch_records": batch} if batch else {}),
+            }
+        )
+    except (TypeError, ValueError) as exc:
+        return json.dumps(
+            {
+                "id": request_id,
+                "ok": False,
+                "payload": {
+                    "errorType": "Runtime.MarshalError",
+                    "errorMessage": f"Unable to marshal response: {type(exc).__name__}",
+                    "requestId": request_id,
+                },
+                "duration_ms": duration_ms,
+            }
+        )
 
 
 def _with_fault_effects(record: dict[str, Any], effects: dict[str, Any] | None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 from canary.records import RecordStore
 from emulator.functions import Alias, FunctionVersion
 from emulator.gateway import Gateway
-from emulator.settings import load_settings
+from stack import load_settings
 
 
 @pytest.fixture(scope="module")

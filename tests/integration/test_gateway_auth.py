@@ -12,7 +12,7 @@ import requests
 
 from emulator.functions import Alias, FunctionVersion
 from emulator.gateway import Gateway, api_key_id, check_api_key, generate_api_key
-from emulator.settings import load_settings
+from stack import load_settings
 
 pytestmark = pytest.mark.integration
 

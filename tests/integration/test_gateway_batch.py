@@ -13,7 +13,7 @@ import requests
 from canary.records import RecordStore
 from emulator.functions import Alias, FunctionVersion
 from emulator.gateway import Gateway
-from emulator.settings import load_settings
+from stack import load_settings
 from tests.sample_texts import SEEDS
 
 pytestmark = pytest.mark.integration

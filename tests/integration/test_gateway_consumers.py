@@ -18,7 +18,7 @@ from deploy import consumers as co
 from emulator.consumers import KeyRegistry, local_clients, read_usage, usage_path
 from emulator.functions import Alias
 from emulator.gateway import Gateway, api_key_id
-from emulator.settings import DEFAULT_SAMCONFIG, PlanSettings, load_settings
+from stack import DEFAULT_SAMCONFIG, PlanSettings, load_settings
 from tests.integration.test_gateway_cli import Served
 from tests.usermake import run_make
 

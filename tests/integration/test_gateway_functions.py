@@ -18,7 +18,7 @@ import requests
 from canary.records import LABELS, RecordStore
 from emulator.functions import Alias, FunctionVersion
 from emulator.gateway import Gateway
-from emulator.settings import load_settings
+from stack import load_settings
 
 pytestmark = pytest.mark.integration
 

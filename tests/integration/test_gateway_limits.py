@@ -12,7 +12,7 @@ import requests
 
 from emulator.functions import Alias
 from emulator.gateway import Gateway, Quota, TokenBucket
-from emulator.settings import load_settings
+from stack import load_settings
 
 pytestmark = pytest.mark.integration
 

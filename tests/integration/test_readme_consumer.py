@@ -16,7 +16,7 @@ import pytest
 
 from emulator.functions import Alias, FunctionVersion
 from emulator.gateway import Gateway
-from emulator.settings import load_settings
+from stack import load_settings
 from tests.unit.test_readme import newest_model_version
 
 pytestmark = pytest.mark.integration

@@ -1,12 +1,12 @@
 """The rollout rehearsal end to end: the local stack, replayed traffic over HTTP, the real hook,
 judge and alarms, on a compressed clock. Each fault must be stopped at the stage meant to catch it.
 
-Speed 30 (a compressed minute lasts 2 s) at 200 req/s gives the judge ~40 canary requests per
-minute, so the judge has its minimum samples by the third minute; each rehearsal takes 2-12 s.
-The minutes are paced by the traffic (each lasts until its 400 planned requests are answered),
-so these numbers hold on a busy machine too, where a rehearsal only takes longer. What the
-tests assert is what the design guarantees there: outcomes, stages, the per-minute evidence;
-never how fast anything went.
+Speed 30 (a compressed minute lasts 2 s) at 200 req/s; the evidence judge, the probe, the log
+lag and the PostTraffic gate (whose wait for late records makes a promotion take ~30 s more)
+are rehearsed in depth in test_rehearsal_evidence.py. The minutes are paced by the traffic and
+the probe (each lasts until its planned requests are answered), so these numbers hold on a busy
+machine too, where a rehearsal only takes longer. What the tests assert is what the design
+guarantees there: outcomes, stages, the per-minute evidence; never how fast anything went.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from emulator.rehearse import (
     EXIT_NOT_PROMOTED,
     EXIT_PROMOTED,
     EXIT_USAGE,
+    ROOT,
     Options,
     main,
     rehearse,
@@ -34,9 +35,7 @@ from emulator.rehearse import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.data, pytest.mark.slow]
 
-# The judge of before issue 10 (its own path, kept behind --old-judge); the evidence judge, the
-# probe, the log lag and the gate are rehearsed in test_rehearsal_evidence.py.
-FAST = {"speed": 30.0, "rate": 200.0, "after_s": 0.5, "evidence": False}
+FAST = {"speed": 30.0, "rate": 200.0, "after_s": 0.5}
 
 
 def _run(dataset, *faults: str, **overrides):
@@ -61,11 +60,9 @@ def _canary(report: dict) -> dict | None:
 
 def test_rehearsal_promotes_v2_through_the_cli(dataset, tmp_path, capsys):
     """v1 -> v2 with no fault: the hook passes, no alarm fires, traffic goes 0 -> 10 % -> 100 %;
-    exit 0, JSON on stdout, HTML written. Every compressed minute carried its planned traffic, so
-    the judge's last look has ~200 canary requests however busy the machine; it never says FAIL
-    (the label change is the intended one). PASS or INCONCLUSIVE is the judge's call on that
-    evidence (a label difference over its floor but not yet significant is INCONCLUSIVE), not
-    a matter of load; an INCONCLUSIVE promotion is flagged in the report's notes."""
+    exit 0, JSON on stdout, HTML written. The evidence judge looks once per compressed minute and
+    never says FAIL (the label change is the intended one; the interim looks see what the log lag
+    let through), then the PostTraffic gate's final look over the whole window says PASS."""
     html = tmp_path / "report.html"
     status = main(
         [
@@ -79,7 +76,6 @@ def test_rehearsal_promotes_v2_through_the_cli(dataset, tmp_path, capsys):
             "--quiet",
             "--seed",
             "11",
-            "--old-judge",
         ]
     )
     out = capsys.readouterr().out
@@ -91,14 +87,15 @@ def test_rehearsal_promotes_v2_through_the_cli(dataset, tmp_path, capsys):
     weights = [e["weight"] for e in report["timeline"]]
     assert weights[0] == 0.0 and 0.1 in weights and weights[-1] == 1.0
     looks = report["looks"]
-    assert len(looks) == 5, "one judge look per compressed minute of Canary10Percent5Minutes"
-    assert all(look["verdict"] in ("PASS", "INCONCLUSIVE") for look in looks), looks
-    assert looks[-1]["n"]["canary"] >= 150 and looks[-1]["n"]["baseline"] >= 1500, looks[-1]["n"]
-    assert looks[-1]["metrics"]["errors"] == "Pass"
-    if looks[-1]["verdict"] == "INCONCLUSIVE":
-        assert any("Promoted on an INCONCLUSIVE judge" in note for note in report["notes"])
+    interim = [look for look in looks if not look["final"]]
+    assert len(interim) == 5, "one judge look per compressed minute of Canary10Percent5Minutes"
+    assert all(look["verdict"] in ("PASS", "INCONCLUSIVE") for look in interim), interim
+    assert looks[-1]["final"] and looks[-1]["verdict"] == "PASS", looks[-1]
+    assert set(looks[-1]["metrics"].values()) == {"Pass"}
+    assert report["evidence"]["gate"]["status"] == "Succeeded"
+    assert report["judge"]["routing"]["canary_weight"] == 0.1
     canary = _canary(report)
-    assert canary["model_version"] == "v2" and canary["requests"] >= 200
+    assert canary["model_version"] == "v2" and canary["requests"] > 0
     _assert_stack_kept_its_promises(report)
     page = html.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 3
@@ -163,36 +160,6 @@ def test_errors_under_live_traffic_roll_back_at_the_first_minute(dataset):
     _assert_stack_kept_its_promises(report)
 
 
-def test_slow_canary_is_rolled_back_by_the_judge(dataset):
-    """latency=10@hook on a v2 -> v2 deployment (so slowness is the only difference): the hook
-    passes, p99 stays under the SLO, but the judge finds the canary significantly and meaningfully
-    slower (Mann-Whitney + median ratio) and its verdict alarm rolls it back before the five
-    minutes are up."""
-    result = _run(dataset, "latency=10@hook", baseline="v2")
-    report = result.report
-    assert report["outcome"]["state"] == ROLLED_BACK
-    assert report["pretraffic"]["status"] == "Succeeded"
-    firing = {a["name"] for a in report["alarms"] if a["state"] == "ALARM"}
-    assert any(name.endswith("canary-judge-fail") for name in firing)
-    latency = next(m for m in report["judge"]["metrics"] if m["name"] == "latency")
-    assert latency["classification"] == "High"
-    assert report["stage"] != "canary minute 5" or len(report["looks"]) <= 5
-    _assert_stack_kept_its_promises(report)
-
-
-def test_label_drift_under_live_traffic_is_rolled_back_by_the_judge(dataset):
-    """labels=hate_speech:0.3@hook on a v2 -> v2 deployment: right on the hook's texts, wrong on
-    live traffic; the judge's label test (canary mix against what the baseline's mix predicts)
-    fails and its verdict alarm rolls the canary back."""
-    result = _run(dataset, "labels=hate_speech:0.3@hook", baseline="v2")
-    report = result.report
-    assert report["outcome"]["state"] == ROLLED_BACK
-    labels = next(m for m in report["judge"]["metrics"] if m["name"] == "labels")
-    assert labels["classification"] == "High"
-    assert _canary(report)["label_shares"]["hate_speech"] > 0.25
-    _assert_stack_kept_its_promises(report)
-
-
 def _kill_the_traffic_process(after_s: float, killed: list[int]) -> None:
     """Wait for this process's `python -m emulator.traffic` child, let it run after_s, SIGKILL it."""
     deadline = time.monotonic() + 60
@@ -223,9 +190,7 @@ def test_a_dead_traffic_generator_stops_the_rollout_with_no_verdict(dataset, cap
     killed: list[int] = []
     killer = threading.Thread(target=_kill_the_traffic_process, args=(3.0, killed), daemon=True)
     killer.start()
-    status = main(
-        ["--speed", "30", "--rate", "200", "--json", "--no-html", "--quiet", "--seed", "11", "--old-judge"]
-    )
+    status = main(["--speed", "30", "--rate", "200", "--json", "--no-html", "--quiet", "--seed", "11"])
     killer.join(5)
     captured = capsys.readouterr()
     report = json.loads(captured.out)
@@ -270,7 +235,7 @@ def test_a_python_without_the_functions_dependencies_is_refused_before_any_traff
         (["--fault", "errors=1.5"], "between 0 and 1"),
         (["--canary", "v9"], "no model v9"),
         (["--speed", "0"], "--speed"),
-        (["--env", "nowhere"], "no environment"),
+        (["--env", "nowhere"], "no environment [nowhere]"),
         (["--traffic", "0"], "--traffic"),
         (["--mix", "spam=2"], "--mix"),
         (["--mix", "hate_speech=-1"], "--mix"),
@@ -284,3 +249,17 @@ def test_usage_errors_exit_2_before_starting_anything(dataset, capsys, argv, mes
     assert main([*argv, "--quiet", "--no-html"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_models_without_a_latency_ratio_are_refused(tmp_path, capsys):
+    """Manifests that give no expected latency ratio for the pair (latency.ratio_to): the evidence
+    judge cannot bound its latency reference, so the rehearsal refuses to start (exit 2, one line
+    saying what is missing); there is no other judge to fall back to."""
+    for version in ("v1", "v2"):
+        manifest = json.loads((ROOT / "models" / version / "manifest.json").read_text())
+        manifest.pop("latency", None)
+        (tmp_path / version).mkdir()
+        (tmp_path / version / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["--models", str(tmp_path), "--quiet", "--no-html"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "give no expected latency ratio" in err and "Traceback" not in err

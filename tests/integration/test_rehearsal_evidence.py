@@ -22,7 +22,7 @@ from emulator.rehearse import EXIT_NOT_PROMOTED, EXIT_PROMOTED, ROOT, Options, m
 
 pytestmark = [pytest.mark.integration, pytest.mark.data, pytest.mark.slow]
 
-GATE = {"speed": 40.0, "log_lag": 120.0, "after_s": 0.5, "evidence": True}
+GATE = {"speed": 40.0, "log_lag": 120.0, "after_s": 0.5}
 RATIO = expected_latency_ratio(load_manifests(ROOT / "models"), "v1", "v2")
 needs_ratio = pytest.mark.skipif(
     RATIO is None,

@@ -20,7 +20,7 @@ from emulator.rehearse import EXIT_NOT_PROMOTED, EXIT_PROMOTED, ROOT, Options, m
 
 pytestmark = [pytest.mark.integration, pytest.mark.data, pytest.mark.slow]
 
-FAST = {"speed": 40.0, "traffic": 1.0, "log_lag": 0.0, "after_s": 0.5, "evidence": True}
+FAST = {"speed": 40.0, "traffic": 1.0, "log_lag": 0.0, "after_s": 0.5}
 needs_ratio = pytest.mark.skipif(
     expected_latency_ratio(load_manifests(ROOT / "models"), "v1", "v2") is None,
     reason="models/v*/manifest.json give no latency.ratio_to: the evidence judge cannot promote v2",

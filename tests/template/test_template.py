@@ -11,9 +11,9 @@ from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 from tests.template.cfn import (
     REGION,
     TEMPLATE,
-    Evaluator,
     as_list,
     load_template,
+    resolved,
     resources_of_type,
     statements,
     transform,
@@ -64,9 +64,7 @@ def test_uat_and_prod_canary_10_percent_for_5_minutes_stopped_only_by_the_new_ve
     the new version; the API-wide 5xx and the live alarms are not among them (a baseline 5xx, a
     throttle or the old version's errors must not roll back a good canary)."""
     cfn = transform({"Environment": environment})
-    group = Evaluator(cfn, {"Environment": environment}).resolve(
-        cfn["Resources"][f"{INFER}DeploymentGroup"]["Properties"]
-    )
+    group = resolved(cfn, {"Environment": environment})["Resources"][f"{INFER}DeploymentGroup"]["Properties"]
     assert group["DeploymentConfigName"] == "CodeDeployDefault.LambdaCanary10Percent5Minutes"
     assert group["AlarmConfiguration"]["Enabled"] is True
     assert [a["Name"] for a in group["AlarmConfiguration"]["Alarms"]] == [{"Ref": n} for n in GATING_ALARMS]
@@ -76,9 +74,7 @@ def test_uat_and_prod_canary_10_percent_for_5_minutes_stopped_only_by_the_new_ve
 def test_dev_deploys_all_at_once_through_the_same_hook_and_alarms():
     """dev skips the 5-minute wait but still runs the pre-traffic check and the alarms."""
     cfn = transform({"Environment": "dev"})
-    group = Evaluator(cfn, {"Environment": "dev"}).resolve(
-        cfn["Resources"][f"{INFER}DeploymentGroup"]["Properties"]
-    )
+    group = resolved(cfn, {"Environment": "dev"})["Resources"][f"{INFER}DeploymentGroup"]["Properties"]
     assert group["DeploymentConfigName"] == "CodeDeployDefault.LambdaAllAtOnce"
     assert len(group["AlarmConfiguration"]["Alarms"]) == len(GATING_ALARMS)
     alias = cfn["Resources"][f"{INFER}Aliaslive"]
@@ -113,7 +109,7 @@ def test_a_model_only_change_publishes_a_new_version():
     name = version_logical_id(v1)
     assert version_logical_id(v2) == name
     descriptions = [
-        Evaluator(t, {"ModelVersion": m}).resolve(t["Resources"][name]["Properties"]["Description"])
+        resolved(t, {"ModelVersion": m})["Resources"][name]["Properties"]["Description"]
         for t, m in ((v1, "v1"), (v2, "v2"))
     ]
     assert descriptions == ["model v1, max 5000 chars", "model v2, max 5000 chars"]
@@ -129,16 +125,17 @@ def test_every_parameter_of_the_functions_environment_changes_the_version_descri
     variables = load_template()["Resources"][INFER]["Properties"]["Environment"]["Variables"]
     fed = [value["Ref"] for value in variables.values() if isinstance(value, dict) and "Ref" in value]
     assert "ModelVersion" in fed
-    description = sam["Resources"][INFER]["Properties"]["VersionDescription"]
+
+    def description(overrides: dict[str, str]) -> str:
+        return resolved(sam, overrides)["Resources"][INFER]["Properties"]["VersionDescription"]
+
     for name in fed:
         spec = sam["Parameters"][name]
         default = str(spec["Default"])
         other = next((v for v in spec.get("AllowedValues", []) if v != default), None) or str(
             int(default) + 1
         )
-        before = Evaluator(sam).resolve(description)
-        after = Evaluator(sam, {name: other}).resolve(description)
-        assert before != after, name
+        assert description({}) != description({name: other}), name
 
 
 def test_a_code_change_publishes_a_new_version_too():
@@ -150,7 +147,7 @@ def test_a_code_change_publishes_a_new_version_too():
 
 def test_the_hook_is_a_codedeploy_hook_that_is_not_itself_deployed_gradually(prod, sam):
     """The hook's name has the prefix CodeDeploy's role may invoke; it gets no alias or versions."""
-    name = Evaluator(prod).resolve(prod["Resources"][HOOK]["Properties"]["FunctionName"])
+    name = resolved(prod)["Resources"][HOOK]["Properties"]["FunctionName"]
     assert name.startswith("CodeDeployHook_")
     assert len(name) <= 64
     assert sam["Resources"][HOOK]["Properties"]["DeploymentPreference"] == {"Enabled": False}
@@ -211,10 +208,9 @@ def test_the_plans_standard_and_free_are_usage_plans_of_the_stage_with_per_key_l
     the plan's name so): standard (the stack's own key on it) and the smaller free tier, whose
     limits are the Free* parameters; the free plan waits for the standard one (API Gateway refuses
     concurrent changes to one stage's plans). Consumer keys go on them at run time, not here."""
-    resolved = Evaluator(prod, {"Environment": "prod"})
     plans = {
-        logical: resolved.resolve(res["Properties"])
-        for logical, res in prod["Resources"].items()
+        logical: res["Properties"]
+        for logical, res in resolved(prod, {"Environment": "prod"})["Resources"].items()
         if res["Type"] == "AWS::ApiGateway::UsagePlan"
     }
     names = {p["UsagePlanName"] for p in plans.values()}
@@ -300,11 +296,11 @@ def test_the_judge_may_write_its_verdict_only_into_the_project_namespace(prod, s
     """PutMetricData is held to the namespace the verdict alarm reads."""
     (put,) = [
         s
-        for s in statements(prod["Resources"][f"{JUDGE}Role"])
+        for s in statements(resolved(prod)["Resources"][f"{JUDGE}Role"])
         if "cloudwatch:PutMetricData" in as_list(s["Action"])
     ]
     namespace = sam["Mappings"]["Constants"]["Metrics"]["Namespace"]
-    assert Evaluator(prod).resolve(put["Condition"]) == {"StringEquals": {"cloudwatch:namespace": namespace}}
+    assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": namespace}}
 
 
 def test_the_judge_runs_every_minute_and_reads_the_inference_logs_and_alias(prod):
@@ -364,9 +360,9 @@ def _math(alarm: dict) -> tuple[dict, str]:
 def test_api_5xx_alarm_pages_on_a_rate_of_the_v1_stage_with_a_minimum_count(prod):
     """API Gateway 5XXError and Count of this API's v1 stage over 5 minutes: it pages when at
     least 3 requests failed AND they are > 1 % of requests; one 5xx in a minute pages nobody."""
-    ev = Evaluator(prod, {"Environment": "prod"})
-    alarm = ev.resolve(prod["Resources"]["LiveApi5xxAlarm"]["Properties"])
-    api_name = ev.resolve(prod["Resources"]["HateSpeechApi"]["Properties"]["Name"])
+    resources = resolved(prod, {"Environment": "prod"})["Resources"]
+    alarm = resources["LiveApi5xxAlarm"]["Properties"]
+    api_name = resources["HateSpeechApi"]["Properties"]["Name"]
     queries, expression = _math(alarm)
     for query_id, metric in (("errors", "5XXError"), ("requests", "Count")):
         stat = queries[query_id]["MetricStat"]
@@ -401,7 +397,7 @@ def test_gating_alarms_page_nobody_and_are_named_canary(prod, name):
     it watches the live version, so it must not page as a "canary" alarm: no AlarmActions."""
     alarm = prod["Resources"][name]["Properties"]
     assert "AlarmActions" not in alarm and "OKActions" not in alarm
-    assert "-canary-" in Evaluator(prod, {"Environment": "prod"}).resolve(alarm["AlarmName"])
+    assert "-canary-" in resolved(prod, {"Environment": "prod"})["Resources"][name]["Properties"]["AlarmName"]
 
 
 @pytest.mark.parametrize("name", LIVE_ALARMS)
@@ -409,16 +405,14 @@ def test_live_alarms_page_on_call_and_are_named_live(prod, name):
     """A live alarm pages (and says when it is over) and is named apart from the gating ones."""
     alarm = prod["Resources"][name]["Properties"]
     assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": "OnCallTopic"}]
-    assert "-live-" in Evaluator(prod, {"Environment": "prod"}).resolve(alarm["AlarmName"])
+    assert "-live-" in resolved(prod, {"Environment": "prod"})["Resources"][name]["Properties"]["AlarmName"]
 
 
 def test_judge_alarm_fires_on_a_fail_verdict_in_the_functions_namespace(prod):
     """CanaryVerdict (FunctionName = the inference function) Maximum >= 2 over 60 s, as the contract says."""
-    ev = Evaluator(prod)
-    alarm = ev.resolve(prod["Resources"]["CanaryJudgeAlarm"]["Properties"])
-    namespace = ev.resolve(
-        prod["Resources"][INFER]["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
-    )
+    resources = resolved(prod)["Resources"]
+    alarm = resources["CanaryJudgeAlarm"]["Properties"]
+    namespace = resources[INFER]["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
     assert (alarm["Namespace"], alarm["MetricName"]) == (namespace, "CanaryVerdict")
     assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": INFER}}]
     assert (alarm["Statistic"], alarm["Period"], alarm["Threshold"]) == ("Maximum", 60, 2)
@@ -431,7 +425,7 @@ def test_every_alarm_has_a_runbook_and_a_missing_data_policy(prod, name):
     """What fired, where to look, what to do (make rollback, the one command that works while
     alarms are in ALARM) and whether it gates or pages; TreatMissingData set on purpose."""
     alarm = prod["Resources"][name]["Properties"]
-    runbook = Evaluator(prod, {"Environment": "prod"}).resolve(alarm["AlarmDescription"])
+    runbook = resolved(prod, {"Environment": "prod"})["Resources"][name]["Properties"]["AlarmDescription"]
     kind = "GATES DEPLOYMENTS, PAGES NOBODY." if name in GATING_ALARMS else "PAGES, NEVER GATES."
     for part in (kind, "WHAT:", "LOOK:", "ACT:", "make rollback ENV=prod"):
         assert part in runbook, part
@@ -512,7 +506,7 @@ def test_model_version_only_offers_the_shipped_models(sam):
 
 def test_outputs_give_url_key_plan_alias_and_dashboard(prod):
     """The outputs a consumer and on-call need."""
-    outputs = Evaluator(prod, {"Environment": "prod"}).resolve(prod["Outputs"])
+    outputs = resolved(prod, {"Environment": "prod"})["Outputs"]
     assert outputs["ApiUrl"]["Value"].startswith(
         "https://${HateSpeechApi}.execute-api.us-east-1.amazonaws.com/v1"
     )
@@ -526,9 +520,7 @@ def test_outputs_give_url_key_plan_alias_and_dashboard(prod):
 
 def test_dashboard_shows_per_version_traffic_latency_labels_and_verdict(prod):
     """The dashboard body is valid JSON once filled in, with one widget per concern."""
-    body = Evaluator(prod, {"Environment": "prod"}).resolve(
-        prod["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
-    )
+    body = resolved(prod, {"Environment": "prod"})["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
     widgets = json.loads(body)["widgets"]
     titles = " | ".join(w["properties"].get("title", "") for w in widgets)
     for part in (
@@ -546,16 +538,14 @@ def test_dashboard_shows_per_version_traffic_latency_labels_and_verdict(prod):
 
 def function_env(cfn: dict, name: str, fakes: dict[str, str]) -> dict[str, str]:
     """A function's environment as Lambda would see it, resource references replaced by `fakes`."""
-    variables = Evaluator(cfn, {"Environment": "prod"}).resolve(
-        cfn["Resources"][name]["Properties"]["Environment"]["Variables"]
-    )
-    resolved = {}
-    for key, value in variables.items():
+    function = resolved(cfn, {"Environment": "prod"})["Resources"][name]["Properties"]
+    env = {}
+    for key, value in function["Environment"]["Variables"].items():
         if isinstance(value, dict):
             (ref,) = value.values()
             value = fakes[ref if isinstance(ref, str) else ref[0]]
-        resolved[key] = str(value)
-    return resolved
+        env[key] = str(value)
+    return env
 
 
 FAKES = {
@@ -586,7 +576,7 @@ def test_the_judge_reads_the_template_settings_it_is_given(prod):
     from canary.config import JudgeLambdaConfig
 
     config = JudgeLambdaConfig.from_env(function_env(prod, JUDGE, FAKES))
-    alarm = Evaluator(prod).resolve(prod["Resources"]["CanaryJudgeAlarm"]["Properties"])
+    alarm = resolved(prod)["Resources"]["CanaryJudgeAlarm"]["Properties"]
     assert (config.function_name, config.alias, config.log_group) == (
         FAKES[INFER],
         "live",
@@ -594,7 +584,6 @@ def test_the_judge_reads_the_template_settings_it_is_given(prod):
     )
     assert config.namespace == alarm["Namespace"]
     assert config.application == FAKES["ServerlessDeploymentApplication"]
-    assert config.judge.looks == 5  # a 5-minute canary judged every minute
     assert config.hook_log_group == FAKES["PreTrafficHookLogGroup"]  # the latency reference
 
 
@@ -625,14 +614,11 @@ def test_the_post_traffic_gate_is_wired_as_codedeploys_after_allow_traffic_hook(
     update = cfn["Resources"][f"{INFER}Aliaslive"]["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
     assert update["AfterAllowTrafficHook"] == {"Ref": GATE}
     assert update["BeforeAllowTrafficHook"] == {"Ref": HOOK}
-    name = Evaluator(cfn, {"Environment": environment}).resolve(
-        cfn["Resources"][GATE]["Properties"]["FunctionName"]
-    )
+    gate = resolved(cfn, {"Environment": environment})["Resources"][GATE]["Properties"]
+    name = gate["FunctionName"]
     assert name.startswith("CodeDeployHook_") and len(name) <= 64
     assert load_template()["Resources"][GATE]["Properties"]["DeploymentPreference"] == {"Enabled": False}
-    variables = Evaluator(cfn, {"Environment": environment}).resolve(
-        cfn["Resources"][GATE]["Properties"]["Environment"]["Variables"]
-    )
+    variables = gate["Environment"]["Variables"]
     # Only dev's AllAtOnce, which has no canary window, may pass the gate unjudged.
     assert variables["GATE_ALLOW_ALL_AT_ONCE"] == ("true" if environment == "dev" else "false")
 
@@ -640,9 +626,8 @@ def test_the_post_traffic_gate_is_wired_as_codedeploys_after_allow_traffic_hook(
 def test_the_longest_names_still_fit_lambdas_64_characters(sam):
     """AppName's pattern allows 24 characters: the gate's CodeDeployHook_ name still fits."""
     longest = "a" * 24
-    name = Evaluator(sam, {"AppName": longest, "Environment": "prod"}).resolve(
-        sam["Resources"][GATE]["Properties"]["FunctionName"]
-    )
+    gate = resolved(sam, {"AppName": longest, "Environment": "prod"})["Resources"][GATE]["Properties"]
+    name = gate["FunctionName"]
     assert len(name) <= 64
 
 
@@ -765,7 +750,9 @@ def test_the_verdict_alarm_ignores_missing_data_because_the_gate_judges_by_itsel
     """A crashed judge publishes nothing: notBreaching is safe only because the PostTraffic gate
     judges the whole window itself, and the runbook says so."""
     alarm = prod["Resources"]["CanaryJudgeAlarm"]["Properties"]
-    runbook = Evaluator(prod, {"Environment": "prod"}).resolve(alarm["AlarmDescription"])
+    runbook = resolved(prod, {"Environment": "prod"})["Resources"]["CanaryJudgeAlarm"]["Properties"][
+        "AlarmDescription"
+    ]
     assert alarm["TreatMissingData"] == "notBreaching"
     assert "PostTraffic gate" in runbook and "crashed" in runbook
     update = prod["Resources"][f"{INFER}Aliaslive"]["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]

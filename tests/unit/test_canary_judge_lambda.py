@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from canary.config import ConfigError, JudgeLambdaConfig, judge_config_from_env
+from canary.config import ConfigError, JudgeLambdaConfig
 from canary.judge_lambda import run_once
 from tests.unit import _canary_logs as fx
 from tests.unit.test_gate import stub_deployment
@@ -220,18 +220,11 @@ def test_a_canary_without_a_running_deployment_is_inconclusive():
 
 
 def test_judge_lambda_config_from_env():
-    """FUNCTION_NAME is required; the log group defaults from it; JUDGE_* override the thresholds."""
-    config = JudgeLambdaConfig.from_env(
-        {"FUNCTION_NAME": "fn", "JUDGE_ALPHA": "0.005", "JUDGE_LOOKS": "6", "DEPLOYMENT_GROUP": "g"}
-    )
+    """FUNCTION_NAME is required; the log group defaults from it."""
+    config = JudgeLambdaConfig.from_env({"FUNCTION_NAME": "fn", "DEPLOYMENT_GROUP": "g"})
     assert config.log_group == "/aws/lambda/fn" and config.alias == "live"
     assert (config.application, config.deployment_group) == (None, "g")
     assert config.hook_log_group == ""
     assert JudgeLambdaConfig.from_env({"FUNCTION_NAME": "fn", "HOOK_LOG_GROUP": "/h"}).hook_log_group == "/h"
-    assert config.judge.alpha == 0.005 and config.judge.looks == 6
     with pytest.raises(ConfigError, match="FUNCTION_NAME"):
         JudgeLambdaConfig.from_env({})
-    with pytest.raises(ConfigError, match="JUDGE_ALPHA"):
-        judge_config_from_env({"JUDGE_ALPHA": "lots"})
-    with pytest.raises(ConfigError, match="alpha"):
-        judge_config_from_env({"JUDGE_ALPHA": "2"})

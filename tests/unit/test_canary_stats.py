@@ -123,3 +123,12 @@ def test_holm_steps_down_and_stops_at_the_first_acceptance():
     assert decisions[2] == (True, pytest.approx(0.05 / 2))
     assert decisions[1] == (True, pytest.approx(0.05))
     assert [d[0] for d in stats.holm([0.001, 0.03, 0.04], alpha=0.05)] == [True, False, False]
+
+
+def test_percentiles_are_the_quantiles_the_judge_uses_scaled_and_named():
+    """One definition of a percentile: the benchmark's and the rehearsal traffic's p99 is
+    canary.stats.quantile (interpolated), scaled (seconds to ms) and rounded; nothing measured is {}."""
+    values = [0.004, 0.001, 0.003, 0.002]
+    assert stats.percentiles(values, {"p50": 0.5, "max": 1.0}, scale=1000.0) == {"p50": 2.5, "max": 4.0}
+    assert stats.percentiles(values, {"p99": 0.99}) == {"p99": round(stats.quantile(sorted(values), 0.99), 3)}
+    assert stats.percentiles([], {"p50": 0.5}) == {}

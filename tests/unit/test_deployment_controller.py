@@ -1,33 +1,32 @@
 """The local deployment controller: CodeDeploy's traffic plans, the alarms evaluated the
-CloudWatch way over the records of one period, and a whole deployment on a fake clock with fake
-traffic: compressed minutes paced by the traffic, and a traffic generator that dies or stalls."""
+CloudWatch way over the records of one period, a deployment driven tick by tick through its
+phases, and a whole deployment on a fake clock with fake traffic: compressed minutes paced by the
+traffic, and a traffic generator that dies or stalls."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import threading
 from types import SimpleNamespace
 
 import pytest
 
 from canary.hook import Check, HookResult
-from canary.manifests import load_manifests
 from canary.records import RequestRecord
 from emulator.controller import (
     ABORTED,
     ALARM,
+    BLOCKED,
     INSUFFICIENT,
     OK,
     PROMOTED,
     ROLLED_BACK,
-    AlarmRule,
     AlarmState,
     Controller,
+    Phase,
     datapoint,
-    plan_for,
     short_names,
 )
-
-MODELS = Path(__file__).resolve().parents[2] / "models"
+from stack import AlarmSettings, plan_for
 
 
 def _record(version: str, status: int = 200, latency: float = 1.0, label: str | None = "neither"):
@@ -36,7 +35,7 @@ def _record(version: str, status: int = 200, latency: float = 1.0, label: str | 
     )
 
 
-def _rule(**overrides) -> AlarmRule:
+def _rule(**overrides) -> AlarmSettings:
     fields = {
         "name": "errors",
         "namespace": "AWS/Lambda",
@@ -46,23 +45,7 @@ def _rule(**overrides) -> AlarmRule:
         "comparison": "GreaterThanThreshold",
         "new_version_only": True,
     }
-    return AlarmRule(**{**fields, **overrides})
-
-
-def test_plans_of_the_predefined_lambda_configurations():
-    """Canary10Percent5Minutes is one 10 % step of 5 minutes; Linear10PercentEvery1Minute nine
-    steps up to 90 %; AllAtOnce none; CodeDeployDefault. prefixes are accepted."""
-    assert [(s.weight, s.minutes) for s in plan_for("Canary10Percent5Minutes").steps] == [(0.1, 5.0)]
-    linear = plan_for("Linear10PercentEvery1Minute")
-    assert len(linear.steps) == 9 and linear.steps[-1].weight == pytest.approx(0.9) and linear.minutes == 9
-    assert plan_for("AllAtOnce").steps == ()
-    assert plan_for("CodeDeployDefault.LambdaCanary10Percent30Minutes").minutes == 30
-
-
-def test_an_unknown_deployment_type_is_refused():
-    """A type the controller cannot follow is a clear ValueError, not a silent AllAtOnce."""
-    with pytest.raises(ValueError, match="not one the local controller knows"):
-        plan_for("Blue/Green")
+    return AlarmSettings(**{**fields, **overrides})
 
 
 def test_errors_count_only_the_new_versions_crashes():
@@ -124,25 +107,6 @@ def test_a_metric_the_local_stack_cannot_measure_stays_insufficient():
     state = AlarmState(_rule(namespace="AWS/Lambda", metric="Throttles"))
     assert not state.evaluate(datapoint(state.rule, [_record("2")], "2", None), 1.0)
     assert state.state == INSUFFICIENT and "not measured locally" in state.reason
-
-
-def test_rules_come_from_the_templates_alarm_settings():
-    """AlarmRule.from_settings keeps the comparison, periods and the ExecutedVersion scoping."""
-    settings = SimpleNamespace(
-        name="x-canary-errors",
-        namespace="AWS/Lambda",
-        metric="Errors",
-        statistic="Sum",
-        threshold=0.0,
-        comparison="GreaterThanThreshold",
-        period_s=60,
-        evaluation_periods=1,
-        datapoints_to_alarm=1,
-        treat_missing_data="notBreaching",
-        dimensions={"ExecutedVersion": "Fn.Version.Version"},
-    )
-    rule = AlarmRule.from_settings(settings)
-    assert rule.new_version_only and rule.breaches(1.0) and not rule.breaches(0.0)
 
 
 def test_short_names_drop_the_shared_prefix():
@@ -221,6 +185,26 @@ def _passing_hook(config, invoke, **_):
     return HookResult((check,), sent=300, answered=300, model_version="v2")
 
 
+def _controller(clock: FakeClock, **overrides) -> Controller:
+    """Canary10Percent5Minutes at speed 60 (a compressed minute = 1 wall second), a passing hook, no
+    alarms, no traffic gauge, an evidence window whose gate passes at once; `overrides` replace any."""
+    args = {
+        "alias": FakeAlias(),
+        "baseline": SimpleNamespace(function_version="1", model_version="v1"),
+        "canary": SimpleNamespace(function_version="2", model_version="v2"),
+        "plan": plan_for("Canary10Percent5Minutes"),
+        "alarms": [],
+        "store": FakeStore(None),
+        "hook_config": SimpleNamespace(time_margin_s=0.0, golden_path="/nonexistent"),
+        "speed": 60.0,
+        "clock": clock,
+        "stop": clock,
+        "pretraffic": _passing_hook,
+        "window": FakeWindow([], gate=True, gate_wait_s=0.0),
+    }
+    return Controller(**{**args, **overrides})
+
+
 def _deployment(traffic_args: dict | None, stall_s: float = 40.0):
     """Canary10Percent5Minutes at speed 60 (a compressed minute = 1 wall second), a passing hook,
     no alarms; traffic planned at 100 req/s with the given behaviour (None: no traffic gauge)."""
@@ -233,34 +217,28 @@ def _deployment(traffic_args: dict | None, stall_s: float = 40.0):
         if entry["kind"] in ("shift", "minute") and traffic is not None:
             at_minutes.append((entry["at"], traffic.outcomes()))
 
-    controller = Controller(
+    window = FakeWindow([], gate=True, gate_wait_s=0.0)
+    controller = _controller(
+        clock,
         alias=alias,
-        baseline=SimpleNamespace(function_version="1", model_version="v1"),
-        canary=SimpleNamespace(function_version="2", model_version="v2"),
-        plan=plan_for("Canary10Percent5Minutes"),
         # Never fires; its datapoints count each compressed minute's requests.
         alarms=[_rule(name="count", metric="Invocations", threshold=1e9, new_version_only=False)],
         store=store,
-        manifests=load_manifests(MODELS),
-        hook_config=SimpleNamespace(time_margin_s=0.0, golden_path="/nonexistent"),
-        speed=60.0,
-        clock=clock,
-        stop=clock,
         on_event=on_event,
         traffic=traffic,
         stall_s=stall_s,
-        pretraffic=_passing_hook,
+        window=window,
     )
-    return controller.run(), store, alias, at_minutes
+    return controller.run(), window, alias, at_minutes
 
 
 def test_a_slow_machine_stretches_the_minutes_instead_of_thinning_their_traffic():
     """The traffic gets only 40 of its planned 100 req/s through: each compressed minute waits
     until its 100 planned requests are answered (2.5 wall seconds instead of 1), says so once,
     and still reads 1:00, 2:00, ... on the compressed clock; each alarm period holds that
-    minute's 100 requests, and the judge's 10-minute window still reaches back before the shift,
-    though the minutes took longer than 10 s of wall time."""
-    deployment, store, _, at_minutes = _deployment({"throughput": 40.0})
+    minute's 100 requests, and the judge's last look still reads all five minutes since the shift
+    (~500 requests), though they took 12.5 s of wall time instead of 5."""
+    deployment, window, _, at_minutes = _deployment({"throughput": 40.0})
     assert deployment.outcome == PROMOTED
     assert len(at_minutes) == 6, "the shift, then five minutes"
     pairs = list(zip(at_minutes, at_minutes[1:], strict=False))
@@ -271,7 +249,7 @@ def test_a_slow_machine_stretches_the_minutes_instead_of_thinning_their_traffic(
     assert minutes == [pytest.approx(shift["t_sim_s"] + 60 * k, abs=0.1) for k in range(1, 6)]
     assert sum(e["kind"] == "traffic-wait" for e in deployment.timeline) == 5
     assert deployment.alarms[0].values == [pytest.approx(100, abs=2)] * 5
-    assert store.windows[-1][0] <= deployment.shift_started
+    assert len(window.looks) == 5 and len(window.looks[-1][0]) == pytest.approx(500, abs=2)
 
 
 def test_traffic_that_keeps_up_leaves_the_minutes_at_their_nominal_length():
@@ -398,20 +376,13 @@ def _evidence_deployment(window: FakeWindow, alarms=(), lag_max_s: float = 600.0
     canary = SimpleNamespace(function_version="2", model_version="v2", hook_done=0)
     canary.mark_hook_done = lambda: setattr(canary, "hook_done", canary.hook_done + 1)
     probes: list[FakeProbe] = []
-    controller = Controller(
+    controller = _controller(
+        clock,
         alias=alias,
-        baseline=SimpleNamespace(function_version="1", model_version="v1"),
         canary=canary,
-        plan=plan_for("Canary10Percent5Minutes"),
         alarms=list(alarms),
         store=store,
-        manifests=load_manifests(MODELS),
-        hook_config=SimpleNamespace(time_margin_s=0.0, golden_path="/nonexistent"),
-        speed=60.0,
-        clock=clock,
-        stop=clock,
         traffic=traffic,
-        pretraffic=_passing_hook,
         window=window,
         probe=lambda sim_clock: probes.append(FakeProbe(clock)) or probes[-1],
         lag_max_s=lag_max_s,
@@ -497,7 +468,7 @@ def test_a_judge_that_crashes_publishes_nothing_and_the_gate_decides():
 def test_an_alarm_while_the_gate_waits_rolls_back_without_a_gate_decision():
     """An alarm only full traffic can breach (the canary's invocations per minute, 10x more at 100 %
     than at 10 %) fires during the gate's wait: rolled back from 100 % to 0 % at a posttraffic
-    minute, with no gate decision."""
+    minute, with no gate decision; the gate's thread ends."""
     # 100 req/s for a 1 s compressed minute: ~10 canary requests at 10 %, ~100 at 100 %.
     busy = _rule(name="busy", metric="Invocations", threshold=50.0, new_version_only=True)
 
@@ -519,27 +490,18 @@ def test_an_alarm_while_the_gate_waits_rolls_back_without_a_gate_decision():
     traffic = FakeTraffic(clock)
     alias = FakeAlias()
     store = CanaryStore(traffic, alias)
-    controller = Controller(
-        alias=alias,
-        baseline=SimpleNamespace(function_version="1", model_version="v1"),
-        canary=SimpleNamespace(function_version="2", model_version="v2"),
-        plan=plan_for("Canary10Percent5Minutes"),
-        alarms=[busy],
-        store=store,
-        manifests=load_manifests(MODELS),
-        hook_config=SimpleNamespace(time_margin_s=0.0, golden_path="/nonexistent"),
-        speed=60.0,
-        clock=clock,
-        stop=clock,
-        traffic=traffic,
-        pretraffic=_passing_hook,
-        window=window,
-        lag_max_s=600.0,
+    controller = _controller(
+        clock, alias=alias, alarms=[busy], store=store, traffic=traffic, window=window, lag_max_s=600.0
     )
     deployment = controller.run()
     assert deployment.outcome == ROLLED_BACK and deployment.stage.startswith("posttraffic minute")
     assert deployment.gate is None and window.gate_calls == []
     assert alias.weights[-2:] == [1.0, 0.0]
+    # The gate, left waiting on its own thread, was told the deployment ended: its thread ends too.
+    gates = [t for t in threading.enumerate() if t.name == "posttraffic-gate"]
+    for thread in gates:
+        thread.join(timeout=10.0)
+    assert not any(t.is_alive() for t in gates)
 
 
 def test_the_lagged_store_shows_a_record_only_once_its_lag_has_passed(tmp_path):
@@ -588,22 +550,7 @@ def test_the_hook_pairs_with_the_baseline_and_its_latency_reference_reaches_the_
 
     window = FakeWindow([], gate=True)
     window.latency_reference = None
-    clock = FakeClock()
-    controller = Controller(
-        alias=FakeAlias(),
-        baseline=SimpleNamespace(function_version="1", model_version="v1"),
-        canary=SimpleNamespace(function_version="2", model_version="v2"),
-        plan=plan_for("Canary10Percent5Minutes"),
-        alarms=[],
-        store=LaggedFakeStore(None),
-        manifests=load_manifests(MODELS),
-        hook_config=SimpleNamespace(time_margin_s=0.0, golden_path="/nonexistent"),
-        speed=60.0,
-        clock=clock,
-        stop=clock,
-        pretraffic=hook,
-        window=window,
-    )
+    controller = _controller(FakeClock(), store=LaggedFakeStore(None), pretraffic=hook, window=window)
     assert controller.run().outcome == PROMOTED
     assert seen["baseline_version"] == "1" and callable(seen["invoke_baseline"])
     assert window.latency_reference == 4.2
@@ -614,12 +561,123 @@ def test_a_baseline_5xx_trips_none_of_the_templates_gating_alarms():
     every request well: none of the template's DeploymentPreference alarms (the new version's
     errors and p99, the judge's verdict) breaches, so the good canary is not rolled back. The
     API-wide 5xx alarm pages on-call but is no longer among them (issue 11)."""
-    from emulator.settings import load_settings
+    from stack import load_settings
 
-    rules = [AlarmRule.from_settings(a) for a in load_settings().alarms]
+    rules = list(load_settings().alarms)
     assert rules and not any(r.namespace == "AWS/ApiGateway" for r in rules)
     minute = [_record("1", status=502)] + [_record("1") for _ in range(8)] + [_record("2") for _ in range(2)]
     for rule in rules:
         state = AlarmState(rule)
         state.evaluate(datapoint(rule, minute, new_version="2", verdict=None), 60.0)
         assert state.state != ALARM, rule.name
+
+
+# --------------------------------------------------------------------------- tick by tick
+
+
+def _ticks(controller: Controller) -> list[tuple[Phase, float, str]]:
+    """Step the controller to its end: after each tick, (its phase, the canary's share, its stage)."""
+    seen = []
+    while controller.phase not in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.BLOCKED, Phase.ABORTED):
+        assert len(seen) < 50, "the deployment never ended"
+        phase = controller.step()
+        seen.append((phase, controller.deployment.weight, controller.deployment.stage))
+    return seen
+
+
+def test_tick_by_tick_a_failed_hook_blocks_the_deployment_before_any_traffic():
+    """The PreTraffic hook fails: the start tick, then the hook's tick ends the deployment BLOCKED
+    (CodeDeploy: Failed) with the alias never moved; a further tick changes nothing."""
+
+    def failing_hook(config, invoke, **_):
+        check = Check("errors", False, 3, 0, "3 golden requests failed")
+        return HookResult((check,), sent=300, answered=297, model_version="v2")
+
+    alias = FakeAlias()
+    controller = _controller(FakeClock(), alias=alias, pretraffic=failing_hook)
+    assert controller.phase is Phase.CREATED
+    assert _ticks(controller) == [(Phase.PRE_TRAFFIC, 0.0, "pretraffic"), (Phase.BLOCKED, 0.0, "pretraffic")]
+    deployment = controller.deployment
+    assert deployment.outcome == BLOCKED and deployment.status == "Failed" and alias.weights == []
+    assert "PreTraffic hook Failed" in deployment.reasons[-1]
+    assert controller.step() is Phase.BLOCKED and len(deployment.timeline) == len(controller.run().timeline)
+
+
+def test_tick_by_tick_an_alarm_in_the_canary_window_rolls_back():
+    """The judge's third interim look says FAIL: the verdict alarm fires on that minute's tick and
+    the canary goes back to 0 % (ROLLED BACK at canary minute 3); one tick shifted, one per minute."""
+    judge_alarm = _rule(
+        name="judge-fail",
+        metric="CanaryVerdict",
+        statistic="Maximum",
+        threshold=2.0,
+        comparison="GreaterThanOrEqualToThreshold",
+        new_version_only=False,
+    )
+    window = FakeWindow(["INCONCLUSIVE", "INCONCLUSIVE", "FAIL"])
+    controller = _controller(FakeClock(), alarms=[judge_alarm], window=window)
+    assert _ticks(controller) == [
+        (Phase.PRE_TRAFFIC, 0.0, "pretraffic"),
+        (Phase.SHIFTING, 0.0, "pretraffic"),
+        (Phase.SHIFTING, 0.1, "canary"),
+        (Phase.SHIFTING, 0.1, "canary"),
+        (Phase.SHIFTING, 0.1, "canary"),
+        (Phase.ROLLED_BACK, 0.0, "canary minute 3"),
+    ]
+    deployment = controller.deployment
+    assert deployment.outcome == ROLLED_BACK and deployment.alarms[0].state == ALARM
+    assert "the judge said FAIL" in deployment.reasons[-1] and window.gate_calls == []
+
+
+def test_tick_by_tick_a_healthy_linear_deployment_is_promoted():
+    """Linear34PercentEvery1Minute: each step is a shift tick then a minute tick (34 %, then 68 %);
+    the last minute's tick opens the PostTraffic gate (100 %). The gate's tick runs it until it
+    asks to wait 150 s: two ticks close a compressed minute each (alarms evaluated), one ends the
+    wait, and the gate's last tick decides: PROMOTED."""
+    alias = FakeAlias()
+    alias.promoted = False
+    alias.promote = lambda: setattr(alias, "promoted", True)
+    window = FakeWindow(["INCONCLUSIVE"] * 2, gate=True, gate_wait_s=150.0)
+    count = _rule(name="count", metric="Invocations", threshold=1e9, new_version_only=False)
+    controller = _controller(
+        FakeClock(), alias=alias, alarms=[count], plan=plan_for("Linear34PercentEvery1Minute"), window=window
+    )
+    assert _ticks(controller) == [
+        (Phase.PRE_TRAFFIC, 0.0, "pretraffic"),
+        (Phase.SHIFTING, 0.0, "pretraffic"),
+        (Phase.SHIFTING, 0.34, "shift 1"),
+        (Phase.SHIFTING, 0.34, "shift 1"),
+        (Phase.SHIFTING, 0.68, "shift 2"),
+        (Phase.POST_TRAFFIC, 1.0, "posttraffic"),
+        (Phase.POST_TRAFFIC, 1.0, "posttraffic"),
+        (Phase.POST_TRAFFIC, 1.0, "posttraffic"),
+        (Phase.POST_TRAFFIC, 1.0, "posttraffic"),
+        (Phase.POST_TRAFFIC, 1.0, "posttraffic"),
+        (Phase.PROMOTED, 1.0, "promotion"),
+    ]
+    deployment = controller.deployment
+    assert deployment.outcome == PROMOTED and deployment.status == "Succeeded" and alias.promoted
+    assert len(window.looks) == 2 and deployment.gate["status"] == "Succeeded"
+    minutes = [e["message"].split(":")[0] for e in deployment.timeline if e["kind"] == "minute"]
+    assert minutes == ["shift 1 minute 1", "shift 2 minute 1", "posttraffic minute 1", "posttraffic minute 2"]
+    assert len(deployment.alarms[0].values) == 4
+    assert window.gate_calls[0]["waited"] == pytest.approx(150.0, abs=1.0)
+
+
+def test_tick_by_tick_failed_evidence_aborts_without_a_verdict():
+    """The traffic generator dies in the second canary minute: that minute's tick cannot close it,
+    and the deployment is ABORTED there (back to 0 %, no verdict), never reaching the gate."""
+    clock = FakeClock()
+    traffic = FakeTraffic(clock, dies_at=1.5)
+    window = FakeWindow([])
+    controller = _controller(clock, store=FakeStore(traffic), traffic=traffic, window=window)
+    assert _ticks(controller) == [
+        (Phase.PRE_TRAFFIC, 0.0, "pretraffic"),
+        (Phase.SHIFTING, 0.0, "pretraffic"),
+        (Phase.SHIFTING, 0.1, "canary"),
+        (Phase.SHIFTING, 0.1, "canary"),
+        (Phase.ABORTED, 0.0, "canary minute 2"),
+    ]
+    deployment = controller.deployment
+    assert deployment.outcome == ABORTED and deployment.status == "Stopped"
+    assert "no verdict" in deployment.reasons[-1] and window.gate_calls == []

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from deploy import rollback as rb
 from deploy import stack as st
-from emulator.controller import PROMOTED, Deployment, plan_for
+from emulator.controller import PROMOTED, Deployment
 from emulator.functions import Alias
 from emulator.local_aws import (
     LocalCloudFormation,
@@ -19,6 +19,7 @@ from emulator.local_aws import (
     local_clients,
     package_sha256,
 )
+from stack import plan_for
 
 FUNCTION = "hate-speech-prod-infer"
 ARN = f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}"

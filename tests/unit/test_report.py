@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,34 +12,19 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from canary import report as cli
+from canary.records import RequestRecord
 from canary.render import alarm_in_words, outcome_of, render_report, with_checks
+from canary.report_model import CanaryReport, LocalRun, version_table
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CREDS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 NOW = 1795478700.0
 
 
-@pytest.fixture
-def rolled_back() -> dict:
-    return json.loads((FIXTURES / "canary_report_rolled_back.json").read_text())
-
-
-def test_recorded_report_renders_in_80_columns(rolled_back):
-    """The recorded rolled-back report fits an 80-column terminal and says what on-call needs."""
-    text = render_report(rolled_back)
-    lines = text.splitlines()
-    assert max(len(line) for line in lines) <= 80
-    assert lines[2] == "Outcome: ROLLED BACK"
-    assert any(line.startswith("  ALARM") and "canary-judge-fail" in line for line in lines)
-    assert "Deployment d-7QX4EXAMPLE  Stopped" in text
-    # per version: n, 5xx, latency percentiles, label shares; the expected canary mix
-    assert any(line.startswith("  baseline 1") and "2666" in line for line in lines)
-    assert any(line.startswith("  expected canary mix") for line in lines)
-    # per metric: result, n per side, p-value, alpha, effect, floor, test and reason
-    labels_row = next(line for line in lines if line.startswith("  labels "))
-    assert labels_row.split()[:3] == ["labels", "High", "2664/299"]
-    assert "chi-square homogeneity" in text and "Mann-Whitney" in text and "Fisher exact" in text
-    assert "Holm" in text
+@pytest.fixture(scope="module")
+def evidence_reports() -> dict:
+    """Reports recorded by tests/fixtures/record_evidence_reports.py (real judge, gate and collection)."""
+    return json.loads((FIXTURES / "canary_report_evidence.json").read_text())
 
 
 def test_renderer_is_pure_and_tolerates_a_sparse_report():
@@ -50,9 +36,10 @@ def test_renderer_is_pure_and_tolerates_a_sparse_report():
     assert render_report(report) == text
 
 
-def test_renderer_wraps_narrower_terminals(rolled_back):
+def test_renderer_wraps_narrower_terminals(evidence_reports):
     """The width is a parameter: at 60 columns nothing overflows either."""
-    assert max(len(line) for line in render_report(rolled_back, width=60).splitlines()) <= 60
+    for report in evidence_reports.values():
+        assert max(len(line) for line in render_report(report, width=60).splitlines()) <= 60
 
 
 @pytest.mark.parametrize(
@@ -74,116 +61,120 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def test_collect_report_reads_alarms_deployment_and_the_judges_last_verdict(rolled_back):
+def _stack_page(resources: list[tuple[str, str, str]], updated: float) -> dict:
+    """list_stack_resources' answer for (logical id, physical id, type) rows."""
+    return {
+        "StackResourceSummaries": [
+            {
+                "LogicalResourceId": logical,
+                "PhysicalResourceId": physical,
+                "ResourceType": kind,
+                "LastUpdatedTimestamp": _dt(updated),
+                "ResourceStatus": "UPDATE_COMPLETE",
+            }
+            for logical, physical, kind in resources
+        ]
+    }
+
+
+def _logged(
+    s_logs: Stubber, group: str, since: float | None, until: float | None, record: dict, query_id: str
+):
+    """One Logs Insights query of `group` over [since, until] (None: any) answering with `record`."""
+    s_logs.add_response(
+        "start_query",
+        {"queryId": query_id},
+        {
+            "logGroupName": group,
+            "startTime": ANY if since is None else int(since),
+            "endTime": ANY if until is None else int(until) + 1,
+            "queryString": ANY,
+            "limit": 1,
+        },
+    )
+    s_logs.add_response(
+        "get_query_results",
+        {"status": "Complete", "results": [[{"field": "@message", "value": json.dumps(record)}]]},
+    )
+
+
+STACK_RESOURCES = [
+    ("CanaryJudgeAlarm", "hs-prod-canary-judge", "AWS::CloudWatch::Alarm"),
+    ("ErrorsAlarm", "hs-prod-canary-errors", "AWS::CloudWatch::Alarm"),
+    ("ServerlessDeploymentApplication", "hs-prod-app", "AWS::CodeDeploy::Application"),
+    ("InferenceFunctionDeploymentGroup", "hs-prod-group", "AWS::CodeDeploy::DeploymentGroup"),
+    ("CanaryJudgeFunction", "hs-prod-CanaryJudge-1A2B", "AWS::Lambda::Function"),
+    ("InferenceFunction", "hs-prod-Inference-3C4D", "AWS::Lambda::Function"),
+    ("PreTrafficHookFunction", "CodeDeployHook_hs-prod-pretraffic", "AWS::Lambda::Function"),
+]
+HOOK_RECORD = {
+    "message": "pretraffic check",
+    "status": "Succeeded",
+    "reason": "all 7 pre-traffic checks passed on 300 golden requests",
+    "result": {
+        "status": "Succeeded",
+        "sent": 300,
+        "checks": [{"name": "accuracy", "passed": True, "reason": "265/300 correct = 0.883 >= floor 0.853"}],
+    },
+}
+
+
+def _stub_alarms(s_cw: Stubber) -> None:
+    """The judge alarm in ALARM, the errors alarm OK."""
+    judge_alarm = {
+        "AlarmName": "hs-prod-canary-judge",
+        "StateValue": "ALARM",
+        "StateReason": "Threshold Crossed: 1 datapoint [2.0] >= 2.0",
+        "StateUpdatedTimestamp": _dt(NOW - 200),
+        "MetricName": "CanaryVerdict",
+    }
+    errors_alarm = {"AlarmName": "hs-prod-canary-errors", "StateValue": "OK", "MetricName": "Errors"}
+    s_cw.add_response(
+        "describe_alarms",
+        {"MetricAlarms": [judge_alarm, errors_alarm]},
+        {"AlarmNames": ["hs-prod-canary-judge", "hs-prod-canary-errors"]},
+    )
+
+
+def _stub_deployments(s_cd: Stubber) -> None:
+    """Two deployments, the newer one stopped by the judge alarm."""
+    s_cd.add_response(
+        "list_deployments",
+        {"deployments": ["d-OLD", "d-NEW"]},
+        {"applicationName": "hs-prod-app", "deploymentGroupName": "hs-prod-group"},
+    )
+    stopped = {
+        "deploymentId": "d-NEW",
+        "status": "Stopped",
+        "createTime": _dt(NOW - 400),
+        "completeTime": _dt(NOW - 150),
+        "errorInformation": {"code": "ALARM_ACTIVE", "message": "One or more alarms fired"},
+    }
+    old = {"deploymentId": "d-OLD", "status": "Succeeded", "createTime": _dt(NOW - 86400)}
+    s_cd.add_response(
+        "batch_get_deployments", {"deploymentsInfo": [old, stopped]}, {"deploymentIds": ["d-OLD", "d-NEW"]}
+    )
+
+
+def test_collect_report_reads_alarms_deployment_and_the_judges_last_verdict(evidence_reports):
     """Stack resources -> alarm states, latest deployment, the judge's and the hook's logged results."""
     cfn, cw, cd, logs = (
         boto3.client(n, **CREDS) for n in ("cloudformation", "cloudwatch", "codedeploy", "logs")
     )
-    resources = [
-        ("CanaryJudgeAlarm", "hs-prod-canary-judge", "AWS::CloudWatch::Alarm"),
-        ("ErrorsAlarm", "hs-prod-canary-errors", "AWS::CloudWatch::Alarm"),
-        ("ServerlessDeploymentApplication", "hs-prod-app", "AWS::CodeDeploy::Application"),
-        ("InferenceFunctionDeploymentGroup", "hs-prod-group", "AWS::CodeDeploy::DeploymentGroup"),
-        ("CanaryJudgeFunction", "hs-prod-CanaryJudge-1A2B", "AWS::Lambda::Function"),
-        ("InferenceFunction", "hs-prod-Inference-3C4D", "AWS::Lambda::Function"),
-        ("PreTrafficHookFunction", "CodeDeployHook_hs-prod-pretraffic", "AWS::Lambda::Function"),
-    ]
-    hook_record = {
-        "message": "pretraffic check",
-        "status": "Succeeded",
-        "reason": "all 7 pre-traffic checks passed on 300 golden requests",
-        "result": {
-            "status": "Succeeded",
-            "sent": 300,
-            "checks": [
-                {"name": "accuracy", "passed": True, "reason": "265/300 correct = 0.883 >= floor 0.853"}
-            ],
-        },
+    judge_record = {
+        "level": "INFO",
+        "message": "canary verdict",
+        "report": evidence_reports["alarm_rollback"]["judge"],
     }
-    judge_record = {"level": "INFO", "message": "canary verdict", "report": rolled_back["judge"]}
     with Stubber(cfn) as s_cfn, Stubber(cw) as s_cw, Stubber(cd) as s_cd, Stubber(logs) as s_logs:
         s_cfn.add_response(
-            "list_stack_resources",
-            {
-                "StackResourceSummaries": [
-                    {
-                        "LogicalResourceId": logical,
-                        "PhysicalResourceId": physical,
-                        "ResourceType": kind,
-                        "LastUpdatedTimestamp": _dt(NOW - 9000),
-                        "ResourceStatus": "UPDATE_COMPLETE",
-                    }
-                    for logical, physical, kind in resources
-                ]
-            },
-            {"StackName": "hs-prod"},
+            "list_stack_resources", _stack_page(STACK_RESOURCES, NOW - 9000), {"StackName": "hs-prod"}
         )
-        s_cw.add_response(
-            "describe_alarms",
-            {
-                "MetricAlarms": [
-                    {
-                        "AlarmName": "hs-prod-canary-judge",
-                        "StateValue": "ALARM",
-                        "StateReason": "Threshold Crossed: 1 datapoint [2.0] >= 2.0",
-                        "StateUpdatedTimestamp": _dt(NOW - 200),
-                        "MetricName": "CanaryVerdict",
-                    },
-                    {"AlarmName": "hs-prod-canary-errors", "StateValue": "OK", "MetricName": "Errors"},
-                ]
-            },
-            {"AlarmNames": ["hs-prod-canary-judge", "hs-prod-canary-errors"]},
-        )
-        s_cd.add_response(
-            "list_deployments",
-            {"deployments": ["d-OLD", "d-NEW"]},
-            {"applicationName": "hs-prod-app", "deploymentGroupName": "hs-prod-group"},
-        )
-        s_cd.add_response(
-            "batch_get_deployments",
-            {
-                "deploymentsInfo": [
-                    {"deploymentId": "d-OLD", "status": "Succeeded", "createTime": _dt(NOW - 86400)},
-                    {
-                        "deploymentId": "d-NEW",
-                        "status": "Stopped",
-                        "createTime": _dt(NOW - 400),
-                        "completeTime": _dt(NOW - 150),
-                        "errorInformation": {"code": "ALARM_ACTIVE", "message": "One or more alarms fired"},
-                    },
-                ]
-            },
-            {"deploymentIds": ["d-OLD", "d-NEW"]},
-        )
-        s_logs.add_response(
-            "start_query",
-            {"queryId": "q"},
-            {
-                "logGroupName": "/aws/lambda/hs-prod-CanaryJudge-1A2B",
-                "startTime": int(NOW - 400),
-                "endTime": int(NOW - 30) + 1,
-                "queryString": ANY,
-                "limit": 1,
-            },
-        )
-        s_logs.add_response(
-            "get_query_results",
-            {"status": "Complete", "results": [[{"field": "@message", "value": json.dumps(judge_record)}]]},
-        )
-        s_logs.add_response(
-            "start_query",
-            {"queryId": "q2"},
-            {
-                "logGroupName": "/aws/lambda/CodeDeployHook_hs-prod-pretraffic",
-                "startTime": int(NOW - 400 - 900),
-                "endTime": int(NOW - 30) + 1,
-                "queryString": ANY,
-                "limit": 1,
-            },
-        )
-        s_logs.add_response(
-            "get_query_results",
-            {"status": "Complete", "results": [[{"field": "@message", "value": json.dumps(hook_record)}]]},
+        _stub_alarms(s_cw)
+        _stub_deployments(s_cd)
+        _logged(s_logs, "/aws/lambda/hs-prod-CanaryJudge-1A2B", NOW - 400, NOW - 30, judge_record, "q")
+        _logged(
+            s_logs, "/aws/lambda/CodeDeployHook_hs-prod-pretraffic", NOW - 1300, NOW - 30, HOOK_RECORD, "q2"
         )
         report = cli.collect_report(
             "hs-prod",
@@ -193,7 +184,7 @@ def test_collect_report_reads_alarms_deployment_and_the_judges_last_verdict(roll
             logs=logs,
             environment="prod",
             now=NOW,
-        )
+        ).to_dict()
     assert report["deployment"]["id"] == "d-NEW"
     assert report["outcome"]["state"] == "ROLLED BACK"
     assert "hs-prod-canary-judge" in report["outcome"]["reason"]
@@ -204,6 +195,66 @@ def test_collect_report_reads_alarms_deployment_and_the_judges_last_verdict(roll
     text = render_report(report)
     assert "Pre-traffic hook: Succeeded (300 known-answer requests)" in text
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+class _CredentialedSession:
+    """A boto3.Session stand-in with credentials; each test's subclass says what its clients answer."""
+
+    region_name = "us-east-1"
+
+    def __init__(self, region_name=None):
+        pass
+
+    def get_credentials(self):
+        return object()
+
+
+def _stubbed_session(judge: dict) -> type:
+    """A boto3.Session stand-in whose clients answer one collection of hs-prod (Stubber)."""
+
+    class Session(_CredentialedSession):
+        def client(self, name):
+            c = boto3.client(name, **CREDS)
+            stub = Stubber(c)
+            if name == "cloudformation":
+                stub.add_response("list_stack_resources", _stack_page(STACK_RESOURCES, NOW - 9000))
+            elif name == "cloudwatch":
+                _stub_alarms(stub)
+            elif name == "codedeploy":
+                _stub_deployments(stub)
+            else:
+                record = {"level": "INFO", "message": "canary verdict", "report": judge}
+                _logged(stub, "/aws/lambda/hs-prod-CanaryJudge-1A2B", None, None, record, "q")
+                _logged(stub, "/aws/lambda/CodeDeployHook_hs-prod-pretraffic", None, None, HOOK_RECORD, "q2")
+            stub.activate()
+            return c
+
+    return Session
+
+
+def test_report_html_writes_the_page_of_what_aws_has(evidence_reports, tmp_path, capsys):
+    """--html PATH writes the AWS report as one page: outcome, hook, alarms, the judge's last look
+    with its checks, the on-call text; the rehearsal-only charts and tables are left out."""
+    page = tmp_path / "out" / "report.html"
+    session = _stubbed_session(evidence_reports["alarm_rollback"]["judge"])
+    code = cli.main(["--stack", "hs-prod", "--html", str(page)], session_factory=session)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "Canary report hs-prod: ROLLED BACK" in html
+    assert "<svg" not in html and "Per-version table" not in html
+    assert "<h2>PreTraffic hook</h2>" in html and "<h2>Canary judge, last look</h2>" in html
+    assert "effect floor: excess" in html and "(decided)</b>" in html
+    assert "CANARY REPORT  hs-prod" in html  # the on-call text, embedded
+    assert captured.out.startswith("CANARY REPORT  hs-prod")
+
+
+def test_report_html_refuses_an_unwritable_place_before_reading_aws(tmp_path, capsys):
+    """--html under a file (not a folder): exit 2 with one line, before any AWS call."""
+    (tmp_path / "file").write_text("x")
+    code = cli.main(["--stack", "hs-prod", "--html", str(tmp_path / "file" / "page.html")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: --html") and err.count("\n") == 1
 
 
 def test_report_without_credentials_says_so_in_one_line(monkeypatch, tmp_path, capsys):
@@ -230,22 +281,14 @@ def test_report_finds_the_stack_in_samconfig(tmp_path):
         '[prod.global.parameters]\nstack_name = "ignored-by-deploy"\n'
     )
     assert cli.stack_from_samconfig("prod", path) == ("hs-prod", "eu-west-1")
-    with pytest.raises(cli.ReportError, match="no stack_name for environment 'uat'"):
+    with pytest.raises(cli.ReportError, match=r"no environment \[uat\]"):
         cli.stack_from_samconfig("uat", path)
 
 
 def test_report_turns_aws_errors_into_one_line(capsys):
     """An AWS error (here: the stack does not exist) exits 1 with a one-line message."""
 
-    class Session:
-        region_name = "us-east-1"
-
-        def __init__(self, region_name=None):
-            pass
-
-        def get_credentials(self):
-            return object()
-
+    class Session(_CredentialedSession):
         def client(self, name):
             c = boto3.client(name, **CREDS)
             stub = Stubber(c)
@@ -290,7 +333,7 @@ def test_alarms_are_worded_from_their_fields():
     )
 
 
-def test_local_alarm_reasons_are_worded_and_unknown_ones_kept(rolled_back):
+def test_local_alarm_reasons_are_worded_and_unknown_ones_kept(evidence_reports):
     """The local controller's "[2] >= 2" becomes the verdict in words in the text report; a reason
     it cannot read (CloudWatch's own) is printed as it is."""
     judge_alarm = {
@@ -299,6 +342,7 @@ def test_local_alarm_reasons_are_worded_and_unknown_ones_kept(rolled_back):
         "metric": "CanaryVerdict",
         "reason": "1 of the last 1 datapoints [2] >= 2 (CanaryVerdict Maximum per 60 s)",
     }
+    rolled_back = evidence_reports["alarm_rollback"]
     text = render_report({**rolled_back, "alarms": [judge_alarm]})
     assert "[2] >= 2" not in text
     assert "Judge's verdict: 2 = FAIL in the last minute, at or above" in " ".join(text.split())
@@ -308,34 +352,7 @@ def test_local_alarm_reasons_are_worded_and_unknown_ones_kept(rolled_back):
     assert alarm_in_words({"state": "INSUFFICIENT_DATA", "reason": "no datapoints yet"}) == "No data yet."
 
 
-def test_an_old_judge_report_without_floors_still_renders(rolled_back):
-    """A verdict logged by a judge that predates floors shows its effect and single threshold."""
-    judge = json.loads(json.dumps(rolled_back["judge"]))
-    for m in judge["metrics"]:
-        del m["floors"], m["decided_by"]
-    text = render_report({**rolled_back, "judge": judge})
-    assert "effect 0.2701, floor 0.0500" in text
-    assert "* marks" not in text
-
-
-def test_floor_cells_line_up_in_80_columns(rolled_back):
-    """Every floor starts in one column, whatever the width of the p-value (here 2.6e-299)."""
-    rolled_back["judge"]["metrics"][1]["p_value"] = 2.6e-299
-    text = render_report(rolled_back)
-    cells = [f["text"] for m in rolled_back["judge"]["metrics"] for f in m["floors"]]
-    lines = [line for line in text.splitlines() if any(line.rstrip(" *").endswith(c) for c in cells)]
-    assert len(lines) == len(cells) == 7
-    assert len({line.index(c) for line, c in zip(lines, cells, strict=True)}) == 1
-    assert max(len(line) for line in text.splitlines()) <= 80
-
-
 # --------------------------------------------------------------------------- issue 10: the evidence
-
-
-@pytest.fixture(scope="module")
-def evidence_reports() -> dict:
-    """Reports recorded by tests/fixtures/record_evidence_reports.py (real judge, gate and collection)."""
-    return json.loads((FIXTURES / "canary_report_evidence.json").read_text())
 
 
 def _lines(text: str, start: str) -> list[str]:
@@ -507,18 +524,6 @@ def test_json_carries_the_stage_the_gate_and_the_deciding_checks(evidence_report
     assert with_checks(evidence_reports["pass_at_gate"]) == evidence_reports["pass_at_gate"]
 
 
-def test_the_old_report_and_the_old_judge_still_render_beside_the_new_code(rolled_back):
-    """A canary-report/1 from before issue 10 (no stage, no gate, a canary-judge/1 judge) renders as
-    before, and with_checks leaves its judge alone."""
-    assert rolled_back["judge"]["schema"] == "canary-judge/1" and "gate" not in rolled_back
-    text = render_report(rolled_back)
-    assert text.splitlines()[2] == "Outcome: ROLLED BACK"
-    assert "PostTraffic gate" not in text and "Canary judge" in text
-    assert with_checks(rolled_back) == rolled_back
-    report = {**rolled_back, "gate": {"status": "Failed", "reason": "no records", "report": None}}
-    assert "PostTraffic gate: Failed" in render_report(report)
-
-
 def test_the_rehearsals_gate_shows_its_final_look_once(evidence_reports):
     """The rehearsal puts the gate at evidence.gate and its final look as the judge: the gate section
     shows that look, and it is not shown a second time as the judge's."""
@@ -584,21 +589,7 @@ def test_collect_report_reads_the_gates_record_of_this_deployment():
     for logged_for in ("d-GATE", "d-OTHER"):
         outcome["window"]["deployment_id"] = logged_for
         with Stubber(cfn) as s_cfn, Stubber(cw) as s_cw, Stubber(cd) as s_cd, Stubber(logs) as s_logs:
-            s_cfn.add_response(
-                "list_stack_resources",
-                {
-                    "StackResourceSummaries": [
-                        {
-                            "LogicalResourceId": logical,
-                            "PhysicalResourceId": physical,
-                            "ResourceType": kind,
-                            "LastUpdatedTimestamp": _dt(NOW),
-                            "ResourceStatus": "UPDATE_COMPLETE",
-                        }
-                        for logical, physical, kind in resources
-                    ]
-                },
-            )
+            s_cfn.add_response("list_stack_resources", _stack_page(resources, NOW))
             s_cw.add_response("describe_alarms", {"MetricAlarms": []}, {"AlarmNames": []})
             s_cd.add_response("list_deployments", {"deployments": ["d-GATE"]})
             failed = {
@@ -609,23 +600,11 @@ def test_collect_report_reads_the_gates_record_of_this_deployment():
                 "errorInformation": {"code": "HOOK_EXECUTION_FAILURE", "message": "a hook failed"},
             }
             s_cd.add_response("batch_get_deployments", {"deploymentsInfo": [failed]})
-            s_logs.add_response(
-                "start_query",
-                {"queryId": "q"},
-                {
-                    "logGroupName": "/aws/lambda/CodeDeployHook_hs-posttraffic",
-                    "startTime": int(NOW - 900),
-                    "endTime": int(NOW) + 1,
-                    "queryString": ANY,
-                    "limit": 1,
-                },
-            )
-            s_logs.add_response(
-                "get_query_results",
-                {"status": "Complete", "results": [[{"field": "@message", "value": json.dumps(record)}]]},
-            )
+            _logged(s_logs, "/aws/lambda/CodeDeployHook_hs-posttraffic", NOW - 900, NOW, record, "q")
             reports.append(
-                cli.collect_report("hs", cloudformation=cfn, cloudwatch=cw, codedeploy=cd, logs=logs, now=NOW)
+                cli.collect_report(
+                    "hs", cloudformation=cfn, cloudwatch=cw, codedeploy=cd, logs=logs, now=NOW
+                ).to_dict()
             )
     mine, other = reports
     assert mine["gate"]["status"] == "Failed" and mine["gate"]["reason"] == "no records"
@@ -638,3 +617,51 @@ def test_collect_report_reads_the_gates_record_of_this_deployment():
     # Neither the hook's record nor this deployment's gate record: which hook failed is unknown.
     assert other["outcome"]["state"] == "FAILED" and other["outcome"]["stage"] is None
     assert "which one is unknown" in other["outcome"]["reason"]
+
+
+# --------------------------------------------------------------------------- the report object
+
+
+def test_the_report_object_gives_each_source_its_keys_and_a_fresh_dict(evidence_reports):
+    """CanaryReport.to_dict(): the AWS report carries "gate" and no rehearsal parts; the rehearsal's
+    carries its own parts (stage, looks, versions, ...) and "rollback" only when asked for, in the
+    order the renderers and --json have always shown; changing one dict never changes the next."""
+    recorded = evidence_reports["alarm_rollback"]
+    common = {k: recorded[k] for k in ("generated_at", "stack", "environment", "region", "outcome")}
+    parts = {"deployment": recorded["deployment"], "pretraffic": None, "alarms": tuple(recorded["alarms"])}
+    aws = CanaryReport(source="aws", judge=recorded["judge"], gate=None, **common, **parts)
+    assert sorted(aws.to_dict()) == sorted(recorded)  # the recorded AWS report's own keys
+    assert list(aws.to_dict())[:7] == [
+        "schema",
+        "generated_at",
+        "source",
+        "stack",
+        "environment",
+        "region",
+        "outcome",
+    ]
+    assert list(aws.to_dict())[7:] == ["deployment", "pretraffic", "alarms", "judge", "gate", "notes"]
+    local = LocalRun("canary minute 1", ("r",), (), {"gate": None}, (), {}, (), {"seed": 7})
+    rehearsal = CanaryReport(source="local", judge=None, local=local, **common, **parts)
+    keys = list(rehearsal.to_dict())
+    assert keys[7:9] == ["stage", "reasons"] and "gate" not in keys and keys[-1] == "notes"
+    assert keys[13:19] == ["looks", "evidence", "versions", "traffic", "timeline", "rehearsal"]
+    with_rollback = dataclasses.replace(rehearsal, local=dataclasses.replace(local, rollback={"ran": False}))
+    assert list(with_rollback.to_dict())[-1] == "rollback"
+    first = aws.to_dict()
+    first["alarms"][0]["state"] = "changed"
+    assert aws.to_dict()["alarms"][0]["state"] == "ALARM"
+
+
+def test_version_table_bins_every_version_on_shared_log_edges():
+    """Per version: n, 5xx, percentiles, label shares; one set of log-spaced edges for all, each
+    successful latency counted once in its bin."""
+    answered = [RequestRecord("1", "v1", ms, "neither", 200, 1.0 + i) for i, ms in enumerate((0.2, 0.3, 4.0))]
+    records = [*answered, RequestRecord("2", "v2", 1.0, None, 502, 9.0)]
+    baseline, canary = version_table(records, {"1": "baseline", "2": "canary"}, bins=4)
+    assert (baseline["requests"], baseline["errors"], canary["errors"]) == (3, 0, 1)
+    assert baseline["label_shares"]["neither"] == 1.0 and canary["label_shares"]["neither"] is None
+    edges = baseline["latency_histogram"]["edges"]
+    assert edges == canary["latency_histogram"]["edges"] and edges[0] == 0.1 and edges[-1] == 10.0
+    assert sum(baseline["latency_histogram"]["counts"]) == 3
+    assert sum(canary["latency_histogram"]["counts"]) == 0

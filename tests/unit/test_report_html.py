@@ -1,5 +1,6 @@
-"""The rehearsal's HTML page (emulator.report_html): self-contained, escaped, and complete for
-every outcome, including a deployment blocked before any traffic."""
+"""The canary report's HTML page (canary.report_html): self-contained, escaped, and complete for
+every outcome, including a deployment blocked before any traffic; a report from AWS renders what
+it has."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import re
 from pathlib import Path
 from xml.etree import ElementTree
 
-from emulator.report_html import render_html
+from canary.report_html import render_html
 
 
 def _version(role: str, version: str, model: str) -> dict:
@@ -99,7 +100,7 @@ def test_a_blocked_deployment_renders_without_canary_data():
 
 # --------------------------------------------------------------------------- plain words, no overlap
 
-FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "canary_report_rolled_back.json"
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "canary_report_evidence.json"
 # Python reprs that must never reach a reader: dicts, lists, a bare [2], None/True/False (not the
 # words "False alarms" of the judge's note).
 REPR = re.compile(r"\{'|'\}|\['|'\]|\[\d+(?:\.\d+)?\]|\b(?:None|True|False)\b(?! alarms)")
@@ -184,25 +185,48 @@ def test_alarms_traffic_and_the_judge_speak_plain_words():
             "gateway_5xx": 0,
             "statuses": {"200": 6764, "502": 3},
         },
-        judge=json.loads(FIXTURE.read_text())["judge"],
+        judge=_recorded("alarm_rollback")["judge"],
     )
     text = visible_text(render_html(report))
     assert not REPR.findall(text), REPR.findall(text)
     assert "200: 6,764, 502: 3" in text
     assert "Judge's verdict: 2 = FAIL in the last minute, at or above the alarm threshold (2 = FAIL)" in text
     assert "Canary errors: 0 at the last check; the alarm fires above 0" in text
-    assert "JS distance 0.270: reaches the 0.050 JS distance floor (decided)" in text
+    assert "effect floor: excess" in text and "(decided)" in text
 
 
-def test_the_judge_table_shows_every_floor_and_bolds_the_deciding_one():
-    """Each metric's floors (minimum sample and effect) are listed; only the deciding ones are bold."""
-    page = render_html(_report(judge=json.loads(FIXTURE.read_text())["judge"]))
-    page = page[page.index("<h2>Canary judge") : page.index("<h2>On-call report")]
-    assert page.count("reaches the minimum sample floor") == 3
-    for title in ("0.50% excess floor", "x1.20 ratio floor", "+1 ms shift floor", "0.050 JS distance floor"):
-        assert title in page
-    bold = re.findall(r"<b>([^<]*\(decided\))</b>", page)
-    assert len(bold) == 4 and not any("minimum sample" in b for b in bold)
+def _recorded(name: str) -> dict:
+    """One report recorded by tests/fixtures/record_evidence_reports.py."""
+    return json.loads(FIXTURE.read_text())[name]
+
+
+def test_the_judge_table_shows_every_check_and_bolds_the_deciding_one():
+    """Each evidence metric's checks (min n, significance, effect floor) are listed; only the ones
+    that decided its classification are bold, the same ones the text report marks with *. A look
+    without its checks (the rehearsal's judge) gets them computed."""
+    judge = _recorded("alarm_rollback")["judge"]
+    for look in (judge, {**judge, "metrics": [{**m, "checks": None} for m in judge["metrics"]]}):
+        page = render_html(_report(judge=look))
+        page = page[page.index("<h2>Canary judge") : page.index("<h2>On-call report")]
+        assert page.count("min n: ") == len(judge["metrics"])
+        bold = re.findall(r"<b>([^<]*\(decided\))</b>", page)
+        decided = [c for m in judge["metrics"] for c in m["checks"] if c["decided"]]
+        assert len(bold) == len(decided) >= 2
+        assert all(f"{c['check']}: {c['text']} (decided)" in html.unescape(" ".join(bold)) for c in decided)
+
+
+def test_an_aws_report_renders_what_it_has_and_leaves_out_the_rehearsal_sections():
+    """A report from `make report` has no timeline, versions or traffic: no chart, no per-version
+    table; its gate's decision and final look are shown, and nothing says None."""
+    report = _recorded("fail_probe_agreement")
+    page = render_html(report)
+    assert page.startswith("<!DOCTYPE html>") and "<svg" not in page
+    assert "Canary report hate-speech-prod: ROLLED BACK" in page
+    assert "Per-version table" not in page and "Traffic weight" not in page
+    gate = page[page.index("<h2>PostTraffic gate") : page.index("<h2>On-call report")]
+    assert "Failed" in gate and "probe_agreement" in gate and "(decided)" in gate
+    # CloudWatch's own alarm reasons ("1 datapoint [0.0] was not ...") are shown as they are.
+    assert not re.findall(r"\{'|\b(?:None|True|False)\b(?! alarms)", visible_text(page))
 
 
 def test_chart_labels_never_share_a_position():

@@ -22,7 +22,6 @@ from canary.records import RequestRecord
 from canary.sources import (
     LogsInsightsSource,
     SourceError,
-    insights_query,
     latest_logged,
     live_counts_query,
     live_routing,
@@ -83,44 +82,32 @@ def test_live_routing_without_a_canary():
     assert routing.canary_version is None and not routing.canary_running
 
 
-def test_insights_query_filters_versions_and_leaves_hook_and_probe_requests_out():
-    """The query reads the live request records of the two versions: the hook's golden requests
-    and the probe's are not live traffic."""
-    query = insights_query(["7", "6"])
-    assert 'filter message = "inference" and function_version in ["6", "7"]' in query
-    assert "correlation_id not like /^(pretraffic-|probe-)/" in query
-    assert query.rstrip().endswith("| limit 10000")
+def _stub_query(stub, query_id, rows, start, end, *, log_group="g", limit=10_000):
+    params = {"logGroupName": log_group, "startTime": int(T0) + start, "endTime": int(T0) + end}
+    stub.add_response("start_query", {"queryId": query_id}, {**params, "queryString": ANY, "limit": limit})
+    stub.add_response("get_query_results", {"status": "Complete", "results": rows}, {"queryId": query_id})
 
 
-def test_logs_source_reads_records_and_skips_unreadable_rows():
-    """Rows become RequestRecords (UTC timestamps, null label for errors); a bad row is counted, not fatal."""
+def test_probe_rows_become_records_and_an_unreadable_row_is_counted():
+    """The window's probe rows become RequestRecords (UTC timestamps, null label for errors), oldest
+    first; a row that cannot be read is counted as malformed, not fatal."""
     logs = client("logs")
     rows = [
-        row("2026-11-24 00:00:01.250", "6", "v1", "3.2", "neither", "200"),
         row("2026-11-24 00:00:02.000", "7", "v2", "0.9", None, "500"),
+        row("2026-11-24 00:00:01.250", "6", "v1", "3.2", "neither", "200"),
         row("2026-11-24 00:00:03.000", "7", "v2", "oops", "neither", "200"),
     ]
     with Stubber(logs) as stub:
-        stub.add_response(
-            "start_query",
-            {"queryId": "q1"},
-            {
-                "logGroupName": "/aws/lambda/f",
-                "startTime": int(T0),
-                "endTime": int(T0) + 60,
-                "queryString": ANY,
-                "limit": 10000,
-            },
+        logs_fixture.stub_window(
+            stub, [], [], rows, log_group="/aws/lambda/f", start=int(T0), end=int(T0) + 60
         )
-        stub.add_response("get_query_results", {"status": "Running", "results": []}, {"queryId": "q1"})
-        stub.add_response("get_query_results", {"status": "Complete", "results": rows}, {"queryId": "q1"})
         source = LogsInsightsSource(logs, "/aws/lambda/f", ["6", "7"], sleep=lambda s: None)
-        records = source.window(T0, T0 + 60)
-    assert records == [
+        window = source.evidence_window(T0, T0 + 60, ["v1", "v2"])
+    assert list(window.probes) == [
         RequestRecord("6", "v1", 3.2, "neither", 200, T0 + 1.25),
         RequestRecord("7", "v2", 0.9, None, 500, T0 + 2.0),
     ]
-    assert source.malformed == 1
+    assert window.unreadable == source.malformed == 1
 
 
 def test_logs_source_splits_a_window_that_fills_a_query():
@@ -128,20 +115,15 @@ def test_logs_source_splits_a_window_that_fills_a_query():
     logs = client("logs")
     full = [row("2026-11-24 00:00:10.000", "6", "v1", "3", "neither", "200")] * 2
     with Stubber(logs) as stub:
-        for query_id, (start, end), result in (
-            ("q1", (0, 100), full),
-            ("q2", (0, 50), full[:1]),
-            ("q3", (51, 100), []),
-        ):
-            params = {"logGroupName": "g", "startTime": int(T0) + start, "endTime": int(T0) + end}
-            stub.add_response(
-                "start_query", {"queryId": query_id}, {**params, "queryString": ANY, "limit": 2}
-            )
-            stub.add_response(
-                "get_query_results", {"status": "Complete", "results": result}, {"queryId": query_id}
-            )
-        records = LogsInsightsSource(logs, "g", ["6"], limit=2, sleep=lambda s: None).window(T0, T0 + 100)
-    assert len(records) == 1
+        _stub_query(stub, "counts", [], 0, 100, limit=2)
+        _stub_query(stub, "latency", [], 0, 100, limit=2)
+        _stub_query(stub, "probes", full, 0, 100, limit=2)
+        _stub_query(stub, "first half", full[:1], 0, 50, limit=2)
+        _stub_query(stub, "second half", [], 51, 100, limit=2)
+        source = LogsInsightsSource(logs, "g", ["6"], limit=2, sleep=lambda s: None)
+        window = source.evidence_window(T0, T0 + 100, ["v1"])
+        stub.assert_no_pending_responses()
+    assert len(window.probes) == 1 and window.queries == 5
 
 
 def test_logs_source_reports_a_failed_query():
@@ -150,8 +132,9 @@ def test_logs_source_reports_a_failed_query():
     with Stubber(logs) as stub:
         stub.add_response("start_query", {"queryId": "q1"})
         stub.add_response("get_query_results", {"status": "Failed", "results": []})
+        source = LogsInsightsSource(logs, "/aws/lambda/f", ["6"], sleep=lambda s: None)
         with pytest.raises(SourceError, match="/aws/lambda/f"):
-            LogsInsightsSource(logs, "/aws/lambda/f", ["6"], sleep=lambda s: None).window(T0, T0 + 60)
+            source.evidence_window(T0, T0 + 60, ["v1"])
 
 
 def test_logs_source_gives_up_on_a_query_that_never_completes():
@@ -166,7 +149,7 @@ def test_logs_source_gives_up_on_a_query_that_never_completes():
             logs, "g", ["6"], poll_seconds=1.0, timeout_seconds=2.0, sleep=lambda s: None
         )
         with pytest.raises(SourceError, match="still Running"):
-            source.window(T0, T0 + 60)
+            source.evidence_window(T0, T0 + 60, ["v1"])
         stub.assert_no_pending_responses()
 
 

@@ -1,11 +1,15 @@
-"""The rehearsal's report as one self-contained HTML page: inline CSS and SVG, no script, no
+"""The canary report as one self-contained HTML page: inline CSS and SVG, no script, no
 external asset, so it opens from a file, a CI artifact or an e-mail attachment alike.
 
-render_html(report) is a pure function of the report dict the rehearsal builds (schema
-canary-report/1 plus its "rehearsal", "versions", "traffic", "looks" and "timeline" keys); the
-on-call text report (canary.render) is embedded as well, so the page says everything the
-terminal did. Charts: the latency distribution per version, the label shares per version
-(with the mix the judge expected of the canary), and the weight and alarm timeline.
+render_html(report) is a pure function of the canary-report/1 dict (canary.report_model), from
+either source: `python -m canary.report --html PATH` (AWS) and `python -m emulator rehearse
+--html PATH`. The on-call text report (canary.render) is embedded as well, so the page says
+everything the terminal did. Every report has the outcome, the PreTraffic hook, the alarms, the
+judge's last look and the PostTraffic gate. Only a rehearsal has what AWS does not keep per
+request and per minute (its "timeline", "versions", "traffic", "evidence" and "rehearsal"
+keys): the three charts (the weight and alarm timeline, the latency distribution and the label
+shares per version), the per-version and per-source tables and the rollback card; an AWS page
+leaves those sections out.
 """
 
 from __future__ import annotations
@@ -15,12 +19,23 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
-from canary.render import alarm_in_words, reasons_in_words, render_report
-from emulator.controller import short_names
+from canary.render import (
+    EVIDENCE_SCHEMA,
+    alarm_in_words,
+    evidence_checks,
+    reasons_in_words,
+    render_report,
+    report_gate,
+    short_names,
+)
+from infer.model import LABELS as API_LABELS
 
-LABELS = (("hate_speech", "hate speech"), ("offensive_language", "offensive"), ("neither", "neither"))
+# The API's labels (infer.model: one home) with the short names the charts' legends have room for.
+_SHORT = {"offensive_language": "offensive"}
+LABELS = tuple((label, _SHORT.get(label, label.replace("_", " "))) for label in API_LABELS)
 COLORS = {"baseline": "#3b6ea8", "canary": "#d9822b", "expected": "#9a9a9a"}
 STATE_COLORS = {"OK": "#4c9a5b", "ALARM": "#c0392b", "INSUFFICIENT_DATA": "#b8b8b8"}
 OUTCOME_COLORS = {"PROMOTED": "#2e7d32", "ROLLED BACK": "#c0392b", "BLOCKED": "#8e2420"}
@@ -464,10 +479,8 @@ def _versions_table(versions: Sequence[Mapping[str, Any]]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _evidence_table(evidence: Mapping[str, Any] | None, rehearsal: Mapping[str, Any]) -> str:
+def _evidence_table(evidence: Mapping[str, Any], rehearsal: Mapping[str, Any]) -> str:
     """Where the judge's evidence came from (n per version per source), the probe, the gate."""
-    if not evidence or not rehearsal.get("evidence_judge"):
-        return '<p class="muted">Judged by the judge of before issue 10 (no probe, no log lag, no gate).</p>'
     rows = "".join(
         f"<tr><td>{_e(role)}</td><td class=num>{_count(n.get('live'))}</td>"
         f"<td class=num>{_count(n.get('probe'))}</td><td class=num>{_count(n.get('hook'))}</td></tr>"
@@ -506,43 +519,37 @@ def _hook_table(hook: Mapping[str, Any] | None) -> str:
     )
 
 
-def _floors_cell(metric: Mapping[str, Any]) -> str:
-    """Each floor of a judged metric in words, one a line; the one(s) that decided in bold."""
-    floors = metric.get("floors")
-    if not floors:  # a judge from before floors were reported: its effect and single threshold
-        floor = metric.get("threshold", metric.get("floor"))
-        return f"effect {_num(metric.get('effect'))}, floor {_num(floor)}"
+def _checks_cell(metric: Mapping[str, Any]) -> str:
+    """Each check of an evidence metric in words (min n, significance, effect floor; the ones the
+    text marks with *), one a line; the one(s) that decided in bold."""
     lines = []
-    for f in floors:
-        name = "sample" if f.get("kind") == "sample" else f.get("name")
-        if f.get("seen") is None or f.get("title") is None:
-            text = str(f.get("text"))
-        else:
-            text = f"{name} {f['seen']}: {'reaches' if f.get('reached') else 'under'} {f['title']}"
-        lines.append(
-            f"<div><b>{_e(text)} (decided)</b></div>" if f.get("decided") else f"<div>{_e(text)}</div>"
-        )
+    for c in metric.get("checks") or evidence_checks(metric):
+        text = f"{c.get('check')}: {c.get('text')}"
+        shown = f"<b>{_e(text)} (decided)</b>" if c.get("decided") else _e(text)
+        lines.append(f"<div>{shown}</div>")
     return "".join(lines)
 
 
 def _judge_table(judge: Mapping[str, Any] | None) -> str:
     if not judge:
         return '<p class="muted">The judge made no look (no traffic reached the canary).</p>'
+    if judge.get("schema") != EVIDENCE_SCHEMA:
+        return f'<p class="muted">A judge report of schema {_e(judge.get("schema"))}: not shown here.</p>'
     rows = "".join(
         f"<tr><td>{_e(m.get('name'))}</td><td class={'bad' if m.get('classification') == 'High' else ''}>"
         f"{_e(m.get('classification'))}</td>"
         f"<td class=num>{_count(m.get('n_baseline'))}/{_count(m.get('n_canary'))}</td>"
         f"<td class=num>{_num(m.get('p_value'))}</td><td class=num>{_num(m.get('alpha'))}</td>"
-        f"<td>{_floors_cell(m)}</td></tr>"
+        f"<td>{_checks_cell(m)}</td></tr>"
         f"<tr><td></td><td colspan=5 class=muted>{_e(m.get('reason'))} Test: {_e(m.get('test'))}.</td></tr>"
         for m in judge.get("metrics") or ()
     )
     return (
         f"<p><b>{_e(judge.get('verdict'))}</b>: {_e(judge.get('reason'))}</p>"
         "<table><tr><th>metric</th><th>result</th><th class=num>n base/canary</th>"
-        "<th class=num>p-value</th><th class=num>alpha</th><th>floors: what was seen against each</th></tr>"
-        f"{rows}</table><p class=muted>A metric fails only when its p-value is below alpha and it reaches "
-        "every effect floor; under its minimum sample floor it has no data (INCONCLUSIVE), never PASS.</p>"
+        "<th class=num>p-value</th><th class=num>alpha</th><th>checks: what was seen against each</th></tr>"
+        f"{rows}</table><p class=muted>A metric fails only when its p-value is below alpha and its effect "
+        "reaches the floor; under its minimum n it has no data (INCONCLUSIVE), never PASS.</p>"
     )
 
 
@@ -613,16 +620,14 @@ the command; served after the switch: {_e(served)}. Stack: {_e(rollback.get("sta
 """
 
 
-def render_html(report: Mapping[str, Any]) -> str:
-    """The whole page."""
-    outcome = report.get("outcome") or {}
-    state = str(outcome.get("state", "UNKNOWN"))
-    rehearsal = report.get("rehearsal") or {}
-    versions = list(report.get("versions") or ())
-    judge = report.get("judge")
-    traffic = report.get("traffic") or {}
+def _header(report: Mapping[str, Any], state: str) -> tuple[str, str]:
+    """(the page's title, its subtitle): the rehearsal's models, plan and faults, or the stack."""
+    rehearsal = report.get("rehearsal")
+    if not isinstance(rehearsal, Mapping):
+        where = " · ".join(_e(x) for x in (report.get("environment"), report.get("region")) if x)
+        title = f"Canary report {report.get('stack') or ''}: {state}"
+        return title, f"{_e(report.get('stack'))} · {where} · {_when(report.get('generated_at'))}"
     faults = ", ".join(rehearsal.get("faults") or ()) or "none"
-    badge = OUTCOME_COLORS.get(state, "#555")
     tried = rehearsal.get("overrides") or {}
     what_if = (
         " · <b>what-if thresholds</b>: " + _e(", ".join(f"{k}={v}" for k, v in tried.items()))
@@ -630,48 +635,100 @@ def render_html(report: Mapping[str, Any]) -> str:
         else ""
     )
     title = f"Rehearsal {rehearsal.get('baseline', '?')} → {rehearsal.get('canary', '?')}: {state}"
-    alarms = report.get("alarms") or ()
-    reasons = "".join(f"<li>{_e(reasons_in_words(str(r)))}</li>" for r in report.get("reasons") or ())
-    outcome_reason = reasons_in_words(str(outcome.get("reason") or ""))
-    traffic_line = _traffic(traffic)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1">
-<title>{_e(title)}</title><style>{CSS}</style></head>
-<body><main>
-<h1>{_e(title)}</h1>
-<p class="sub">{_e(report.get("stack"))} · environment {_e(report.get("environment"))} ·
+    sub = f"""{_e(report.get("stack"))} · environment {_e(report.get("environment"))} ·
 {_e(rehearsal.get("plan"))} at {_e(rehearsal.get("speed"))}× speed · faults: {_e(faults)} ·
-seed {_e(rehearsal.get("seed"))} · {_when(report.get("generated_at"))}{what_if}</p>
-<div class="card"><span class="badge" style="background:{badge}">{_e(state)}</span>
-at stage <b>{_e(report.get("stage"))}</b>. {_e(outcome_reason)}<ul>{reasons}</ul>
-<p class="muted">{traffic_line}</p></div>
-{_rollback_card(report.get("rollback"))}
-<h2>Traffic weight and alarms</h2>
+seed {_e(rehearsal.get("seed"))} · {_when(report.get("generated_at"))}{what_if}"""
+    return title, sub
+
+
+def _rehearsal_sections(report: Mapping[str, Any]) -> str:
+    """What only a rehearsal records (per request, per minute): the charts, the evidence by source,
+    the per-version table. Empty for a report from AWS."""
+    rehearsal = report.get("rehearsal")
+    if not isinstance(rehearsal, Mapping):
+        return ""
+    versions = list(report.get("versions") or ())
+    expected = (report.get("judge") or {}).get("expected_canary_shares")
+    evidence = report.get("evidence")
+    evidence_card = (
+        f"""<h2>Evidence: requests per version and source, the PostTraffic gate</h2>
+<div class="card">{_evidence_table(evidence, rehearsal)}</div>
+"""
+        if isinstance(evidence, Mapping)
+        else ""
+    )
+    return f"""<h2>Traffic weight and alarms</h2>
 <div class="card">{timeline_chart(report)}</div>
 
 <h2>Latency per version</h2>
 <div class="card">{latency_chart(versions, rehearsal.get("latency_slo_ms"))}</div>
 
 <h2>Label shares per version</h2>
-<div class="card">{labels_chart(versions, (judge or {}).get("expected_canary_shares"))}</div>
+<div class="card">{labels_chart(versions, expected)}</div>
 
-<h2>Evidence: requests per version and source, the PostTraffic gate</h2>
-<div class="card">{_evidence_table(report.get("evidence"), rehearsal)}</div>
-
+{evidence_card}
 <h2>Per-version table (users' requests of the rehearsal)</h2>
 <div class="card">{_versions_table(versions)}</div>
+"""
 
+
+def _gate_card(report: Mapping[str, Any]) -> str:
+    """The PostTraffic gate's decision and its final look, from AWS's record (a rehearsal shows its
+    gate with the evidence, its final look as the judge's)."""
+    if "gate" not in report:
+        return ""
+    gate = report_gate(report)
+    if not gate:
+        return '<h2>PostTraffic gate</h2>\n<div class="card"><p class="muted">No gate record.</p></div>\n'
+    look = _judge_table(gate["report"]) if gate.get("report") else ""
+    return f"""<h2>PostTraffic gate</h2>
+<div class="card"><p><b>{_e(gate.get("status"))}</b>: {_e(gate.get("reason"))}</p>{look}</div>
+"""
+
+
+def render_html(report: Mapping[str, Any]) -> str:
+    """The whole page."""
+    outcome = report.get("outcome") or {}
+    state = str(outcome.get("state", "UNKNOWN"))
+    title, sub = _header(report, state)
+    reasons = "".join(f"<li>{_e(reasons_in_words(str(r)))}</li>" for r in report.get("reasons") or ())
+    traffic = report.get("traffic")
+    traffic_line = f'<p class="muted">{_traffic(traffic)}</p>' if isinstance(traffic, Mapping) else ""
+    stage = report.get("stage", outcome.get("stage"))
+    badge = OUTCOME_COLORS.get(state, "#555")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<title>{_e(title)}</title><style>{CSS}</style></head>
+<body><main>
+<h1>{_e(title)}</h1>
+<p class="sub">{sub}</p>
+<div class="card"><span class="badge" style="background:{badge}">{_e(state)}</span>
+at stage <b>{_e(stage)}</b>. {_e(reasons_in_words(str(outcome.get("reason") or "")))}<ul>{reasons}</ul>
+{traffic_line}</div>
+{_rollback_card(report.get("rollback"))}
+{_rehearsal_sections(report)}
 <h2>PreTraffic hook</h2>
 <div class="card">{_hook_table(report.get("pretraffic"))}</div>
 
 <h2>Alarms (DeploymentPreference.Alarms)</h2>
-<div class="card">{_alarms_table(alarms)}</div>
+<div class="card">{_alarms_table(report.get("alarms") or ())}</div>
 
 <h2>Canary judge, last look</h2>
-<div class="card">{_judge_table(judge)}</div>
-
+<div class="card">{_judge_table(report.get("judge"))}</div>
+{_gate_card(report)}
 <h2>On-call report</h2>
 <pre>{_e(render_report(report))}</pre>
 </main></body></html>
 """
+
+
+def check_writable(path: Path) -> None:
+    """Refuse an unwritable --html place now, not after the whole run (OSError says why); a file
+    that was not there before is not left behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists()
+    with open(path, "a", encoding="utf-8"):
+        pass
+    if not existed:
+        path.unlink()
