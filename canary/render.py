@@ -27,9 +27,12 @@ from typing import Any
 
 from canary import evidence
 from canary.evidence import VERDICT_VALUE
+from infer.model import LABELS
 
 EVIDENCE_SCHEMA = evidence.SCHEMA
-LABEL_HEADINGS = (("hate_speech", "hate"), ("offensive_language", "offens"), ("neither", "neither"))
+# The API's labels (infer.model: one home, in its order) under the column headings that fit.
+_HEADINGS = {"hate_speech": "hate", "offensive_language": "offens"}
+LABEL_HEADINGS = tuple((label, _HEADINGS.get(label, label)) for label in LABELS)
 SOURCES = tuple(s.value for s in evidence.Source)
 GROUPS = tuple(g.value for g in evidence.Group)
 # What each evidence metric's n counts ("requests"...), from the metrics themselves.
