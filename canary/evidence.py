@@ -6,7 +6,8 @@ canary's), a verdict comes out, and every number behind it.
 
 Evidence (what each record carries: EvidenceRecord)
   * live records: users' requests. Every package ships every model, so each request is scored
-    by the model it is served with and, in the shadow, by the other one: both labels are logged.
+    by the model it is served with and, in the shadow, by every other shipped model: their labels
+    are logged.
   * probe records: a synthetic probe sends labelled texts straight to both versions at the
     same moment (one probe id for the pair). Models are deterministic, so a healthy version
     answers exactly the label its manifest recorded for the text.

@@ -60,7 +60,7 @@ import json
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -416,34 +416,48 @@ def _outcome(future: Future[tuple[Answer, ...]], n: int) -> tuple[Answer, ...]:
         return (Answer(None, None, None, 0.0, error=f"unreadable response: {type(exc).__name__}"),) * n
 
 
-def _rows_named(row_ids: Sequence[int]) -> str:
-    shown = ", ".join(str(r) for r in row_ids[:MAX_NAMED_ROWS])
-    more = len(row_ids) - MAX_NAMED_ROWS
+def _named(ids: Sequence[Any], limit: int = MAX_NAMED_ROWS) -> str:
+    """The first `limit` ids, then how many more (a reason names ids, never texts)."""
+    shown = ", ".join(str(i) for i in ids[:limit])
+    more = len(ids) - limit
     return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _differences(
+    keyed: Iterable[tuple[Any, Answer]], recorded: Mapping[Any, str]
+) -> tuple[int, list[tuple[Any, str, str]]]:
+    """Of the answers by row id or case id: how many carry a label, and (id, recorded, answered) for
+    each label that is not the recorded one. Shared by the known-answer and the suite checks."""
+    answered = [(key, a.label) for key, a in keyed if a.label is not None]
+    return len(answered), [(key, recorded[key], got) for key, got in answered if got != recorded[key]]
+
+
+def _differ_reason(
+    differ: Sequence[tuple[Any, str, str]], of: str, version: str, ids: str, limit: int
+) -> str:
+    """ "N of M <answers> differ from the labels <version> recorded (want -> got: n, ...): <ids> ..."."""
+    changes = Counter(f"{want} -> {got}" for _, want, got in differ)
+    return (
+        f"{len(differ)} of {of} differ from the labels {version} recorded ("
+        + ", ".join(f"{k}: {n}" for k, n in changes.most_common())
+        + f"): {ids} {_named([key for key, *_ in differ], limit)}"
+    )
 
 
 def known_answers_check(
     rows: Sequence[KnownText], answers: Sequence[Answer], recorded: Mapping[int, str], version: str
 ) -> tuple[Check, list[int]]:
     """Every label answered must be the one recorded for its row (pure): (check, differing ids)."""
-    answered = [(row, a) for row, a in zip(rows, answers, strict=True) if a.label is not None]
-    differ = [
-        (row.row_id, recorded[row.row_id], a.label) for row, a in answered if a.label != recorded[row.row_id]
-    ]
+    answered, differ = _differences(((row.row_id, a) for row, a in zip(rows, answers, strict=True)), recorded)
     ids = [row_id for row_id, *_ in differ]
-    changes = Counter(f"{want} -> {got}" for _, want, got in differ)
-    observed = {"answered": len(answered), "differ": len(differ), "row_ids": ids[:MAX_NAMED_ROWS]}
+    observed = {"answered": answered, "differ": len(differ), "row_ids": ids[:MAX_NAMED_ROWS]}
     threshold = f"every answer equals the label {version} recorded for its row"
     if not answered:
         return Check("known answers", False, observed, threshold, "no answer to compare"), ids
     if differ:
-        reason = (
-            f"{len(differ)} of {len(answered)} answers differ from the labels {version} recorded ("
-            + ", ".join(f"{k}: {n}" for k, n in changes.most_common())
-            + f"): row ids {_rows_named(ids)}"
-        )
+        reason = _differ_reason(differ, f"{answered} answers", version, "row ids", MAX_NAMED_ROWS)
         return Check("known answers", False, observed, threshold, reason), ids
-    reason = f"all {len(answered)} answers equal the labels {version} recorded"
+    reason = f"all {answered} answers equal the labels {version} recorded"
     return Check("known answers", True, observed, threshold, reason), ids
 
 
@@ -523,7 +537,7 @@ def _known_texts(config: HookConfig, art: Any) -> tuple[list[Check], list[KnownT
         {"recorded": len(recorded), "texts": len(texts), "missing": len(missing)},
         "a text for every recorded row id",
         f"{len(missing)} of {len(recorded)} recorded rows have no text in {config.known_texts_path.name} "
-        f"(built from other data?): row ids {_rows_named(missing)}"
+        f"(built from other data?): row ids {_named(missing)}"
         if missing
         else f"{len(rows)} texts, one per recorded row",
     )
@@ -596,26 +610,18 @@ def suite_check(
     """Every suite case answered, from `version`, with the label recorded for it (pure):
     (check, the case ids that differ). Unanswered cases fail it too: an unchecked case is no pass."""
     n = len(cases)
-    answered = [(c, a) for c, a in zip(cases, answers, strict=True) if a.label is not None]
-    differ = [(c.case_id, recorded[c.case_id], a.label) for c, a in answered]
-    differ = [(case_id, want, got) for case_id, want, got in differ if want != got]
+    answered, differ = _differences(((c.case_id, a) for c, a in zip(cases, answers, strict=True)), recorded)
     ids = [case_id for case_id, *_ in differ]
     missing = [a for a in answers if a.label is None]
-    other_model = {str(a.model_version) for _, a in answered if a.model_version != version}
-    observed = {"cases": n, "answered": len(answered), "differ": len(differ)}
+    other_model = {
+        str(a.model_version) for a in answers if a.label is not None and a.model_version != version
+    }
+    observed = {"cases": n, "answered": answered, "differ": len(differ)}
     observed["case_ids"] = ids[:MAX_NAMED_CASES]
     threshold = f"every suite case answered by {version} with the label {version} recorded for it"
     problems = []
     if differ:
-        changes = Counter(f"{want} -> {got}" for _, want, got in differ)
-        shown = ", ".join(ids[:MAX_NAMED_CASES]) + (
-            f" and {len(ids) - MAX_NAMED_CASES} more" if len(ids) > MAX_NAMED_CASES else ""
-        )
-        problems.append(
-            f"{len(differ)} of {n} suite answers differ from the labels {version} recorded ("
-            + ", ".join(f"{k}: {c}" for k, c in changes.most_common())
-            + f"): case ids {shown}"
-        )
+        problems.append(_differ_reason(differ, f"{n} suite answers", version, "case ids", MAX_NAMED_CASES))
     if missing:
         problems.append(f"{len(missing)} of {n} suite cases got no answer (first: {missing[0].error})")
     if other_model:

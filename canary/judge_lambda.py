@@ -43,7 +43,6 @@ from canary.manifests import ManifestError, load_manifests
 from canary.probe import ProbeError, expected_labels, load_known_answers
 from canary.report_model import JudgeLook, ScheduledLook
 from canary.sources import (
-    AliasRouting,
     LogsInsightsSource,
     SourceError,
     hook_record,
@@ -69,10 +68,6 @@ def publish_verdict(
     }
     cloudwatch.put_metric_data(Namespace=namespace, MetricData=[datum])
     return datum
-
-
-def _routing_dict(routing: AliasRouting) -> dict[str, Any]:
-    return asdict(routing)
 
 
 def canary_window(codedeploy: Any, config: JudgeLambdaConfig, canary_version: str) -> CanaryWindow:
@@ -159,8 +154,8 @@ def run_once(
     now = time.time() if now is None else now
     routing = live_routing(lambda_client, config.function_name, config.alias)
     if not routing.canary_running:
-        logger.info("no canary behind the alias: idle", extra={"routing": _routing_dict(routing)})
-        return {"status": "idle", "routing": _routing_dict(routing)}
+        logger.info("no canary behind the alias: idle", extra={"routing": asdict(routing)})
+        return {"status": "idle", "routing": asdict(routing)}
     assert routing.canary_version is not None
     try:
         window = canary_window(codedeploy_client, config, routing.canary_version)

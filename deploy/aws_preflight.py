@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from stack import (
     DEFAULT_SAMCONFIG,
     LOCAL_ENV,
+    SamconfigEnv,
     SettingsError,
     allowed_model_versions,
     deployable_environments,
@@ -34,8 +35,13 @@ class PreflightError(Exception):
 
 
 def stack_name(env: str, samconfig: Path = SAMCONFIG) -> str:
-    """The stack samconfig.toml deploys for `env` (stack.read_samconfig's one rule); an error names
-    the environments it has. The local stack's environment is refused: nothing deploys it."""
+    """The stack samconfig.toml deploys for `env` (stack.read_samconfig's one rule)."""
+    return deployed_environment(env, samconfig).stack_name
+
+
+def deployed_environment(env: str, samconfig: Path = SAMCONFIG) -> SamconfigEnv:
+    """Environment `env` of samconfig.toml, if it is one that deploys; an error names the
+    environments it has. The local stack's environment is refused: nothing deploys it."""
     try:
         stages = deployable_environments(samconfig)
         if env == LOCAL_ENV:
@@ -44,7 +50,7 @@ def stack_name(env: str, samconfig: Path = SAMCONFIG) -> str:
             )
         if env not in stages:
             raise PreflightError(f"ENV={env} is not in samconfig.toml; use one of {', '.join(stages)}")
-        return read_samconfig(samconfig, env).stack_name
+        return read_samconfig(samconfig, env)
     except SettingsError as exc:
         raise PreflightError(str(exc)) from None
 

@@ -19,9 +19,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 # Re-exported: the tools catch PreflightError and name stacks through the one samconfig reader.
-from deploy.aws_preflight import SAMCONFIG, stack_name
+from deploy.aws_preflight import SAMCONFIG, deployed_environment
 from deploy.aws_preflight import PreflightError as PreflightError
-from stack import SettingsError, read_samconfig
+from deploy.aws_preflight import stack_name as stack_name
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "models"
@@ -46,11 +46,8 @@ def model_versions(models_dir: Path = MODELS_DIR) -> tuple[str, ...]:
 
 def samconfig_overrides(env: str, samconfig: Path = SAMCONFIG) -> dict[str, str]:
     """The environment's deploy parameter_overrides, as stack.read_samconfig reads them."""
-    stack_name(env, samconfig)  # the same one-line error for an unknown or local-only environment
-    try:
-        return dict(read_samconfig(samconfig, env).parameter_overrides)
-    except SettingsError as exc:
-        raise DeployError(str(exc)) from None
+    # The preflight's one-line errors for an unknown or local-only environment.
+    return dict(deployed_environment(env, samconfig).parameter_overrides)
 
 
 @dataclass(frozen=True)

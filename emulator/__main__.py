@@ -1,6 +1,6 @@
 """The local stack's command line.
 
-    python -m emulator serve [--port 3000] [--api-key KEY] [--model v1|v2]
+    python -m emulator serve [--port 3000] [--api-key KEY] [--model vN]
                              [--baseline v1 --canary v2 --weight 0.1] [--env local] ...
     python -m emulator rehearse ...      (see python -m emulator rehearse --help)
 

@@ -51,10 +51,6 @@ from canary.render import short_names
 from canary.stats import quantile
 from stack import AlarmSettings, Plan, Step
 
-PROMOTED, ROLLED_BACK, BLOCKED = "PROMOTED", "ROLLED BACK", "BLOCKED"
-# Stopped with no verdict: the evidence itself failed (the rehearsal's traffic died or stalled).
-ABORTED = "ABORTED"
-
 
 class Phase(StrEnum):
     """Where a deployment is: CodeDeploy's Lambda lifecycle, then how it ended (a closed list)."""
@@ -71,6 +67,9 @@ class Phase(StrEnum):
 
 
 FINAL = frozenset({Phase.PROMOTED, Phase.ROLLED_BACK, Phase.BLOCKED, Phase.ABORTED})
+# The outcomes by their names (Deployment.outcome; a StrEnum equals its string). ABORTED: stopped with
+# no verdict, the evidence itself failed (the rehearsal's traffic died or stalled).
+PROMOTED, ROLLED_BACK, BLOCKED, ABORTED = Phase.PROMOTED, Phase.ROLLED_BACK, Phase.BLOCKED, Phase.ABORTED
 
 OK, ALARM, INSUFFICIENT = "OK", "ALARM", "INSUFFICIENT_DATA"
 # Lambda counts a crash or a timeout as an Errors datapoint; API Gateway answers those 502 / 504.

@@ -154,11 +154,6 @@ class StackSettings:
     default_plan: str | None = None
 
     @property
-    def quota_period_seconds(self) -> int:
-        """Nominal length of one quota period (a month counts as 31 days)."""
-        return _PERIOD_SECONDS[self.quota_period]
-
-    @property
     def traffic_shift(self) -> str:
         """The plan's kind: "canary", "linear" or "all_at_once"."""
         if not self.plan.steps:
