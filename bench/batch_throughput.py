@@ -2,8 +2,9 @@
 
     python -m bench.batch_throughput [--rounds 3] [--seconds 5] [--connections 4] [--model v2] [--json]
 
-Starts `python -m emulator serve --env prod --no-quota` in its own process (the template's
-throttle, 1,000 req/s, burst 1,000; one live version running the real handler, records on), then
+Starts `python -m emulator serve --env prod --no-quota --no-throttle` in its own process (no
+quota, no throttle: the batch route's 10 req/s per key would otherwise cap the batches; one live
+version running the real handler, records on), then
 drives it from this process, closed loop: `--connections` keep-alive connections each send the
 next request as soon as the last one is answered, for `--seconds` per mode. The modes take turns
 within each round (single, batch 1, batch 10, batch 100, then again), so a change in the machine's
@@ -100,7 +101,14 @@ def run(args: argparse.Namespace) -> dict:
     rounds: dict[str, list[dict]] = {name: [] for name, _ in MODES}
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         command = [sys.executable, "-m", "emulator", "serve", "--port", str(port), "--env", "prod"]
-        command += ["--model", args.model, "--no-quota", "--records", str(Path(tmp) / "records.sqlite")]
+        command += [
+            "--model",
+            args.model,
+            "--no-quota",
+            "--no-throttle",
+            "--records",
+            str(Path(tmp) / "records.sqlite"),
+        ]
         command += ["--logs", str(Path(tmp) / "logs")]
         server = subprocess.Popen(
             command,

@@ -34,6 +34,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from deploy import stack as st
+from stack import name_prefix
 
 TAG_CONSUMER, TAG_PLAN, TAG_STACK = "consumer", "plan", "stack"
 TAG_RETIRE_AFTER = "retire-after"  # the grace deadline of a rotated key (ISO 8601, UTC)
@@ -116,8 +117,7 @@ class Consumers:
         self.now = now
         self.sleep = sleep
         stack = st.require_stack(cloudformation, stack_name, env)
-        params = stack.parameters
-        self.prefix = f"{params.get('AppName', 'hate-speech')}-{params.get('Environment', env)}-"
+        self.prefix = name_prefix(stack.parameters, env)
         self._plans: dict[str, Plan] | None = None
 
     # ------------------------------------------------------------------ reading

@@ -30,8 +30,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from emulator.gateway import KeyLimits, Quota, api_key_id, generate_api_key
-from emulator.local_aws import client_error
+from emulator.gateway import KeyLimits, api_key_id, generate_api_key
+from emulator.local_aws import LocalCloudFormation, client_error
 from stack import ROOT, PlanSettings, StackSettings
 
 DEFAULT_STORE = ROOT / "reports" / "local" / "consumers.json"
@@ -93,11 +93,6 @@ class ConsumerStore:
 
 
 # ----------------------------------------------------------------------------- the AWS stand-ins
-
-
-def _prefix(settings: StackSettings) -> str:
-    """What names of the stack's plans and keys start with: "<AppName>-<Environment>-"."""
-    return f"{settings.parameters.get('AppName', '')}-{settings.parameters.get('Environment', '')}-"
 
 
 class LocalApiGateway:
@@ -203,7 +198,7 @@ class LocalApiGateway:
         plan = self._plan("GetUsagePlan", usagePlanId)
         answer: dict[str, Any] = {
             "id": plan.name,
-            "name": f"{_prefix(self.settings)}{plan.name}",
+            "name": f"{self.settings.name_prefix}{plan.name}",
         }
         if plan.quota_limit is not None:
             answer["quota"] = {
@@ -275,41 +270,6 @@ class LocalApiGateway:
             remaining = max(0, (plan.quota_limit or 0) - used)
             items[key["id"]] = [[used, remaining]]
         return {"usagePlanId": usagePlanId, "startDate": startDate, "endDate": endDate, "items": items}
-
-
-class LocalStackCloudFormation:
-    """describe_stacks and list_stack_resources of the local stack, for what deploy/consumers.py
-    reads: the parameters (AppName, Environment) and the usage plans (physical id = plan name)."""
-
-    def __init__(self, settings: StackSettings) -> None:
-        self.settings = settings
-
-    def describe_stacks(self, *, StackName: str) -> dict[str, Any]:
-        if StackName != self.settings.stack_name:
-            raise client_error(
-                "DescribeStacks", "ValidationError", f"Stack with id {StackName} does not exist"
-            )
-        params = [{"ParameterKey": k, "ParameterValue": v} for k, v in self.settings.parameters.items()]
-        stack = {
-            "StackName": StackName,
-            "StackStatus": "UPDATE_COMPLETE",
-            "Parameters": params,
-            "Outputs": [],
-        }
-        return {"Stacks": [stack]}
-
-    def list_stack_resources(self, *, StackName: str, NextToken: str | None = None) -> dict[str, Any]:
-        self.describe_stacks(StackName=StackName)
-        rows = [
-            {
-                "LogicalResourceId": plan.logical_id,
-                "PhysicalResourceId": plan.name,
-                "ResourceType": "AWS::ApiGateway::UsagePlan",
-                "ResourceStatus": "UPDATE_COMPLETE",
-            }
-            for plan in self.settings.plans.values()
-        ]
-        return {"StackResourceSummaries": rows}
 
 
 # ----------------------------------------------------------------------------- the gateway's side
@@ -408,20 +368,8 @@ class KeyRegistry:
         plan = self.settings.plans[key["plan_id"]]
         state = self._states.get(key["id"])
         if state is None or state.plan != plan:  # new, or moved to another plan: fresh buckets
-            saved = self._usage.get(key["id"]) or {}
-            quota = None
-            if plan.quota_limit is not None:  # continues the period a restarted gateway saved
-                start = saved.get("period_start")
-                quota = Quota(
-                    plan.quota_limit,
-                    plan.quota_period,
-                    plan.quota_offset,
-                    self.clock,
-                    start=None if start is None else float(start),
-                    used=int(saved.get("used", 0)),
-                )
-            throttles = plan.method_throttles
-            limits = KeyLimits(plan.rate_limit, plan.burst_limit, quota, throttles, self.monotonic)
+            saved = self._usage.get(key["id"])  # continues the period a restarted gateway saved
+            limits = KeyLimits.for_plan(plan, self.clock, self.monotonic, saved)
             state = _KeyState(key["id"], plan, limits)
             self._states[key["id"]] = state
         return state
@@ -468,6 +416,9 @@ class KeyRegistry:
 
 def local_clients(
     settings: StackSettings, store: str | os.PathLike[str] = DEFAULT_STORE
-) -> tuple[LocalStackCloudFormation, LocalApiGateway]:
-    """The CloudFormation and API Gateway stand-ins of the local stack."""
-    return LocalStackCloudFormation(settings), LocalApiGateway(settings, ConsumerStore(store))
+) -> tuple[LocalCloudFormation, LocalApiGateway]:
+    """The CloudFormation and API Gateway stand-ins deploy/consumers.py uses on the local stack: the
+    stack's parameters (AppName, Environment) and usage plans (a plan's physical id is its name)."""
+    plans = [(p.logical_id, p.name, "AWS::ApiGateway::UsagePlan") for p in settings.plans.values()]
+    cfn = LocalCloudFormation(settings.stack_name, settings.parameters, plans, settings.region)
+    return cfn, LocalApiGateway(settings, ConsumerStore(store))

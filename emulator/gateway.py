@@ -75,7 +75,7 @@ from emulator.functions import (
     batch_request_records,
     request_record,
 )
-from stack import LOCAL_ACCOUNT, Route, StackSettings
+from stack import LOCAL_ACCOUNT, PlanSettings, Route, StackSettings
 
 MIN_API_KEY_CHARS = 20  # API Gateway refuses shorter key values
 # Where the local gateway serves the API's OpenAPI document (README, "The API's contract").
@@ -217,7 +217,8 @@ class Quota:
 class KeyLimits:
     """One API key's limits on its usage plan, kept per key as API Gateway keeps them: the key's
     token bucket, its per-method buckets (the plan's method throttling, by "/path/METHOD"), then
-    its quota. The gateway's own key and every consumer key (emulator.consumers) each have one."""
+    its quota. The gateway's own key and every consumer key (emulator.consumers) each have one,
+    built by for_plan."""
 
     def __init__(
         self,
@@ -232,6 +233,31 @@ class KeyLimits:
         )
         self.methods = {m: TokenBucket(r, b, monotonic) for m, (r, b) in (method_throttles or {}).items()}
         self.quota = quota
+
+    @classmethod
+    def for_plan(
+        cls,
+        plan: PlanSettings | None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        saved: Mapping[str, Any] | None = None,
+    ) -> KeyLimits:
+        """A key's limits on `plan` (None: a key on no plan, unlimited); `saved` ({"period_start",
+        "used"}) continues the quota period a restarted gateway wrote."""
+        if plan is None:
+            return cls(None, None, None)
+        quota = None
+        if plan.quota_limit is not None:
+            start = (saved or {}).get("period_start")
+            quota = Quota(
+                plan.quota_limit,
+                plan.quota_period,
+                plan.quota_offset,
+                clock,
+                start=None if start is None else float(start),
+                used=int((saved or {}).get("used", 0)),
+            )
+        return cls(plan.rate_limit, plan.burst_limit, quota, plan.method_throttles, monotonic)
 
     def take(self, method_key: str = "") -> str | None:
         """None when the request may pass, else API Gateway's 429 message. A throttled request
@@ -413,18 +439,13 @@ class Gateway:
         self.error_log = error_log
         self.start_functions = start_functions
         # Consumer keys (make consumer-add ENV=local): accepted besides api_key, each limited by its
-        # own plan; api_key keeps the settings' plan (quota_limit, rate_limit, burst_limit).
+        # own plan; api_key by the stack's own key's plan (settings.key_plan).
         self.consumers = consumers
         self.api_id = hashlib.sha256(settings.api_name.encode()).hexdigest()[:10]
         self.routes: dict[str, dict[str, Route]] = {}
         for route in settings.routes:
             self.routes.setdefault(route.path, {})[route.method] = route
-        quota = (
-            Quota(settings.quota_limit, settings.quota_period, settings.quota_offset)
-            if settings.quota_limit
-            else None
-        )
-        self.limits = KeyLimits(settings.rate_limit, settings.burst_limit, quota)
+        self.limits = KeyLimits.for_plan(settings.key_plan)
         self.counts: dict[int, int] = {}  # HTTP status -> how many answered
         self.record_interval_s = record_interval_s
         self._writer: _RecordWriter | None = None  # one per start(); records queue to it
@@ -659,17 +680,17 @@ class Gateway:
 
     def _admit(self, request: web.BaseRequest, route: Route) -> str:
         """The id of the key the request may pass with, or API Gateway's 403 / 429."""
+        method_key = f"{route.path}/{route.method}"  # as the plans' method throttles name it
         if route.api_key_required and not self._key_ok(request.headers):
             admission = None
             if self.consumers is not None:
-                values = request.headers.getall("x-api-key", None)
-                admission = self.consumers.admit(values, f"{route.path}/{route.method}")
+                admission = self.consumers.admit(request.headers.getall("x-api-key", None), method_key)
             if admission is None:
                 raise GatewayError(403, "Forbidden")
             if admission.refusal is not None:
                 raise GatewayError(429, admission.refusal)
             return admission.key_id
-        refusal = self.limits.take()
+        refusal = self.limits.take(method_key)
         if refusal is not None:
             raise GatewayError(429, refusal)
         return self.api_key_id

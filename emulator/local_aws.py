@@ -9,9 +9,10 @@
   LocalCodeDeploy      the rehearsal's deployment(s): list_deployments by status, get_deployment with
                        the AppSpec SAM writes (CurrentVersion / TargetVersion), stop_deployment.
   LocalCloudFormation  the stack as samconfig deploys it (its parameters, ModelVersion = the model
-                       rolled out) with the inference function and the CodeDeploy application and group;
-                       there is no real stack: update_stack checks and records the request, applies its
-                       parameters and stays UPDATE_COMPLETE (no new version is published).
+                       rolled out) with the inference function and the CodeDeploy application and group
+                       (emulator.consumers makes one with the usage plans); there is no real
+                       stack: update_stack checks and records the request, applies its parameters
+                       and stays UPDATE_COMPLETE (no new version is published).
 
 Errors are botocore ClientErrors with the codes AWS answers, so the controller's handling is the real one.
 Only the keyword arguments deploy.stack and deploy.rollback pass are supported.
@@ -219,27 +220,22 @@ class LocalCodeDeploy:
 
 class LocalCloudFormation:
     """The CloudFormation API over a stack that is not really there: its parameters, status and the
-    resources the rollback looks up; update_stack is checked and recorded (`updates`), not deployed."""
+    resources the caller looks up ((logical id, physical id, type) each); update_stack is checked and
+    recorded (`updates`), not deployed. The rehearsal's rollback and the local consumer commands
+    (emulator.consumers) each make one."""
 
     def __init__(
         self,
         stack_name: str,
         parameters: Mapping[str, str],
-        *,
-        function: str,
-        application: str,
-        group: str,
+        resources: Sequence[tuple[str, str, str]],
         region: str = "us-east-1",
     ) -> None:
         self.stack_name = stack_name
         self.parameters = dict(parameters)
         self.status = "UPDATE_COMPLETE"
         self.stack_id = f"arn:aws:cloudformation:{region}:{LOCAL_ACCOUNT}:stack/{stack_name}/local"
-        self.resources = [
-            ("InferenceFunction", function, "AWS::Lambda::Function"),
-            ("ServerlessDeploymentApplication", application, "AWS::CodeDeploy::Application"),
-            ("InferenceFunctionDeploymentGroup", group, "AWS::CodeDeploy::DeploymentGroup"),
-        ]
+        self.resources = list(resources)
         self.updates: list[dict[str, Any]] = []  # {"request": ..., "changes": {key: (old, new)}}
 
     def _stack(self, operation: str, name: str) -> None:
@@ -307,12 +303,10 @@ def local_clients(
     lam = LocalLambda(alias, versions)
     newest = lam.versions[max(lam.versions, key=int)]
     parameters = {**settings.parameters, "ModelVersion": newest.model_version}
-    cfn = LocalCloudFormation(
-        stack,
-        parameters,
-        function=lam.function,
-        application=application,
-        group=group,
-        region=settings.region,
-    )
+    resources = [
+        ("InferenceFunction", lam.function, "AWS::Lambda::Function"),
+        ("ServerlessDeploymentApplication", application, "AWS::CodeDeploy::Application"),
+        ("InferenceFunctionDeploymentGroup", group, "AWS::CodeDeploy::DeploymentGroup"),
+    ]
+    cfn = LocalCloudFormation(stack, parameters, resources, settings.region)
     return cfn, lam, LocalCodeDeploy(application, group, lam.function, deployments, alias=alias.name)

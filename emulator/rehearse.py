@@ -224,22 +224,22 @@ def _per_key_quota(options: Options, settings: Any) -> tuple[Any, str | None]:
     """The settings the gateway gets, and a note when the usage plan's quota was lifted. The quota
     is per API key (one consumer) per month; the replay stands for every user at --traffic, sent
     with one key, so when it would exceed one key's quota the rehearsal lifts it, and says so."""
-    if settings.quota_limit is None:
+    plan = settings.key_plan
+    if plan is None or plan.quota_limit is None:
         return settings, None
-    plan = settings.plan
     # The PreTraffic hook runs on the wall clock (up to its Timeout on a busy machine) while users'
     # traffic flows; the canary step and the gate's wait for late records (600 s + 60 s) are compressed.
     hook_s = settings.functions[settings.pre_traffic_hook].timeout_s
-    compressed_s = (plan.minutes * 60.0 + 660.0) / options.speed
+    compressed_s = (settings.plan.minutes * 60.0 + 660.0) / options.speed
     expected = options.wall_rate * (hook_s + compressed_s + options.after_s + 5.0)
-    if expected <= settings.quota_limit:
+    if expected <= plan.quota_limit:
         return settings, None
     note = (
         f"the replay (about {expected:.0f} requests with one API key) stands for many users: the usage "
-        f"plan's quota of {settings.quota_limit} requests per key per {settings.quota_period.lower()} is "
+        f"plan's quota of {plan.quota_limit} requests per key per {plan.quota_period.lower()} is "
         "lifted for it (its throttle still applies)"
     )
-    return dataclasses.replace(settings, quota_limit=None), note
+    return settings.lifted(quota=True), note
 
 
 def _check(options: Options, settings: Any, manifests: dict[str, Any]) -> None:
@@ -265,10 +265,11 @@ def _check(options: Options, settings: Any, manifests: dict[str, Any]) -> None:
         )
     if not math.isfinite(options.log_lag) or not 0 <= options.log_lag <= 3600:
         raise UsageError(f"--log-lag {options.log_lag:g}: use between 0 and 3600 seconds")
-    if settings.rate_limit is not None and options.wall_rate > settings.rate_limit:
+    rate_limit = settings.key_plan.rate_limit if settings.key_plan else None
+    if rate_limit is not None and options.wall_rate > rate_limit:
         raise UsageError(
             f"{options.wall_rate:g} requests per wall second is over the usage plan's throttle of "
-            f"{settings.rate_limit:g} req/s in environment {options.env!r} ({settings.samconfig_path.name}); "
+            f"{rate_limit:g} req/s in environment {options.env!r} ({settings.samconfig_path.name}); "
             "lower --traffic or --speed, or rehearse --env prod"
         )
     if not settings.pre_traffic_hook:

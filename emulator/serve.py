@@ -10,7 +10,6 @@ files say who has them).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import fcntl
 import os
 import signal
@@ -90,7 +89,12 @@ def serve_parser() -> argparse.ArgumentParser:
         "--env", default="local", help="samconfig environment to take settings from (default local)"
     )
     parser.add_argument(
-        "--no-quota", action="store_true", help="serve without the usage plan's quota (load tests)"
+        "--no-quota", action="store_true", help="serve without the usage plans' quotas (load tests)"
+    )
+    parser.add_argument(
+        "--no-throttle",
+        action="store_true",
+        help="serve without the usage plans' throttles, methods' included (capacity benchmarks)",
     )
     parser.add_argument(
         "--records",
@@ -237,8 +241,8 @@ def serve(argv: list[str]) -> int:
         models, why = _models(args, settings, split)
     except (SettingsError, _Usage) as exc:
         return usage(str(exc))
-    if args.no_quota:
-        settings = dataclasses.replace(settings, quota_limit=None)
+    if args.no_quota or args.no_throttle:
+        settings = settings.lifted(quota=args.no_quota, throttle=args.no_throttle)
     if split and args.baseline == args.canary and not args.fault:
         print(f"note: baseline and canary both serve {args.baseline}", file=sys.stderr)
 
@@ -387,15 +391,7 @@ def _banner(
         f"  (/{settings.stage_name}/ in the URL is the API stage, not the model version: the "
         "X-Model-Version header of each answer names the model)"
     )
-    quota = (
-        f"{settings.quota_limit} per {settings.quota_period.lower()}"
-        if settings.quota_limit is not None
-        else "none"
-    )
-    throttle = (
-        f"{settings.rate_limit:g} req/s, burst {settings.burst_limit}" if settings.rate_limit else "none"
-    )
-    print(f"  usage plan of this key ({settings.default_plan}): throttle {throttle}; quota {quota}")
+    print(f"  usage plan of this key: {_plan_line(settings.key_plan)}")
     registry = getattr(gateway, "consumers", None)
     if registry is not None:
         print(
@@ -412,3 +408,13 @@ def _banner(
         f'  try: curl -s -X POST {gateway.route_url()} -H "x-api-key: {shown_key}" -d \'{{"text": "hello"}}\''
     )
     print("Ctrl-C to stop.", flush=True)
+
+
+def _plan_line(plan: Any) -> str:
+    """A usage plan's limits in words, as the banner shows them."""
+    if plan is None:
+        return "none (no limits)"
+    throttle = f"{plan.rate_limit:g} req/s, burst {plan.burst_limit}" if plan.rate_limit else "none"
+    methods = "".join(f"; {m} {r:g} req/s, burst {b}" for m, (r, b) in plan.method_throttles.items())
+    quota = f"{plan.quota_limit} per {plan.quota_period.lower()}" if plan.quota_limit is not None else "none"
+    return f"{plan.name}: throttle {throttle}{methods}; quota {quota}"

@@ -25,6 +25,7 @@ from stack.settings import (
     StackSettings,
     allowed_model_versions,
     load_settings,
+    name_prefix,
 )
 from stack.template import DEFAULT_TEMPLATE, LOCAL_ACCOUNT, ROOT, load_template
 
@@ -48,6 +49,7 @@ __all__ = [
     "allowed_model_versions",
     "deployable_environments",
     "load_settings",
+    "name_prefix",
     "load_template",
     "plan_for",
     "read_samconfig",

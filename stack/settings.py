@@ -9,6 +9,7 @@ group's name, or "<name>.<Attribute>" for an attribute.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -110,6 +111,13 @@ class PlanSettings:
     # method that applies on top of the plan's own (API Gateway's method-level throttling).
     method_throttles: Mapping[str, tuple[float, int]] = field(default_factory=dict)
 
+    def lifted(self, *, quota: bool = False, throttle: bool = False) -> PlanSettings:
+        """This plan without its quota, or without its throttles (the plan's and every method's)."""
+        changes: dict[str, Any] = {"quota_limit": None} if quota else {}
+        if throttle:
+            changes.update(rate_limit=None, burst_limit=None, method_throttles=_EMPTY)
+        return dataclasses.replace(self, **changes)
+
 
 @dataclass(frozen=True)
 class StackSettings:
@@ -130,11 +138,6 @@ class StackSettings:
     cors: Cors | None  # the API's Cors property, None when it has none
     gateway_response_headers: Mapping[str, Mapping[str, str]]  # "DEFAULT_4XX"/"DEFAULT_5XX" -> headers
     api_key_required: bool  # Auth.ApiKeyRequired of the API
-    quota_limit: int | None  # the default plan's Quota.Limit (requests per key per period); None: none
-    quota_period: str  # Quota.Period: "DAY", "WEEK" or "MONTH"
-    quota_offset: int  # Quota.Offset: days into the period that the quota resets
-    rate_limit: float | None  # Throttle.RateLimit: tokens per second of the key's bucket; None: none
-    burst_limit: int | None  # Throttle.BurstLimit: the bucket's capacity; None: none
     inference: FunctionSettings  # the function behind the routes
     functions: Mapping[str, FunctionSettings]  # every function of the template by logical id
     deployment_type: str  # DeploymentPreference.Type, e.g. "Canary10Percent5Minutes" or "AllAtOnce"
@@ -148,10 +151,32 @@ class StackSettings:
     invoke_payload_limit_bytes: int = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
     integration_timeout_s: float = 29.0  # API Gateway's default (and maximum) integration timeout
     conditions: Mapping[str, bool] = field(default_factory=dict)  # the template's conditions, evaluated
-    # Every usage plan of the API by name; quota_* / rate_limit / burst_limit above are those of
-    # default_plan, the plan of the stack's own ApiKey (its UsagePlanKey), the `serve --api-key` key's.
-    plans: Mapping[str, PlanSettings] = field(default_factory=dict)
+    plans: Mapping[str, PlanSettings] = field(default_factory=dict)  # every usage plan of the API by name
+    # The plan of the stack's own ApiKey (its UsagePlanKey): the `serve --api-key` key's.
     default_plan: str | None = None
+
+    @property
+    def name_prefix(self) -> str:
+        """ "<AppName>-<Environment>-": what the stack's usage plans and API keys are named after."""
+        return name_prefix(self.parameters, self.environment)
+
+    @property
+    def key_plan(self) -> PlanSettings | None:
+        """The usage plan of the stack's own ApiKey (default_plan); None when the key has none."""
+        return self.plans.get(self.default_plan) if self.default_plan else None
+
+    def with_key_plan(self, **changes: Any) -> StackSettings:
+        """These settings with fields of the own key's plan changed (e.g. quota_limit=None)."""
+        if self.key_plan is None:
+            raise ValueError("the stack's own API key has no usage plan")
+        plan = dataclasses.replace(self.key_plan, **changes)
+        return dataclasses.replace(self, plans=MappingProxyType({**self.plans, plan.name: plan}))
+
+    def lifted(self, *, quota: bool = False, throttle: bool = False) -> StackSettings:
+        """Every usage plan without its quota (`serve --no-quota`; a rehearsal whose one key stands for
+        many users), or without its throttles (`serve --no-throttle`: capacity benchmarks)."""
+        plans = {name: p.lifted(quota=quota, throttle=throttle) for name, p in self.plans.items()}
+        return dataclasses.replace(self, plans=MappingProxyType(plans))
 
     @property
     def traffic_shift(self) -> str:
@@ -169,6 +194,13 @@ class StackSettings:
     def interval_minutes(self) -> int:
         """Minutes per step (0 for AllAtOnce)."""
         return int(self.plan.steps[0].minutes) if self.plan.steps else 0
+
+
+def name_prefix(parameters: Mapping[str, str], environment: str = "") -> str:
+    """What the stack's usage plans and API keys are named after, "<AppName>-<Environment>-" (the
+    template's `!Sub "${AppName}-${Environment}-..."`); `environment` stands in when the parameters
+    lack one. The one home of the rule: the settings, the local stand-ins and deploy/consumers.py."""
+    return f"{parameters.get('AppName', 'hate-speech')}-{parameters.get('Environment', environment)}-"
 
 
 def allowed_model_versions(template: str | os.PathLike[str] = DEFAULT_TEMPLATE) -> tuple[str, ...]:
@@ -207,7 +239,6 @@ def load_settings(
         raise SettingsError(f"{template_path}: no function has Handler {INFERENCE_HANDLER}")
     api = _api(raw, resources, inference.logical_id, template_path)
     plans, default_plan = _plans(raw, resources, api["api_id"], parameters, template_path)
-    default = plans.get(default_plan) if default_plan else None
     return StackSettings(
         template_path=template_path,
         samconfig_path=samconfig_path,
@@ -219,11 +250,6 @@ def load_settings(
         model_version=inference.environment.get("MODEL_VERSION", parameters.get("ModelVersion", "")),
         model_versions=_allowed_models(raw),
         **{k: v for k, v in api.items() if k != "api_id"},
-        quota_limit=default.quota_limit if default else None,
-        quota_period=default.quota_period if default else "MONTH",
-        quota_offset=default.quota_offset if default else 0,
-        rate_limit=default.rate_limit if default else None,
-        burst_limit=default.burst_limit if default else None,
         inference=inference,
         functions=MappingProxyType(functions),
         **_deployment(raw, resources, inference.logical_id, template_path),
@@ -338,7 +364,7 @@ def _plans(
 ) -> tuple[dict[str, PlanSettings], str | None]:
     """The API's usage plans by name, and the name of the one the stack's API key is on (its
     UsagePlanKey's; the first plan when no key names one)."""
-    prefix = f"{parameters.get('AppName', '')}-{parameters.get('Environment', '')}-"
+    prefix = name_prefix(parameters)
     plans: dict[str, PlanSettings] = {}
     for logical, res in raw["Resources"].items():
         if res.get("Type") != "AWS::ApiGateway::UsagePlan":

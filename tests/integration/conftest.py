@@ -3,8 +3,6 @@ modules start the same way."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from canary.records import RecordStore
@@ -24,9 +22,7 @@ def version():
 def unthrottled_gateway(api_key: str, records_dir, model: str = "v2") -> tuple[Gateway, RecordStore]:
     """A started gateway over one version of `model`, throttle and quota lifted (they are tested
     elsewhere), and the store it records into (in records_dir); the caller stops the gateway."""
-    settings = dataclasses.replace(
-        load_settings(), rate_limit=100_000.0, burst_limit=100_000, quota_limit=None
-    )
+    settings = load_settings().lifted(quota=True, throttle=True)
     store = RecordStore(records_dir / "records.sqlite")
     function = FunctionVersion("1", model, settings=settings)
     return Gateway(settings, Alias("live", function), api_key, store).start(), store

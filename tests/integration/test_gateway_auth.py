@@ -3,7 +3,6 @@ AddApiKeyRequiredToCorsPreflight: false, GatewayResponses with Access-Control-Al
 
 from __future__ import annotations
 
-import dataclasses
 import http.client
 import json
 
@@ -22,7 +21,7 @@ BODY = json.dumps({"text": "see you at the game tonight"})
 
 @pytest.fixture(scope="module")
 def settings():
-    return dataclasses.replace(load_settings(), rate_limit=100_000.0, burst_limit=100_000, quota_limit=None)
+    return load_settings().lifted(quota=True, throttle=True)
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ batch as one request."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import requests
 
@@ -24,7 +22,7 @@ TEXTS = [f"{seed} ({i})" for i, seed in enumerate(SEEDS * 10)]
 
 
 def start(tmp_path_factory, **plan) -> tuple[Gateway, RecordStore]:
-    settings = dataclasses.replace(load_settings(), **plan)
+    settings = load_settings().lifted(throttle=True).with_key_plan(**plan)
     store = RecordStore(tmp_path_factory.mktemp("records") / "records.sqlite")
     version = FunctionVersion("1", "v2", settings=settings)
     return Gateway(settings, Alias("live", version), API_KEY, store).start(), store
@@ -32,7 +30,7 @@ def start(tmp_path_factory, **plan) -> tuple[Gateway, RecordStore]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    gateway, store = start(tmp_path_factory, rate_limit=100_000.0, burst_limit=100_000, quota_limit=None)
+    gateway, store = start(tmp_path_factory, quota_limit=None)
     yield gateway, store
     gateway.stop()
 
@@ -124,7 +122,7 @@ def test_the_batch_route_needs_the_key_and_answers_the_preflight_without_it(stac
 def test_a_batch_is_one_request_of_the_quota(tmp_path_factory):
     """API Gateway counts requests, not texts: with a quota of 3, two batches of 100 texts and one
     single request are answered, and the next request of either kind is over the quota."""
-    gateway, _ = start(tmp_path_factory, rate_limit=100_000.0, burst_limit=100_000, quota_limit=3)
+    gateway, _ = start(tmp_path_factory, quota_limit=3)
     try:
         with requests.Session() as s:
             s.headers["x-api-key"] = API_KEY

@@ -278,6 +278,22 @@ def test_make_serve_runs_the_local_stack_and_stops_on_ctrl_c(tmp_path):
     assert (tmp_path / "logs" / "hate-speech-local-infer-1.log").is_file()
 
 
+def test_serve_without_quota_says_so_for_the_key_s_plan(tmp_path):
+    """--no-quota: the banner gives the stack key's plan with its throttles (the batch method's
+    included) and no quota; a request passes."""
+    served = Served(["--no-quota"], tmp_path, env={"HATE_API_KEY": "no-quota-key-0123456789abcdef"})
+    try:
+        line = next(x for x in served.banner.splitlines() if "usage plan of this key" in x)
+        assert line.strip() == (
+            "usage plan of this key: standard: throttle 50 req/s, burst 100; "
+            "/infer/hate-speech/batch/POST 10 req/s, burst 20; quota none"
+        )
+        headers = {"x-api-key": "no-quota-key-0123456789abcdef"}
+        assert requests.post(served.url, data=BODY, headers=headers, timeout=15).status_code == 200
+    finally:
+        served.stop()
+
+
 def test_serve_takes_the_key_from_the_environment_and_never_prints_it(tmp_path):
     """HATE_API_KEY is used and not echoed; Ctrl-C (SIGINT) stops it cleanly."""
     key = "env-given-key-0123456789abcdef"

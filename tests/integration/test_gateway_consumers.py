@@ -199,3 +199,22 @@ def test_method_throttling_applies_per_key_and_method_on_top_of_the_plan(tmp_pat
     assert [registry.admit([value], batch).refusal for _ in range(2)] == [None, "Too Many Requests"]
     assert registry.admit([value], single).refusal is None
     assert registry.admit([value, value], single) is None  # two x-api-key headers: 403
+
+
+def test_lifting_the_quota_lifts_it_for_every_plan_s_keys(tmp_path):
+    """`serve --no-quota` (settings.lifted(quota=True)) lifts the quota of the consumer keys' plans
+    too, not only the stack key's: a key on a plan with a quota of 1 passes its second request;
+    the plan's throttle still applies."""
+    plan = PlanSettings("tiny", "UsagePlan", 1, "MONTH", 0, 1.0, 1, {})
+    settings = dataclasses.replace(load_settings(), plans={"tiny": plan}, default_plan="tiny")
+    store = tmp_path / "consumers.json"
+    cfn, apigw = local_clients(settings, store)
+    _, value = co.Consumers(apigw, cfn, settings.stack_name, "local").add("acme", "tiny")
+    now = [0.0]
+    registry = KeyRegistry(settings.lifted(quota=True), store, monotonic=lambda: now[0])
+    refusals = []
+    for _ in range(3):
+        now[0] += 1.0  # the bucket (1 req/s, burst 1) refills
+        refusals.append(registry.admit([value], "/infer/hate-speech/POST").refusal)
+    refusals.append(registry.admit([value], "/infer/hate-speech/POST").refusal)  # at once: throttled
+    assert refusals == [None, None, None, "Too Many Requests"]

@@ -92,9 +92,7 @@ def echo_handler(event, context):
 
 
 def echo_settings(timeout_s: float | None = None):
-    settings = dataclasses.replace(
-        load_settings(), rate_limit=100_000.0, burst_limit=100_000, quota_limit=None
-    )
+    settings = load_settings().lifted(quota=True, throttle=True)
     inference = dataclasses.replace(settings.inference, handler=HANDLER)
     if timeout_s is not None:
         inference = dataclasses.replace(inference, timeout_s=timeout_s)

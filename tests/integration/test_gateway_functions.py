@@ -3,7 +3,6 @@ real cold start, a weighted split, weight changes under load, faults, and the re
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import threading
@@ -31,7 +30,7 @@ EVENT = json.loads((ROOT / "events" / "infer-post-valid.json").read_text())
 
 @pytest.fixture(scope="module")
 def settings():
-    return dataclasses.replace(load_settings(), rate_limit=100_000.0, burst_limit=100_000, quota_limit=None)
+    return load_settings().lifted(quota=True, throttle=True)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 
@@ -26,7 +25,7 @@ def open_gateway(version):
     started: list[Gateway] = []
 
     def make(**plan) -> Gateway:
-        settings = dataclasses.replace(load_settings(), **plan)
+        settings = load_settings().with_key_plan(**plan)
         gateway = Gateway(settings, Alias("live", version), API_KEY, None).start()
         started.append(gateway)
         return gateway
@@ -44,7 +43,7 @@ def send(gateway: Gateway, session: requests.Session, n: int, key: str = API_KEY
 
 def test_local_environment_takes_the_usage_plan_from_samconfig():
     """samconfig's [local] overrides QuotaLimit, RateLimit and BurstLimit over the template's defaults."""
-    local, prod = load_settings(env="local"), load_settings(env="prod")
+    local, prod = load_settings(env="local").key_plan, load_settings(env="prod").key_plan
     assert (local.quota_limit, local.rate_limit, local.burst_limit) == (500, 50.0, 100)
     assert (prod.quota_limit, prod.rate_limit, prod.burst_limit) == (10_000, 1000.0, 1000)
     assert local.quota_period == prod.quota_period == "MONTH"
@@ -61,6 +60,24 @@ def test_requests_over_the_burst_are_429_too_many_requests(open_gateway):
     assert throttled.json() == {"message": "Too Many Requests"}
     assert throttled.headers["x-amzn-ErrorType"] == "TooManyRequestsException"
     assert throttled.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_the_stack_s_own_key_gets_its_plan_s_method_throttle(open_gateway):
+    """The plan's "/path/METHOD" throttle holds for the stack's own key as for a consumer's (API
+    Gateway keeps it per key and method): at 1 batch per second, burst 2, the third batch in a row
+    is 429 while single requests still pass on the plan's own bucket."""
+    batch = {"/infer/hate-speech/batch/POST": (1.0, 2)}
+    gateway = open_gateway(rate_limit=1000.0, burst_limit=1000, quota_limit=None, method_throttles=batch)
+    body = json.dumps({"texts": ["what a lovely morning"]})
+    with requests.Session() as s:
+        batches = [
+            s.post(gateway.route_url("/infer/hate-speech/batch"), data=body, headers={"x-api-key": API_KEY})
+            for _ in range(3)
+        ]
+        single = send(gateway, s, 1)[0]
+    assert [r.status_code for r in batches] == [200, 200, 429]
+    assert batches[2].json() == {"message": "Too Many Requests"}
+    assert single.status_code == 200
 
 
 def test_the_bucket_refills_at_the_rate(open_gateway):

@@ -44,6 +44,7 @@ def test_the_usage_plans_give_the_local_keys_their_limits():
     standard plan, the stack key's; the free plan keeps its Free* defaults."""
     s = load_settings()
     assert s.default_plan == "standard"
-    assert (s.quota_limit, s.rate_limit, s.burst_limit, s.quota_period) == (500, 50.0, 100, "MONTH")
+    own = s.key_plan
+    assert (own.quota_limit, own.rate_limit, own.burst_limit, own.quota_period) == (500, 50.0, 100, "MONTH")
     free = s.plans["free"]
     assert (free.quota_limit, free.rate_limit, free.burst_limit) == (1000, 5.0, 10)

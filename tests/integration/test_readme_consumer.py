@@ -5,7 +5,6 @@ lines README shows under it."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import subprocess
@@ -46,7 +45,7 @@ def documented_output(code: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    settings = dataclasses.replace(load_settings(), rate_limit=1_000.0, burst_limit=1_000, quota_limit=None)
+    settings = load_settings().with_key_plan(rate_limit=1_000.0, burst_limit=1_000, quota_limit=None)
     # README's examples describe the newest model (tests/unit/test_readme.py): serve that one.
     version = FunctionVersion("1", newest_model_version(), settings=settings)
     gateway = Gateway(settings, Alias("live", version), API_KEY, None)

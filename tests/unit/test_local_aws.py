@@ -110,9 +110,12 @@ def test_cloudformation_stand_in_records_the_update_and_says_what_it_would_chang
     """update_stack with the previous template records the request, applies the changed parameter and
     stays UPDATE_COMPLETE; describe_updates says "would update ModelVersion v2 -> v1"; a stack of
     another name does not exist (describe_stack: None)."""
-    cfn = LocalCloudFormation(
-        STACK, {"Environment": "prod", "ModelVersion": "v2"}, function=FUNCTION, application="a", group="g"
-    )
+    resources = [
+        ("InferenceFunction", FUNCTION, "AWS::Lambda::Function"),
+        ("ServerlessDeploymentApplication", "a", "AWS::CodeDeploy::Application"),
+        ("InferenceFunctionDeploymentGroup", "g", "AWS::CodeDeploy::DeploymentGroup"),
+    ]
+    cfn = LocalCloudFormation(STACK, {"Environment": "prod", "ModelVersion": "v2"}, resources)
     stack = st.describe_stack(cfn, STACK)
     cfn.update_stack(**rb.reconcile_request(stack, {"ModelVersion": "v1"}))
     assert cfn.describe_updates() == "would update ModelVersion v2 -> v1"

@@ -164,7 +164,11 @@ def test_an_override_below_min_value_is_refused(tmp_path):
 def test_overrides_as_one_string_are_read_like_sam_reads_them(tmp_path):
     """parameter_overrides may be one space-separated string, as `sam deploy` accepts."""
     s = load_settings(TEMPLATE, samconfig_with(tmp_path, '"QuotaLimit=7 ModelVersion=v2"'), env="try")
-    assert (s.quota_limit, s.model_version, s.inference.environment["MODEL_VERSION"]) == (7, "v2", "v2")
+    assert (s.key_plan.quota_limit, s.model_version, s.inference.environment["MODEL_VERSION"]) == (
+        7,
+        "v2",
+        "v2",
+    )
 
 
 def test_a_broken_template_is_reported_with_its_path(tmp_path):
@@ -219,3 +223,22 @@ def test_an_intrinsic_the_resolver_cannot_evaluate_is_a_settings_error(tmp_path)
     template, samconfig = write(tmp_path, broken)
     with pytest.raises(SettingsError, match="cannot resolve the template"):
         load_settings(template, samconfig, env="try")
+
+
+def test_lifting_the_limits_changes_every_plan_and_only_what_was_asked():
+    """lifted(quota=True) drops every plan's quota and keeps its throttles; lifted(throttle=True)
+    drops the plan's throttle and its methods' and keeps the quota (serve --no-quota / --no-throttle)."""
+    s = load_settings(TEMPLATE, SAMCONFIG, env="prod")
+    no_quota, no_throttle = s.lifted(quota=True), s.lifted(throttle=True)
+    assert set(no_quota.plans) == set(no_throttle.plans) == {"standard", "free"}
+    for name, plan in s.plans.items():
+        assert no_quota.plans[name].quota_limit is None
+        assert no_quota.plans[name].method_throttles == plan.method_throttles != {}
+        assert (no_quota.plans[name].rate_limit, no_quota.plans[name].burst_limit) == (
+            plan.rate_limit,
+            plan.burst_limit,
+        )
+        lifted = no_throttle.plans[name]
+        assert (lifted.rate_limit, lifted.burst_limit, dict(lifted.method_throttles)) == (None, None, {})
+        assert lifted.quota_limit == plan.quota_limit is not None
+    assert s.key_plan.quota_limit == 10_000  # the original is unchanged
