@@ -1261,35 +1261,6 @@ def live_window_needed(n: int, rate_rps: float, share: float) -> float:
     return n / (rate_rps * share)
 
 
-def expected_counts(
-    rate_rps: float, share: float, probe_rps: float, cfg: EvidenceConfig | None = None
-) -> dict[str, Any]:
-    """Records each metric will have at the gate and, per interim look, visible so far (means)."""
-    cfg = cfg or EvidenceConfig()
-    w = cfg.window_s
-    live_c, live_b, probe = rate_rps * share * w, rate_rps * (1 - share) * w, probe_rps * w
-    gate = {
-        "probe_agreement (canary probe answers)": probe,
-        "errors (requests per group: canary, baseline)": (live_c + probe, live_b + probe),
-        "latency (probe pairs)": probe,
-        "paired_labels (pairs per group: canary, baseline)": (live_c + probe, live_b + probe),
-    }
-    looks = []
-    e = cfg.look_interval_s
-    while e <= w + 1e-9:
-        t = planned_information(e, cfg)
-        looks.append(
-            {
-                "elapsed_s": e,
-                "information": t,
-                "alpha": look_alpha(e, cfg),
-                "canary_records": t * (live_c + probe),
-            }
-        )
-        e += cfg.look_interval_s
-    return {"gate": gate, "gate_alpha": look_alpha(w, cfg, final=True), "looks": looks}
-
-
 # --------------------------------------------------------------------------- helpers
 
 

@@ -357,19 +357,6 @@ def handler_ms(response: Mapping[str, Any]) -> float | None:
     return value if value is not None and math.isfinite(value) and value >= 0 else None
 
 
-def send_all(
-    rows: Sequence[KnownText],
-    invoke: Invoke,
-    config: HookConfig,
-    run_id: str,
-    deadline: float | None,
-    clock: Callable[[], float],
-) -> list[Answer]:
-    """One request per row, config.concurrency in flight; past the deadline nothing more is sent
-    and nothing more awaited (a hung invoke must not keep the hook from reporting)."""
-    return [answers[0] for answers in send_paired(rows, (invoke,), config, run_id, deadline, clock)]
-
-
 def send_paired(
     rows: Sequence[KnownText],
     invokes: Sequence[Invoke],

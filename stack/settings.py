@@ -179,21 +179,9 @@ class StackSettings:
         return dataclasses.replace(self, plans=MappingProxyType(plans))
 
     @property
-    def traffic_shift(self) -> str:
-        """The plan's kind: "canary", "linear" or "all_at_once"."""
-        if not self.plan.steps:
-            return "all_at_once"
-        return "canary" if self.plan.name.startswith("Canary") else "linear"
-
-    @property
     def canary_percent(self) -> int:
         """Percent of traffic the first step gives the new version (100 for AllAtOnce)."""
         return round(self.plan.steps[0].weight * 100) if self.plan.steps else 100
-
-    @property
-    def interval_minutes(self) -> int:
-        """Minutes per step (0 for AllAtOnce)."""
-        return int(self.plan.steps[0].minutes) if self.plan.steps else 0
 
 
 def name_prefix(parameters: Mapping[str, str], environment: str = "") -> str:

@@ -532,13 +532,14 @@ def test_sign_test_power_agrees_with_a_monte_carlo():
     assert np.mean(hits) == pytest.approx(power, abs=4 * math.sqrt(power * (1 - power) / 2000))
 
 
-def test_expected_counts_and_the_live_only_window():
-    """At 0.004 req/s the gate's evidence is the probe's 1,500 pairs; live traffic alone would
-    need weeks for the errors metric's n."""
-    counts = ev.expected_counts(0.004, 0.1, 5.0)
-    assert counts["gate"]["latency (probe pairs)"] == 1500
-    assert [look["elapsed_s"] for look in counts["looks"]] == [60, 120, 180, 240, 300]
-    assert sum(look["alpha"] for look in counts["looks"]) + counts["gate_alpha"] == pytest.approx(0.01)
+def test_the_live_only_window_and_the_alpha_spent_over_the_looks():
+    """Live traffic alone at 0.004 req/s would need weeks for the errors metric's n; the looks
+    every minute of a 5-minute window and the gate together spend the whole alpha."""
+    cfg = ev.EvidenceConfig()
+    looks = [cfg.look_interval_s * k for k in range(1, int(cfg.window_s / cfg.look_interval_s) + 1)]
+    assert looks == [60, 120, 180, 240, 300]
+    spent = sum(ev.look_alpha(e, cfg) for e in looks) + ev.look_alpha(cfg.window_s, cfg, final=True)
+    assert spent == pytest.approx(0.01)
     assert ev.live_window_needed(1270, 0.004, 0.1) / 86400 == pytest.approx(36.75, abs=0.01)
     with pytest.raises(ValueError):
         ev.live_window_needed(1270, 0.0, 0.1)

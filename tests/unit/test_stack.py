@@ -103,14 +103,9 @@ def test_references_can_be_kept_for_the_transformed_template():
 def test_the_deployment_preference_follows_the_environment():
     """Environment=prod (the local env) -> Canary10Percent5Minutes; dev -> AllAtOnce."""
     local, dev = load_settings(env="local"), load_settings(env="dev")
-    assert (local.deployment_type, local.canary_percent, local.interval_minutes) == (
-        "Canary10Percent5Minutes",
-        10,
-        5,
-    )
+    assert (local.deployment_type, local.canary_percent) == ("Canary10Percent5Minutes", 10)
     assert [(s.weight, s.minutes) for s in local.plan.steps] == [(0.1, 5.0)]
-    assert (dev.deployment_type, dev.traffic_shift, dev.plan.steps) == ("AllAtOnce", "all_at_once", ())
-    assert local.traffic_shift == "canary"
+    assert (dev.deployment_type, dev.canary_percent, dev.plan.steps) == ("AllAtOnce", 100, ())
     assert local.pre_traffic_hook == "PreTrafficHookFunction"
 
 
