@@ -7,10 +7,12 @@ matrices, not the weights); the hook verifies every artifact file with infer.art
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+_VERSION = re.compile(r"v(\d+)")
 
 
 class ManifestError(RuntimeError):
@@ -38,3 +40,12 @@ def load_manifests(models_dir: str | Path = DEFAULT_MODELS_DIR) -> dict[str, dic
         manifest = load_manifest(path)
         manifests[manifest["version"]] = manifest
     return manifests
+
+
+def trained_versions(models_dir: str | Path = DEFAULT_MODELS_DIR) -> tuple[str, ...]:
+    """The trained models: models_dir/vN folders with a manifest, in N order (v10 after v9); what
+    the build ships, the rollout accepts and `serve` picks the newest of."""
+    found = [
+        p.parent.name for p in Path(models_dir).glob("*/manifest.json") if _VERSION.fullmatch(p.parent.name)
+    ]
+    return tuple(sorted(found, key=lambda name: int(name[1:])))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from canary.manifests import trained_versions
 from deploy import stack as st
 
 Runner = Callable[[Sequence[str]], int]
@@ -166,7 +167,7 @@ def main(
             cloudformation=cfn,
             lambda_client=lam,
             codedeploy=cd,
-            models=st.model_versions(),
+            models=trained_versions(),
             env_overrides=overrides,
             stack_name=name,
         )

@@ -9,7 +9,6 @@ shifts between (its AppSpec). Every AWS client is passed in, so tests use botoco
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -31,17 +30,10 @@ INFERENCE_FUNCTION = "InferenceFunction"  # the template's logical id
 ACTIVE_STATUSES = ("Created", "Queued", "InProgress", "Baking", "Ready")
 # The version's environment variables that come from stack parameters (template.yaml).
 VERSION_PARAMETERS = {"MODEL_VERSION": "ModelVersion", "MAX_TEXT_CHARS": "MaxTextChars"}
-_MODEL = re.compile(r"v(\d+)")
 
 
 class DeployError(Exception):
     """Why a rollout, rollback or prune stops, in one line."""
-
-
-def model_versions(models_dir: Path = MODELS_DIR) -> tuple[str, ...]:
-    """The models the package ships: models/vN folders with a manifest, in N order."""
-    found = [p.parent.name for p in models_dir.glob("*/manifest.json") if _MODEL.fullmatch(p.parent.name)]
-    return tuple(sorted(found, key=lambda name: int(name[1:])))
 
 
 def samconfig_overrides(env: str, samconfig: Path = SAMCONFIG) -> dict[str, str]:

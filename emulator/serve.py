@@ -127,13 +127,10 @@ class _Usage(Exception):
 def newest_model(allowed: Sequence[str], models_dir: Path) -> str | None:
     """The newest trained model the template allows: the highest vN (by number, so v10 > v9) of
     ModelVersion's AllowedValues with a manifest in models_dir; None when none is trained."""
+    from canary.manifests import trained_versions
 
-    def number(name: str) -> tuple[int, str]:
-        digits = "".join(ch for ch in name if ch.isdigit())
-        return (int(digits) if digits else -1, name)
-
-    trained = [m for m in allowed if (models_dir / m / "manifest.json").is_file()]
-    return max(trained, key=number) if trained else None
+    trained = [m for m in trained_versions(models_dir) if m in allowed]
+    return trained[-1] if trained else None
 
 
 def _models(args: argparse.Namespace, settings: StackSettings, split: bool) -> tuple[list[str], str]:

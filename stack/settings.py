@@ -76,11 +76,15 @@ class AlarmSettings:
     evaluation_periods: int = 1  # EvaluationPeriods
     datapoints_to_alarm: int = 1  # DatapointsToAlarm (EvaluationPeriods when the template omits it)
     treat_missing_data: str = "notBreaching"  # TreatMissingData: notBreaching | breaching | ignore | missing
-    new_version_only: bool = False  # dimension ExecutedVersion: only the new version's invocations count
     logical_id: str = ""  # the template's logical id, e.g. "CanaryErrorsAlarm"
     dimensions: Mapping[str, str] = field(
         default_factory=lambda: _EMPTY
     )  # dimension name -> resolved value (stand-ins for AWS's)
+
+    @property
+    def new_version_only(self) -> bool:
+        """Dimension ExecutedVersion: only the new version's invocations count."""
+        return "ExecutedVersion" in self.dimensions
 
     def breaches(self, value: float) -> bool:
         """Whether one datapoint is on the alarming side of the threshold."""
@@ -439,7 +443,6 @@ def _alarm(logical: str, resources: dict[str, Any], template: Path) -> AlarmSett
         evaluation_periods=evaluation_periods,
         datapoints_to_alarm=int(props.get("DatapointsToAlarm", evaluation_periods)),
         treat_missing_data=str(props.get("TreatMissingData", "missing")),
-        new_version_only="ExecutedVersion" in dimensions,
         logical_id=logical,
         dimensions=MappingProxyType(dimensions),
     )

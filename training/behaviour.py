@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from canary.manifests import trained_versions
 from infer.artifacts import ArtifactError
 from infer.model import LABELS, load_model
 
@@ -189,12 +190,6 @@ def hate_rates(predict: Predict, cases: Iterable[Case]) -> dict[str, dict]:
     }
 
 
-def available_models(models_dir: Path = MODELS_DIR) -> list[str]:
-    """Model versions in models/ (folders with a manifest), in version order."""
-    found = [p.name for p in models_dir.iterdir() if (p / "manifest.json").is_file()]
-    return sorted(found, key=lambda v: (len(v), v))
-
-
 def predictors(versions: Sequence[str], models_dir: Path = MODELS_DIR) -> dict[str, Predict]:
     """Each model's serving scorer as text -> label, then the constant reference answers."""
     out: dict[str, Predict] = {}
@@ -259,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cases = load_suite(args.suite)
-        versions = args.models.split(",") if args.models else available_models(args.models_dir)
+        versions = args.models.split(",") if args.models else list(trained_versions(args.models_dir))
         preds = predictors([v.strip() for v in versions if v.strip()], args.models_dir)
     except (SuiteError, ArtifactError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -209,8 +209,9 @@ def render(rep: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from canary.manifests import trained_versions
     from infer.artifacts import ArtifactError
-    from training.behaviour import MODELS_DIR, available_models
+    from training.behaviour import MODELS_DIR
     from training.data import load
 
     parser = argparse.ArgumentParser(
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         dataset = load(args.data)
-        versions = args.models.split(",") if args.models else available_models(args.models_dir)
+        versions = args.models.split(",") if args.models else list(trained_versions(args.models_dir))
         rep = report(dataset, [v.strip() for v in versions if v.strip()], args.models_dir)
     except (ArtifactError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -495,12 +495,12 @@ def test_inference_function_reads_its_settings_from_the_parameters(prod):
 
 
 def test_model_version_only_offers_the_shipped_models(sam):
-    """ModelVersion accepts exactly the models in models/ (deploy.stack.model_versions, what the
+    """ModelVersion accepts exactly the models in models/ (canary.manifests.trained_versions, what the
     build ships and the rollout accepts): a new models/vN must be added to AllowedValues too,
     and a value without its folder would deploy a function that cannot load its model."""
-    from deploy.stack import model_versions
+    from canary.manifests import trained_versions
 
-    assert sam["Parameters"]["ModelVersion"]["AllowedValues"] == list(model_versions())
+    assert sam["Parameters"]["ModelVersion"]["AllowedValues"] == list(trained_versions())
     assert sam["Parameters"]["Environment"]["AllowedValues"] == ["dev", "uat", "prod"]
 
 

@@ -8,6 +8,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from canary.manifests import trained_versions
 from deploy import rollout as ro
 from deploy import stack as st
 
@@ -247,5 +248,5 @@ def test_model_versions_are_the_models_folders_with_a_manifest_in_number_order(t
         (tmp_path / name).mkdir()
         (tmp_path / name / "manifest.json").write_text("{}")
     (tmp_path / "v3").mkdir()
-    assert st.model_versions(tmp_path) == ("v1", "v2", "v10")
-    assert st.model_versions() == ("v1", "v2", "v3")
+    assert trained_versions(tmp_path) == ("v1", "v2", "v10")
+    assert trained_versions() == ("v1", "v2", "v3")

@@ -35,7 +35,7 @@ def _record(version: str, status: int = 200, latency: float = 1.0, label: str | 
     )
 
 
-def _rule(**overrides) -> AlarmSettings:
+def _rule(new_version_only: bool = True, **overrides) -> AlarmSettings:
     fields = {
         "name": "errors",
         "namespace": "AWS/Lambda",
@@ -43,7 +43,8 @@ def _rule(**overrides) -> AlarmSettings:
         "statistic": "Sum",
         "threshold": 0.0,
         "comparison": "GreaterThanThreshold",
-        "new_version_only": True,
+        # Scoped to the new version as the template scopes Lambda's metrics: by ExecutedVersion.
+        "dimensions": {"ExecutedVersion": "2"} if new_version_only else {},
     }
     return AlarmSettings(**{**fields, **overrides})
 

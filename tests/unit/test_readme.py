@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
+from canary.manifests import trained_versions
 from infer.model import CATEGORIES
 from tests.unit._infer_harness import ROOT, event, invoke, load_app
 
@@ -43,8 +44,7 @@ class Example:
 
 def newest_model_version() -> str:
     """The highest models/vN: the version README's examples must describe."""
-    versions = [p.name for p in (ROOT / "models").glob("v*") if p.name[1:].isdigit()]
-    return max(versions, key=lambda name: int(name[1:]))
+    return trained_versions(ROOT / "models")[-1]
 
 
 def _commands(block: str, first_line: int) -> list[tuple[int, str, list[str]]]:
