@@ -27,6 +27,7 @@ from typing import Any
 from canary import evidence
 from canary.records import RequestRecord
 from canary.sources import WindowRecords
+from emulator.functions import request_record
 from infer.sources import HOOK, LIVE, PROBE
 
 PROBE_RUN_ID = "REHEARSAL"  # no "-": it separates the parts of a probe id
@@ -66,6 +67,16 @@ def direct_answer(payload: Any) -> Mapping[str, Any]:
             "error": f"function error {payload['errorType']}",
         }
     return payload
+
+
+def invoke_direct(version: Any, event: dict[str, Any], keep: Callable[[RequestRecord], Any]) -> Mapping[str, Any]:
+    """Invoke a FunctionVersion as `lambda invoke` on its qualified ARN would (the hook, the probe):
+    its log record goes to `keep` (for the store, as the function's logs hold it); returns what the
+    direct caller sees. An InvokeError propagates."""
+    invocation = version.invoke_detailed(event)
+    status, label = status_label(invocation)
+    keep(request_record(version, invocation, status, label, time.time(), event))
+    return direct_answer(invocation.payload)
 
 
 # --------------------------------------------------------------------------- the probe
@@ -148,17 +159,15 @@ class ProbeRun:
             self.failure = f"{type(exc).__name__}: {exc}"
 
     def _invoke(self, version: str, event: dict[str, Any]) -> Mapping[str, Any]:
-        from emulator.functions import request_record
+        # An InvokeError is run_probe's failed answer.
+        answer = invoke_direct(self.versions[version], event, self._keep)
+        self._flush()
+        return answer
 
-        fv = self.versions[version]
-        invocation = fv.invoke_detailed(event)  # an InvokeError is run_probe's failed answer
-        status, label = status_label(invocation)
-        record = request_record(fv, invocation, status, label, time.time(), event)
+    def _keep(self, record: RequestRecord) -> None:
         with self._lock:
             self._pending.append(record)
             self.answers += 1
-        self._flush()
-        return direct_answer(invocation.payload)
 
     def _flush(self, force: bool = False) -> None:
         with self._lock:
@@ -199,12 +208,15 @@ class EvidenceWindow:
     # (the judge and the gate read it from the hook's log record): the latency metric's reference.
     latency_reference: float | None = None
 
+    def _crash_if_injected(self) -> None:
+        if self.crash:
+            raise JudgeCrashed("injected fault judge=crash: the judge raised before judging")
+
     def _judge(self, records: Any, elapsed_s: float, final: bool) -> evidence.EvidenceReport:
         from canary.probe import expected_labels
         from canary.sources import window_evidence
 
-        if self.crash:
-            raise JudgeCrashed("injected fault judge=crash: the judge raised before judging")
+        self._crash_if_injected()
         ev = window_evidence(
             records,
             baseline_version=self.baseline_version,
@@ -251,8 +263,7 @@ class EvidenceWindow:
         from canary.probe import expected_labels
 
         def reference() -> tuple[float | None, str | None]:
-            if self.crash:  # where the judge starts: after the wait, before the evidence is read
-                raise JudgeCrashed("injected fault judge=crash: the judge raised before judging")
+            self._crash_if_injected()  # where the judge starts: after the wait, before the evidence is read
             return self.latency_reference, None
 
         deadline = now() + self.gate_timeout_s - self.gate_config.time_margin_s
