@@ -26,7 +26,8 @@ from typing import Any
 
 from canary import evidence
 from canary.records import RequestRecord
-from canary.sources import WindowRecords
+from canary.probe import expected_labels, run_probe
+from canary.sources import SourceError, WindowRecords, window_evidence
 from emulator.functions import request_record
 from infer.sources import HOOK, LIVE, PROBE
 
@@ -140,8 +141,6 @@ class ProbeRun:
         }
 
     def _run(self) -> None:
-        from canary.probe import run_probe
-
         try:
             self.result = run_probe(
                 self._invoke,
@@ -212,32 +211,25 @@ class EvidenceWindow:
         if self.crash:
             raise JudgeCrashed("injected fault judge=crash: the judge raised before judging")
 
-    def _judge(self, records: Any, elapsed_s: float, final: bool) -> evidence.EvidenceReport:
-        from canary.probe import expected_labels
-        from canary.sources import window_evidence
-
-        self._crash_if_injected()
-        ev = window_evidence(
-            records,
-            baseline_version=self.baseline_version,
-            canary_version=self.canary_version,
-            expected=expected_labels(self.known_answers),
-        )
-        return evidence.judge_evidence(
-            ev,
-            expected_latency_ratio=self.latency_reference,
-            elapsed_s=elapsed_s,
-            final=final,
-            config=self.config,
-        )
-
     def look(self, records: Sequence[RequestRecord], since: float, until: float, elapsed_s: float) -> Any:
         """An interim look at the records visible now: the report, or None when a version has no
         visible record yet (the scheduled judge then publishes nothing). JudgeCrashed when it raises."""
-        from canary.sources import SourceError
-
         try:
-            return self._judge(WindowRecords.from_records(records, since, until), elapsed_s, final=False)
+            window = WindowRecords.from_records(records, since, until)
+            self._crash_if_injected()
+            ev = window_evidence(
+                window,
+                baseline_version=self.baseline_version,
+                canary_version=self.canary_version,
+                expected=expected_labels(self.known_answers),
+            )
+            return evidence.judge_evidence(
+                ev,
+                expected_latency_ratio=self.latency_reference,
+                elapsed_s=elapsed_s,
+                final=False,
+                config=self.config,
+            )
         except SourceError:
             return None
         except JudgeCrashed:
@@ -260,7 +252,6 @@ class EvidenceWindow:
         window's records on the compressed clock (`window_end`, now() and sleep() in simulated
         seconds), judge the whole window (final look), PASS or Failed. (decision, report, complete)."""
         from canary.gate import judge_window
-        from canary.probe import expected_labels
 
         def reference() -> tuple[float | None, str | None]:
             self._crash_if_injected()  # where the judge starts: after the wait, before the evidence is read
