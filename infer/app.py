@@ -130,12 +130,17 @@ def _reply(
     _log_request(origin, int(status), label, latency_ms, text_chars, shadow, shadow_ms)
     # The probe's and the hook's requests are not users': the business metrics count consumers only.
     if label is not None and version is not None and origin.source == LIVE:
-        # One EMF record, two dimension sets: [ModelVersion, service] and [ModelVersion, Label, service].
-        metrics.add_dimension(name="ModelVersion", value=version)
-        metrics.add_dimensions(ModelVersion=version, Label=label, service=CONFIG.service_name)
+        _label_dimensions(version, label)
         metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
         metrics.add_metric(name="Prediction", unit=MetricUnit.Count, value=1)
     return _response(status, body, origin, latency_ms, headers)
+
+
+def _label_dimensions(version: str, label: str) -> None:
+    """The next EMF record's two dimension sets, for the prediction metrics of the single and the
+    batch route alike: [ModelVersion, service] and [ModelVersion, Label, service]."""
+    metrics.add_dimension(name="ModelVersion", value=version)
+    metrics.add_dimensions(ModelVersion=version, Label=label, service=CONFIG.service_name)
 
 
 def _served_latency_ms(shadow_ms: float) -> float:
@@ -239,8 +244,7 @@ def _publish_batch_metrics(labels: list[str], batch_ms: float) -> None:
     if version is None:  # unreachable: a batch is only scored with a model loaded
         return
     for label, count in sorted(Counter(labels).items()):
-        metrics.add_dimension(name="ModelVersion", value=version)
-        metrics.add_dimensions(ModelVersion=version, Label=label, service=CONFIG.service_name)
+        _label_dimensions(version, label)
         metrics.add_metric(name="Prediction", unit=MetricUnit.Count, value=count)
         metrics.flush_metrics()
     metrics.add_dimension(name="ModelVersion", value=version)
