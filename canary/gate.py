@@ -149,8 +149,9 @@ def await_records(
     and no new record for `settle_s`. Stops at `deadline` (epoch s) with what it has.
     Returns (records, complete)."""
     first = window_end + max_log_lag_s - settle_s  # no read before it could end the wait
-    if now() < min(first, deadline):
-        sleep(min(first, deadline) - now())
+    wait = min(first, deadline) - now()  # read once: a second read may be past it (sleep(< 0) raises)
+    if wait > 0:
+        sleep(wait)
     last_total, changed = -1, now()
     while True:
         records = read()

@@ -779,8 +779,9 @@ def send_paced(
             due = began + i / rate
             if deadline is not None and due >= deadline:
                 break
-            if due > clock():
-                sleep(due - clock())
+            wait = due - clock()  # read once: a second read may be past `due` (sleep(< 0) raises)
+            if wait > 0:
+                sleep(wait)
             event = hook_event(row.text, row.row_id, config, run_id)
             paired.append(tuple(pool.map(lambda invoke, e=event: _ask(invoke, e, deadline, clock), invokes)))
     return paired

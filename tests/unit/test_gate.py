@@ -344,6 +344,31 @@ def test_the_wait_lasts_past_the_log_lag_and_until_records_stop_arriving():
     assert [t - END for t in seen] == [540, 570, 600, 630, 660]
 
 
+def test_the_first_wait_never_sleeps_a_negative_time_on_a_busy_machine():
+    """The clock read to decide the first wait and the one to size it may differ on a busy
+    machine: a second read past the first read time must not become sleep(<0) (time.sleep
+    raises ValueError, and the gate would fail on no evidence)."""
+    first_read = END + 540  # end + lag - settle
+    clock = Clock(first_read - 0.001)
+
+    def now() -> float:
+        value = clock()
+        clock.t += 0.002  # each read takes the machine 2 ms
+        return value
+
+    def strict_sleep(seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("sleep length must be non-negative")
+        clock.sleep(seconds)
+
+    got, complete = await_records(
+        lambda: records(130),
+        window_end=END, max_log_lag_s=600, settle_s=60, poll_s=30, deadline=END + 840,
+        now=now, sleep=strict_sleep,
+    )  # fmt: skip
+    assert complete and got.total == 130
+
+
 def test_the_wait_is_bounded_by_the_deadline():
     """Records that never settle: the gate stops reading at its deadline and says incomplete."""
     clock, counter = Clock(END), iter(range(1000))

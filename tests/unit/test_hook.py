@@ -1343,3 +1343,27 @@ def test_the_reference_comes_from_a_second_warm_pass_as_the_probe_sees_the_texts
         baseline_version="6",
     )
     assert result.latency_reference == pytest.approx(2.0)
+
+
+def test_the_paced_pass_never_sleeps_a_negative_time_on_a_busy_machine(setup):
+    """The clock read to decide a wait and the clock read to size it may differ on a busy machine;
+    a second read past the due time must not become sleep(<0), which raises ValueError in
+    time.sleep and would crash the hook (BLOCKED for no fault of the canary)."""
+    from canary.hook import KnownText, send_paced
+
+    config, _ = setup
+    # began, then row 1: due check, its invoke's start and end; row 2 (due 0.5): 0.49 then 0.51.
+    ticks = iter([0.0, 0.0, 0.1, 0.2, 0.49, 0.51] + [0.6 + 0.01 * i for i in range(100)])
+
+    def clock() -> float:
+        return next(ticks)
+
+    def strict_sleep(seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("sleep length must be non-negative")
+
+    rows = [KnownText(1, "first text"), KnownText(2, "second text")]
+    paired = send_paced(
+        rows, [lambda event: answer("neither")], config, "run", None, clock, rate=2.0, sleep=strict_sleep
+    )
+    assert [pair[0].label for pair in paired] == ["neither", "neither"]
