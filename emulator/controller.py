@@ -34,11 +34,12 @@ spans the minutes really took, so they read the store as they would read real re
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -49,6 +50,7 @@ from canary.hook import HookError, HookResult, run_pretraffic
 from canary.records import RecordSource, RequestRecord
 from canary.render import short_names
 from canary.stats import quantile
+from emulator.window import GateInterrupted, JudgeCrashed, invoke_direct
 from stack import AlarmSettings, Plan, Step
 
 
@@ -81,12 +83,13 @@ Event = dict[str, Any]
 
 
 class Invocable(Protocol):
-    """The part of emulator.functions.FunctionVersion the controller uses."""
+    """The part of emulator.functions.FunctionVersion the controller uses (the hook's requests go
+    through emulator.window.invoke_direct)."""
 
     function_version: str
     model_version: str
 
-    def invoke(self, event: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]: ...
+    def invoke_detailed(self, event: dict[str, Any]) -> Any: ...
 
 
 class TrafficGauge(Protocol):
@@ -161,8 +164,6 @@ def datapoint(
 
 
 def _statistic(statistic: str, values: Sequence[float]) -> float | None:
-    if not values:
-        return None
     if statistic.lower().startswith("p"):
         return quantile(values, float(statistic[1:]) / 100.0)
     return {
@@ -251,10 +252,6 @@ def _look(report: Any, at: float, sim: float) -> dict[str, Any]:
     }
 
 
-def _ns(n: Mapping[str, int]) -> str:
-    return f"{n.get('live', 0)}/{n.get('probe', 0)}"
-
-
 def _num(x: float) -> str:
     return f"{x:.0f}" if float(x).is_integer() else f"{x:.2f}"
 
@@ -289,13 +286,7 @@ class Deployment:
         """CodeDeploy's word for it."""
         if self.outcome is None:
             return "InProgress"
-        return (
-            "Succeeded"
-            if self.outcome == PROMOTED
-            else "Stopped"
-            if self.outcome in (ROLLED_BACK, ABORTED)
-            else "Failed"
-        )
+        return {PROMOTED: "Succeeded", ROLLED_BACK: "Stopped", ABORTED: "Stopped"}.get(self.outcome, "Failed")
 
 
 class _GateRun:
@@ -331,15 +322,11 @@ class _GateRun:
             self._resumes.put_nowait(False)
 
     def _sleep(self, seconds: float) -> None:
-        from emulator.window import GateInterrupted
-
         self._asks.put(("sleep", float(seconds)))
         if not self._resumes.get():
             raise GateInterrupted("the deployment ended while the gate waited")
 
     def _main(self) -> None:
-        from emulator.window import GateInterrupted
-
         try:
             self._asks.put(("decided", self._call(self._sleep)))
         except GateInterrupted:
@@ -398,22 +385,22 @@ class Controller:
         self.traffic, self.stall_s = traffic, stall_s
         self.pretraffic = pretraffic
         # Issue 10: the evidence judge and gate (emulator.window.EvidenceWindow); the probe, started
-        # at the first shift with the compressed clock (returns a running ProbeRun); the longest
-        # log lag, in simulated seconds, that the gate waits out after the window.
+        # at the first shift with the compressed clock (returns a running ProbeRun); the log lag's
+        # maximum in simulated seconds (0: every record is visible at once, the store is read
+        # without visible_by).
         self.window, self.probe_factory, self.lag_max_s = window, probe, float(lag_max_s)
         self.probe: Any | None = None
         self.phase = Phase.CREATED
         self._step_index = 0  # the plan's step being held (SHIFTING)
-        self._minute: int | None = None  # its minutes closed so far; None: not shifted to yet
+        # The minutes closed so far of the step being held (None: not shifted to yet) or, once
+        # AllowTraffic is done, of the PostTraffic gate's wait.
+        self._minute: int | None = None
         self._window_end = 0.0  # wall epoch at which AllowTraffic ended (POST_TRAFFIC)
         # The PostTraffic gate on its thread; the compressed time its current wait ends (None: the
-        # gate's turn); the compressed minutes closed while it waited.
+        # gate's turn).
         self._gate: _GateRun | None = None
         self._gate_target: float | None = None
-        self._gate_minute = 0
-        self._shift_sim = 0.0
         self._traffic_seen, self._traffic_progress = 0, 0.0  # the traffic's answers, when it last made any
-        self._hook_records: list[RequestRecord] = []
         self._probe_remaining_at_anchor = 0
         # Where the compressed clock was set, (wall, compressed s): the start, the shifts and every
         # minute's end. Between two it runs `speed` times faster than the wall clock; while a
@@ -436,10 +423,9 @@ class Controller:
         """Wall seconds in one compressed minute."""
         return 60.0 / self.speed
 
-    def _sim(self, wall: float) -> float:
-        """Compressed seconds since the deployment started, at a wall time."""
-        if not self._anchors:
-            return (wall - self.deployment.started) * self.speed
+    def sim_at(self, wall: float) -> float:
+        """The compressed clock's reading at a wall time (simulated seconds since the deployment
+        started)."""
         a_wall, a_sim = next((a for a in reversed(self._anchors) if a[0] <= wall), self._anchors[0])
         sim = a_sim + (wall - a_wall) * self.speed
         if self._sim_cap is not None and a_wall == self._anchors[-1][0]:
@@ -449,20 +435,18 @@ class Controller:
     def _wall_at(self, sim: float) -> float:
         """The wall time at which the compressed clock read `sim` (the end of a minute that waited
         for its traffic maps to when it really ended)."""
-        if not self._anchors:
-            return self.deployment.started + sim / self.speed
         # A minute's end, computed as start + 60 s, may land an ulp off its anchor: tolerate it.
         a_wall, a_sim = next((a for a in reversed(self._anchors) if a[1] <= sim + 1e-6), self._anchors[0])
         offset = sim - a_sim
         return a_wall + (0.0 if abs(offset) <= 1e-6 else offset / self.speed)
 
-    def sim_at(self, wall: float) -> float:
-        """The compressed clock's reading at a wall time (simulated seconds)."""
-        return self._sim(wall)
-
     def sim_now(self) -> float:
         """The compressed clock now (simulated seconds since the deployment started)."""
-        return self._sim(self.clock())
+        return self.sim_at(self.clock())
+
+    def _since(self) -> float:
+        """The wall epoch the evidence window starts at: the first shift (AllAtOnce: the start)."""
+        return self.deployment.shift_started or self.deployment.started
 
     def _outcomes(self) -> int:
         """Requests answered so far by the replayed traffic and the probe (the minutes' pacing)."""
@@ -480,11 +464,16 @@ class Controller:
         ahead = 0 if getattr(probe, "failure", None) is not None else max(0, self._probe_remaining_at_anchor)
         return users + min(math.floor(probe.wall_rate * self.minute_s), ahead)
 
+    def _anchor_now(self) -> float:
+        """Set the compressed clock where it reads now; returns the wall time."""
+        now = self.clock()
+        self._anchor(now, self.sim_at(now))
+        return now
+
     def _anchor(self, wall: float, sim: float) -> None:
         self._anchors.append((wall, sim))
         self._sim_cap = None
-        if self.traffic is not None:
-            self._outcomes_at_anchor = self._outcomes()
+        self._outcomes_at_anchor = self._outcomes()
         remaining = getattr(self.probe, "remaining", None)
         self._probe_remaining_at_anchor = remaining() if callable(remaining) else 10**9
 
@@ -538,7 +527,7 @@ class Controller:
             "kind": kind,
             "at": now,
             "t_wall_s": round(now - d.started, 3),
-            "t_sim_s": round(self._sim(now), 1),
+            "t_sim_s": round(self.sim_at(now), 1),
             "stage": d.stage,
             "weight": d.weight,
             "alarms": {a.rule.name: a.state for a in d.alarms},
@@ -589,9 +578,46 @@ class Controller:
         return Phase.PRE_TRAFFIC
 
     def _pretraffic_tick(self) -> Phase:
-        """BeforeAllowTraffic: the hook; then the first shift's tick, or the gate (AllAtOnce)."""
-        if not self._pretraffic():
+        """BeforeAllowTraffic: the hook (Failed blocks the deployment); then the first shift's tick,
+        or the gate (AllAtOnce)."""
+        d = self.deployment
+        self.note(
+            "hook",
+            f"PreTraffic hook: {self._golden_n()} known-answer requests to version {d.canary} "
+            f"(within {self.hook_budget_s:.1f} wall s: the hook's timeout compressed, at least "
+            f"{HOOK_MIN_BUDGET_S:g} s)",
+        )
+        # The hook invokes each version directly, as lambda invoke on its qualified ARN would; its
+        # log records (source "hook") go to the store, as the function's logs hold them.
+        records: list[RequestRecord] = []
+        try:
+            deadline = time.monotonic() + self.hook_budget_s
+            try:
+                d.hook = self.pretraffic(
+                    self.hook_config,
+                    functools.partial(invoke_direct, self.canary, keep=records.append),
+                    # Every text to the baseline too: the latency reference the judge and gate read.
+                    invoke_baseline=functools.partial(invoke_direct, self.baseline, keep=records.append),
+                    baseline_version=d.baseline,
+                    run_id=d.id,
+                    deadline=deadline,
+                )
+            finally:
+                self._store_hook_records(records)
+        except (HookError, OSError, ValueError) as exc:
+            # The real hook reports Failed on any crash; so does the local one.
+            d.hook_error = f"hook crashed: {type(exc).__name__}: {exc}"
+            d.reasons.append(f"PreTraffic hook Failed: {d.hook_error}")
+            self.note("hook-failed", d.reasons[-1])
             return self._finish(BLOCKED)
+        if not d.hook.passed:
+            d.reasons.append(f"PreTraffic hook Failed: {d.hook.reason}")
+            self.note("hook-failed", d.reasons[-1], hook=d.hook.status)
+            return self._finish(BLOCKED)
+        self.note("hook-passed", f"PreTraffic hook Succeeded: {d.hook.reason}", hook=d.hook.status)
+        # What the judge and the gate read from the hook's log record: its measured canary/baseline
+        # handler-latency ratio (None: not measured; latency then lacks a reference).
+        self.window.latency_reference = getattr(d.hook, "latency_reference", None)
         hook_done = getattr(self.canary, "mark_hook_done", None)
         if callable(hook_done):  # faults with @hook start now
             hook_done()
@@ -620,14 +646,12 @@ class Controller:
         d = self.deployment
         d.stage = f"shift {number}" if len(self.plan.steps) > 1 else "canary"
         self._route(step.weight)
-        start = self.clock()
-        self._anchor(start, self._sim(start))  # minutes count from the shift
+        start = self._anchor_now()  # minutes count from the shift
         if d.shift_started is None:
             d.shift_started = start
-            self._shift_sim = self._sim(start)
-            if self.probe_factory is not None and self.probe is None:
+            if self.probe_factory is not None:
                 self.probe = self.probe_factory(self.sim_now)
-                self._anchor(start, self._sim(start))  # the minute's plan now counts the probe
+                self._anchor(start, self.sim_at(start))  # the minute's plan now counts the probe
         self.note("shift", f"{step.weight:.0%} of traffic to version {d.canary} for {step.minutes:g} minutes")
 
     def _promote(self) -> Phase:
@@ -658,63 +682,25 @@ class Controller:
         if not fired:
             return None
         d.stage = label
-        d.reasons += [f"{a.rule.name} in ALARM: {a.reason}" for a in fired]
+        reasons = [f"{a.rule.name} in ALARM: {a.reason}" for a in fired]
         if judge_look and d.judge is not None and any(a.rule.metric == VERDICT_METRIC for a in fired):
-            d.reasons.append(f"the judge said {d.judge.verdict.value}: {d.judge.reason}")
-        self._route(0.0)
-        if judge_look:  # the canary's minutes say the short names; the gate's minutes the full ones
-            names = short_names([a.rule.name for a in d.alarms])
-            self.note("rollback", f"rollback to 0 %: {', '.join(names[a.rule.name] for a in fired)} in ALARM")
-        else:
-            self.note("rollback", "rollback to 0 %: " + ", ".join(a.rule.name for a in fired) + " in ALARM")
-        return self._finish(ROLLED_BACK)
+            reasons.append(f"the judge said {d.judge.verdict.value}: {d.judge.reason}")
+        # The canary's minutes say the short names; the gate's minutes the full ones.
+        names = short_names([a.rule.name for a in d.alarms]) if judge_look else {}
+        shown = ", ".join(names.get(a.rule.name, a.rule.name) for a in fired)
+        return self._to_baseline(ROLLED_BACK, reasons, f"rollback to 0 %: {shown} in ALARM")
 
     def _interrupted(self) -> Phase:
-        self.deployment.reasons.append("rehearsal interrupted: traffic returned to the baseline")
+        return self._to_baseline(ROLLED_BACK, ["rehearsal interrupted: traffic returned to the baseline"])
+
+    def _to_baseline(self, outcome: str, reasons: Sequence[str], said: str | None = None) -> Phase:
+        """End the deployment with all traffic back on the baseline (a rollback, or a stop without a
+        verdict): its reasons, then the alias, then the timeline's word on it."""
+        self.deployment.reasons.extend(reasons)
         self._route(0.0)
-        return self._finish(ROLLED_BACK)
-
-    def _pretraffic(self) -> bool:
-        d = self.deployment
-        self.note(
-            "hook",
-            f"PreTraffic hook: {self._golden_n()} known-answer requests to version {d.canary} "
-            f"(within {self.hook_budget_s:.1f} wall s: the hook's timeout compressed, at least "
-            f"{HOOK_MIN_BUDGET_S:g} s)",
-        )
-        try:
-            deadline = time.monotonic() + self.hook_budget_s
-            try:
-                d.hook = self.pretraffic(
-                    self.hook_config,
-                    self._hook_invoke,
-                    # Every text to the baseline too: the latency reference the judge and gate read.
-                    invoke_baseline=self._baseline_invoke,
-                    baseline_version=d.baseline,
-                    run_id=d.id,
-                    deadline=deadline,
-                )
-            finally:
-                self._store_hook_records()
-        except (HookError, OSError, ValueError) as exc:
-            # The real hook reports Failed on any crash; so does the local one.
-            d.hook_error = f"hook crashed: {type(exc).__name__}: {exc}"
-            d.reasons.append(f"PreTraffic hook Failed: {d.hook_error}")
-            self.note("hook-failed", d.reasons[-1])
-            return False
-        if not d.hook.passed:
-            d.reasons.append(f"PreTraffic hook Failed: {d.hook.reason}")
-            self.note("hook-failed", d.reasons[-1], hook=d.hook.status)
-            return False
-        self.note("hook-passed", f"PreTraffic hook Succeeded: {d.hook.reason}", hook=d.hook.status)
-        # What the judge and the gate read from the hook's log record: its measured canary/baseline
-        # handler-latency ratio (None: not measured; latency then lacks a reference).
-        self.window.latency_reference = getattr(d.hook, "latency_reference", None)
-        return True
-
-    def _baseline_invoke(self, event: dict[str, Any]) -> Mapping[str, Any]:
-        """The hook's request to the baseline version, straight to it (its record kept, source hook)."""
-        return self._hook_invoke(event, self.baseline)
+        if said is not None:
+            self.note("rollback" if outcome == ROLLED_BACK else "aborted", said)
+        return self._finish(outcome)
 
     def _golden_n(self) -> str:
         path = getattr(self.hook_config, "known_texts_path", self.hook_config.golden_path)
@@ -724,55 +710,25 @@ class Controller:
         except OSError:
             return "the"
 
-    def _hook_invoke(self, event: dict[str, Any], version: Invocable | None = None) -> Mapping[str, Any]:
-        """Invoke the new version (or `version`) directly, as lambda invoke on its qualified ARN
-        would; its log record (source "hook") is kept for the store, as the function's logs hold it."""
-        target = version or self.canary
-        detailed = getattr(target, "invoke_detailed", None)
-        if not callable(detailed) or not callable(getattr(self.store, "extend", None)):
-            return self._as_hook_answer(target.invoke(event))
-        from emulator.functions import request_record
-        from emulator.window import status_label
-
-        invocation = detailed(event)
-        status, label = status_label(invocation)
-        self._hook_records.append(request_record(target, invocation, status, label, time.time(), event))
-        return self._as_hook_answer(invocation.payload)
-
-    def _store_hook_records(self) -> None:
-        records, self._hook_records = self._hook_records, []
+    def _store_hook_records(self, records: list[RequestRecord]) -> None:
         if records:
             try:
                 self.store.extend(records)
             except Exception as exc:  # records lost must not change the hook's outcome
                 self.note("warning", f"the hook's records could not be stored: {type(exc).__name__}")
 
-    @staticmethod
-    def _as_hook_answer(response: Any) -> Mapping[str, Any]:
-        if isinstance(response, Mapping) and "statusCode" not in response and "errorType" in response:
-            return {
-                "statusCode": None,
-                "headers": {},
-                "body": "",
-                "error": f"function error {response['errorType']}",
-            }
-        return response
-
     def _abort(self, failure: str) -> Phase:
         """Stop the deployment without a verdict: the replayed traffic, the evidence, failed. Traffic
         returns to the baseline as a stopped CodeDeploy deployment's does."""
-        d = self.deployment
-        d.reasons.append(
+        reason = (
             f"the rehearsal's traffic generator {failure}: the deployment was stopped with no verdict "
             "(too little evidence to promote or roll back on); traffic returned to the baseline"
         )
-        self._route(0.0)
-        self.note("aborted", f"stopped: the traffic generator {failure}")
-        return self._finish(ABORTED)
+        return self._to_baseline(ABORTED, [reason], f"stopped: the traffic generator {failure}")
 
     def _stop_probe(self) -> None:
-        if self.probe is not None and self.deployment.probe is None:
-            self.deployment.probe = {**self.probe.stop(), "failure": getattr(self.probe, "failure", None)}
+        if self.probe is not None:
+            self.deployment.probe = self.probe.stop()
             self.probe = None  # the minutes after the window are paced by the users' traffic alone
 
     def _records(self, since: float, until: float, visible_by: float | None = None) -> list[RequestRecord]:
@@ -786,41 +742,12 @@ class Controller:
         """One compressed minute with the evidence judge: its interim look over the window's
         records visible by now (judge_look), then every alarm over that minute's records (metrics
         reach CloudWatch within the minute: no log lag for them)."""
-        from emulator.window import JudgeCrashed
-
         d = self.deployment
         self.flush()
-        sim_end = self._sim(end)
+        sim_end = self.sim_at(end)
         verdict, said = None, "waiting for the window's records"
         if judge_look:
-            since = d.shift_started or d.started
-            visible = self._records(since, end, visible_by=sim_end)
-            try:
-                report = self.window.look(visible, since, end, sim_end - self._shift_sim)
-            except JudgeCrashed as exc:
-                d.judge_errors.append(str(exc))
-                d.looks.append(
-                    {
-                        "at": end,
-                        "t_sim_s": round(sim_end, 1),
-                        "verdict": None,
-                        "reason": str(exc),
-                        "final": False,
-                    }
-                )
-                said = f"judge crashed, no verdict published ({exc})"
-            else:
-                if report is None:
-                    said = "judge: no record of a version visible yet, no verdict published"
-                else:
-                    d.judge = report
-                    verdict = VERDICT_VALUE[report.verdict]
-                    d.looks.append(_look(report, end, sim_end))
-                    n = d.looks[-1]["n"]
-                    said = (
-                        f"judge {report.verdict.value} (n live/probe visible: baseline "
-                        f"{_ns(n['baseline'])}, canary {_ns(n['canary'])})"
-                    )
+            verdict, said = self._judge_look(end, sim_end)
         longest = max((a.rule.period_s for a in d.alarms), default=60.0)
         records = self._records(self._wall_at(sim_end - longest), end)
         fired = self._fired(records, sim_end, end, verdict)
@@ -832,6 +759,29 @@ class Controller:
         )
         return fired
 
+    def _judge_look(self, end: float, sim_end: float) -> tuple[int | None, str]:
+        """The judge's interim look at `end`: the verdict it publishes (None: none) and what it said."""
+        d = self.deployment
+        since = self._since()
+        visible = self._records(since, end, visible_by=sim_end)
+        try:
+            report = self.window.look(visible, since, end, sim_end - self.sim_at(since))
+        except JudgeCrashed as exc:
+            d.judge_errors.append(str(exc))
+            d.looks.append(
+                {"at": end, "t_sim_s": round(sim_end, 1), "verdict": None, "reason": str(exc), "final": False}
+            )
+            return None, f"judge crashed, no verdict published ({exc})"
+        if report is None:
+            return None, "judge: no record of a version visible yet, no verdict published"
+        d.judge = report
+        d.looks.append(_look(report, end, sim_end))
+        n = {group: f"{c.get('live', 0)}/{c.get('probe', 0)}" for group, c in d.looks[-1]["n"].items()}
+        return VERDICT_VALUE[report.verdict], (
+            f"judge {report.verdict.value} (n live/probe visible: baseline {n['baseline']}, "
+            f"canary {n['canary']})"
+        )
+
     def _open_gate(self) -> Phase:
         """AllowTraffic is done: the probe stops, 100 % goes to the new version, and the PostTraffic
         gate (AfterAllowTraffic) is next."""
@@ -840,9 +790,8 @@ class Controller:
         self._window_end = self.clock()
         self._route(1.0)
         d.stage = "posttraffic"
-        start = self.clock()
-        self._anchor(start, self._sim(start))
-        self._gate_minute = 0
+        self._anchor_now()
+        self._minute = 0
         self._gate = _GateRun(self._run_gate)
         cfg = self.window.gate_config
         self.note(
@@ -856,16 +805,14 @@ class Controller:
     def _run_gate(self, sleep: Callable[[float], None]) -> tuple[Any, Any, bool]:
         """The gate's call, on the gate's thread: it waits (sleep, on the compressed clock) for the
         window's records, judges the whole window and decides: (decision, report, complete)."""
-        d = self.deployment
-        window_end = self._window_end
-        window_end_sim = self._sim(window_end)
-        since = d.shift_started or d.started
+        window_end, since = self._window_end, self._since()
+        window_end_sim = self.sim_at(window_end)
         return self.window.gate(
             lambda: self._records(since, window_end, visible_by=self.sim_now()),
             since=since,
             until=window_end,
             window_end=window_end_sim,
-            window_s=window_end_sim - self._shift_sim,
+            window_s=window_end_sim - self.sim_at(since),
             now=self.sim_now,
             sleep=sleep,
         )
@@ -883,8 +830,8 @@ class Controller:
             self._gate_target = self.sim_now() + max(0.0, asked)
             return Phase.POST_TRAFFIC
         if self._anchors[-1][1] + 60.0 <= self._gate_target:  # a whole minute ends within the wait
-            self._gate_minute += 1
-            return self._minute_tick(f"posttraffic minute {self._gate_minute}", judge_look=False) or (
+            self._minute += 1
+            return self._minute_tick(f"posttraffic minute {self._minute}", judge_look=False) or (
                 Phase.POST_TRAFFIC
             )
         now = self.sim_now()
@@ -905,7 +852,7 @@ class Controller:
             "reason": decision.reason,
             "records_complete": complete,
             "t_sim_s": round(now_sim, 1),
-            "window_sim_s": [round(self._shift_sim, 1), round(self._sim(self._window_end), 1)],
+            "window_sim_s": [round(self.sim_at(self._since()), 1), round(self.sim_at(self._window_end), 1)],
         }
         if report is not None:
             d.judge = report
@@ -913,14 +860,12 @@ class Controller:
         if decision.succeeded:
             self.note("gate-passed", f"PostTraffic gate Succeeded: {decision.reason}")
             return self._promote()
-        d.reasons.append(f"PostTraffic gate Failed: {decision.reason}")
-        self._route(0.0)
-        self.note("rollback", f"rollback to 0 %: PostTraffic gate Failed: {decision.reason}")
-        return self._finish(ROLLED_BACK)
+        failed = f"PostTraffic gate Failed: {decision.reason}"
+        return self._to_baseline(ROLLED_BACK, [failed], f"rollback to 0 %: {failed}")
 
     def _fired(
         self, records: Sequence[RequestRecord], sim_end: float, end: float, verdict: int | None
-    ) -> list[Any]:
+    ) -> list[AlarmState]:
         """The alarms that fire at `end`, each on the records of its own period (of `records`)."""
         d = self.deployment
         fired = []
@@ -950,7 +895,5 @@ class Controller:
             self._gate.cancel()  # decided while the gate waited (an alarm, a stop): it ends undecided
         d.outcome = outcome
         d.completed = self.clock()
-        if outcome == BLOCKED:
-            d.stage = "pretraffic"
         self.note("end", f"{outcome}: " + "; ".join(d.reasons))
         return Phase(outcome)

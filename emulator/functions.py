@@ -21,9 +21,11 @@ its canary version, like a Lambda alias with AdditionalVersionWeights.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
+import math
 import os
 import random
 import select
@@ -35,11 +37,13 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from canary.records import RequestRecord
+from emulator.worker import report_line, utc_stamp, write_all
 from stack import LOCAL_ACCOUNT, StackSettings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # as a Lambda environment only holds what the function configuration and the runtime give it.
 _INHERITED = ("PATH", "LANG", "LC_ALL", "TMPDIR", "HOME", "SYSTEMROOT")
 _READY_TIMEOUT_S = 60.0
+_STOP_GRACE_S = 5.0  # how long stop() lets the invocations already sent finish
+TIMED_OUT = "Sandbox.Timedout"  # the errorType of an invocation past the function's Timeout
 
 
 class InvokeError(RuntimeError):
@@ -82,8 +88,19 @@ class Invocation:
     duration_ms: float  # handler time (Lambda's Duration); for a crash or timeout, until it was noticed
     cold_start: bool  # True when this invocation started its execution environment
     init_ms: float | None  # the environment's init duration, on a cold start
-    record: dict[str, Any] | None = None  # the handler's per-request log record (emulator.worker)
-    batch_records: tuple[dict[str, Any], ...] = ()  # a batch request's records, one per text
+    # The handler's per-request log records (emulator.worker), in the order logged: one, or a batch
+    # request's one per text; none when the invocation failed.
+    records: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def record(self) -> dict[str, Any] | None:
+        """The latest record the handler logged (a batch's last text's), None when it logged none."""
+        return self.records[-1] if self.records else None
+
+    @property
+    def batch_records(self) -> tuple[dict[str, Any], ...]:
+        """A batch request's records, one per text (empty for other requests)."""
+        return tuple(r for r in self.records if "batch_index" in r)
 
 
 def request_record(
@@ -148,7 +165,7 @@ def batch_request_records(
     if len(logged) != len(labels) or [r.get("batch_index") for r in logged] != list(range(len(labels))):
         return []
     return [
-        request_record(version, dataclasses.replace(invocation, record=log), status, label, timestamp)
+        request_record(version, dataclasses.replace(invocation, records=(log,)), status, label, timestamp)
         for log, label in zip(logged, labels, strict=True)
     ]
 
@@ -200,12 +217,11 @@ def lambda_environment(
 class _Call:
     """One invocation on its way through an execution environment."""
 
-    __slots__ = ("request_id", "data", "timeout_s", "done", "answer", "sent_at", "written", "cold", "init_ms")
+    __slots__ = ("request_id", "data", "done", "answer", "sent_at", "written", "init_ms")
 
-    def __init__(self, request_id: str, data: bytes, timeout_s: float) -> None:
+    def __init__(self, request_id: str, data: bytes) -> None:
         self.request_id = request_id
         self.data = data
-        self.timeout_s = timeout_s
         # Released once, when the answer is in: a bare lock is the cheapest hand-over between
         # the reader thread and the caller (an Event builds a Condition on every wait).
         self.done = threading.Lock()
@@ -213,8 +229,7 @@ class _Call:
         self.answer: dict[str, Any] | None = None  # the worker's answer, or a failure of ours
         self.sent_at = 0.0
         self.written = False  # all of it is in the environment's pipe
-        self.cold = False
-        self.init_ms: float | None = None
+        self.init_ms: float | None = None  # its environment's init, when it was that one's cold start
 
 
 class _Environment:
@@ -230,11 +245,9 @@ class _Environment:
         self.poll = select.poll()
         self.poll.register(from_worker, select.POLLIN | select.POLLHUP | select.POLLERR)
         self.buffer = bytearray()
-        self.spawned_at = time.perf_counter()
-        self.ready_at = 0.0
-        self.init_ms: float | None = None
-        self.fresh = True  # has not answered its first invocation yet
         self.last_answer_at = 0.0
+        # Until its first answer: (its init in ms, spawn -> ready in ms), what that invocation paid.
+        self.cold: tuple[float, float] | None = None
 
     def read_line(self, deadline: float) -> bytes | None:
         """One line from the worker; None at end of file; b"" when the deadline passed first."""
@@ -246,24 +259,19 @@ class _Environment:
                 del buffer[: end + 1]
                 return line
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self.poll.poll(max(1, int(remaining * 1000) + 1)):
-                if time.monotonic() >= deadline:
-                    return b""
+            if remaining <= 0:
+                return b""
+            if not self.poll.poll(int(remaining * 1000) + 1):
                 continue
             chunk = os.read(self.from_worker, 1 << 16)
             if not chunk:
                 return None
             buffer += chunk
 
-    def end(self, kill: bool = False) -> int | None:
+    def end(self, kill: bool = False) -> int:
         """Close the input pipe (the worker exits by itself), or kill; returns the exit status.
         The output pipe stays open for the reader thread, which alone closes it (release)."""
-        if self.to_worker >= 0:
-            try:
-                os.close(self.to_worker)
-            except OSError:
-                pass
-            self.to_worker = -1
+        self.to_worker = _close(self.to_worker)
         if kill:
             self.proc.kill()
         try:
@@ -275,15 +283,18 @@ class _Environment:
     def release(self) -> None:
         """Close the output pipe and remove the scratch folder (the reader thread's last act, or
         stop()'s once the reader is gone); safe to call again."""
-        if self.from_worker >= 0:
-            try:
-                os.close(self.from_worker)
-            except OSError:
-                pass
-            self.from_worker = -1
+        self.from_worker = _close(self.from_worker)
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
+
+
+def _close(fd: int) -> int:
+    """Close a pipe end unless it is closed already (-1); returns -1, what the end is then."""
+    if fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    return -1
 
 
 class FunctionVersion:
@@ -303,7 +314,6 @@ class FunctionVersion:
         settings: StackSettings | None = None,
         log_path: Path | None = None,
         seed: int | None = None,
-        python: str = sys.executable,
     ) -> None:
         self.function_version = str(function_version)
         self.model_version = str(model_version)
@@ -317,13 +327,10 @@ class FunctionVersion:
         self.settings = settings or default_settings()
         self.log_path = None if log_path is None else Path(log_path)
         self.seed = seed
-        self.python = python
+        self.python = sys.executable  # the interpreter its environments run (serve names it)
         self.timeout_s = self.settings.inference.timeout_s
-        self.cold_start_ms: float | None = None  # start -> first answer of the latest environment
-        self.cold_starts_ms: list[float] = []  # the same for every environment this version started
+        self.cold_starts_ms: list[float] = []  # start -> first answer, of every environment started
         self.init_ms: float | None = None  # the latest environment's init (imports + model load)
-        self.invocations = 0  # invocations answered (or failed) so far
-        self.function_errors = 0  # invocations that ended in a function error
         self.environments = 0  # execution environments started so far
         # The latest environment's init failure ({"errorType", "errorMessage", "missingModule"?}):
         # Lambda answers every invocation of such an environment with that error.
@@ -356,6 +363,11 @@ class FunctionVersion:
         return f"{self.unqualified_arn}:{self.function_version}"
 
     @property
+    def cold_start_ms(self) -> float | None:
+        """Start -> first answer of the latest environment that answered one."""
+        return self.cold_starts_ms[-1] if self.cold_starts_ms else None
+
+    @property
     def pid(self) -> int | None:
         """The execution environment's process id, None when none is running."""
         env = self._env
@@ -374,11 +386,11 @@ class FunctionVersion:
                 self._spawn()
         return self
 
-    def stop(self, grace_s: float = 5.0) -> None:
+    def stop(self) -> None:
         """Stop the execution environment once the invocations already sent to it are answered
-        (waiting up to grace_s). An invocation that arrives later starts a new environment, as
+        (waiting up to _STOP_GRACE_S). An invocation that arrives later starts a new environment, as
         Lambda does for a version that is invoked again."""
-        deadline = time.monotonic() + grace_s
+        deadline = time.monotonic() + _STOP_GRACE_S
         while time.monotonic() < deadline:
             with self._lock:
                 if not self._pending:
@@ -391,7 +403,7 @@ class FunctionVersion:
         if env is not None:
             env.end(kill=bool(calls))  # the reader sees the end of its output and releases it
         for call in calls:
-            self._finish(call, {"stopped": True})
+            self._finish(call, self._failure(call.request_id, "the execution environment was stopped"))
         reader = self._reader
         if reader is not None and reader is not threading.current_thread():
             reader.join(timeout=5.0)
@@ -408,18 +420,16 @@ class FunctionVersion:
 
     # ------------------------------------------------------------------ invoking
 
-    def invoke(self, event: dict[str, Any], timeout: float | None = None) -> Any:
+    def invoke(self, event: dict[str, Any]) -> Any:
         """Invoke this version directly (as lambda invoke on its qualified ARN): the handler's
         result (the proxy response dict), or Lambda's error payload {"errorType", "errorMessage"}
         when the invocation failed. Raises InvokeError when Lambda would refuse the call."""
-        return self.invoke_detailed(event, timeout=timeout).payload
+        return self.invoke_detailed(event).payload
 
     def invoke_detailed(
         self,
         event: dict[str, Any],
         *,
-        timeout: float | None = None,
-        request_id: str | None = None,
         invoked_function_arn: str | None = None,
         trace_id: str | None = None,
         max_wait_s: float | None = None,
@@ -427,14 +437,13 @@ class FunctionVersion:
         """Invoke and report as the Invoke API does (function error, duration, cold start).
         With max_wait_s, raise CallerGaveUp when no answer came within that many seconds (time
         queued behind other invocations included)."""
-        request_id = request_id or str(uuid.uuid4())
-        timeout_s = self.timeout_s if timeout is None else float(timeout)
+        request_id = str(uuid.uuid4())
         message = {
             "id": request_id,
             "event": event,
             "invoked_function_arn": invoked_function_arn or self.arn,
             "trace_id": trace_id or "",
-            "timeout_ms": int(timeout_s * 1000),
+            "timeout_ms": int(self.timeout_s * 1000),
         }
         data = json.dumps(message).encode() + b"\n"
         if len(data) > self.settings.invoke_payload_limit_bytes:
@@ -442,21 +451,19 @@ class FunctionVersion:
                 f"the event is {len(data)} bytes; Lambda accepts at most "
                 f"{self.settings.invoke_payload_limit_bytes} bytes per synchronous invocation"
             )
-        call = _Call(request_id, data, timeout_s)
+        call = _Call(request_id, data)
         with self._lock:
             if self._env is None:
                 self._spawn()  # no environment: this invocation pays the cold start
             self._pending[request_id] = call
             self._send(call)
-        give_up = None if max_wait_s is None else time.monotonic() + max_wait_s
-        while not call.done.acquire(
-            timeout=1.0 if give_up is None else max(0.0, min(1.0, give_up - time.monotonic()))
-        ):
-            if give_up is not None and time.monotonic() >= give_up:
+        give_up = time.monotonic() + (math.inf if max_wait_s is None else max_wait_s)
+        while not call.done.acquire(timeout=max(0.0, min(1.0, give_up - time.monotonic()))):
+            if time.monotonic() >= give_up:
                 raise CallerGaveUp(
                     f"no answer from version {self.function_version} within {max_wait_s:g} s",
                     self,
-                    (time.perf_counter() - call.sent_at) * 1000.0,
+                    (time.monotonic() - call.sent_at) * 1000.0,
                 )
             reader = self._reader
             if reader is None or not reader.is_alive():  # nobody left to answer it
@@ -468,21 +475,17 @@ class FunctionVersion:
         answer = call.answer or {}
         if "spawn_failed" in answer:
             raise EnvironmentFailed(answer["spawn_failed"])
-        self.invocations += 1
-        if answer.get("ok") is not True:
-            self.function_errors += 1
-        elapsed_ms = (time.perf_counter() - call.sent_at) * 1000.0
-        payload = answer.get("payload") if "payload" in answer else self._failure_payload(call, answer)
+        ok = answer.get("ok") is True
+        elapsed_ms = (time.monotonic() - call.sent_at) * 1000.0
         return Invocation(
             request_id=request_id,
             executed_version=self.function_version,
-            payload=payload,
-            function_error=None if answer.get("ok") is True else "Unhandled",
+            payload=answer.get("payload"),
+            function_error=None if ok else "Unhandled",
             duration_ms=float(answer.get("duration_ms", elapsed_ms)),
-            cold_start=call.cold,
+            cold_start=call.init_ms is not None,
             init_ms=call.init_ms,
-            record=answer.get("record") if answer.get("ok") is True else None,
-            batch_records=tuple(answer.get("batch_records") or ()) if answer.get("ok") is True else (),
+            records=tuple(answer.get("records") or ()),  # the worker sends none for a failed one
         )
 
     def mark_hook_done(self) -> None:
@@ -504,12 +507,10 @@ class FunctionVersion:
         by the reader, which starts a new one and sends it again."""
         env = self._env
         assert env is not None
-        call.sent_at = time.perf_counter()
+        call.sent_at = time.monotonic()
         call.written = False
-        view = memoryview(call.data)
         try:
-            while view:
-                view = view[os.write(env.to_worker, view) :]
+            write_all(env.to_worker, call.data)
         except OSError:
             return
         call.written = True
@@ -560,6 +561,7 @@ class FunctionVersion:
             raise EnvironmentFailed(f"cannot start {self.python}: {exc.strerror}") from None
         os.close(to_worker_r)
         os.close(from_worker_w)
+        spawned = time.monotonic()
         env = _Environment(proc, to_worker_w, from_worker_r, workdir)
         self.environments += 1
         ready = env.read_line(time.monotonic() + _READY_TIMEOUT_S)
@@ -572,9 +574,10 @@ class FunctionVersion:
                 f"(exit status {code}); see {where}"
             )
         message = json.loads(ready)
-        env.init_ms = self.init_ms = float(message.get("init_ms") or 0.0)
+        self.init_ms = float(message.get("init_ms") or 0.0)
         self.init_error = message.get("error") or None
-        env.ready_at = env.last_answer_at = time.perf_counter()
+        env.last_answer_at = time.monotonic()
+        env.cold = (self.init_ms, (env.last_answer_at - spawned) * 1000.0)
         self._env = env
         if self._reader is None:
             self._reader = threading.Thread(
@@ -605,12 +608,14 @@ class FunctionVersion:
                     self._reader = None  # decided under the lock: the next _spawn starts a reader
                     return
                 oldest = next(iter(self._pending.values()), None)
+            # The oldest call's timeout runs from when it started (sent, or the one before answered);
+            # with none in the pipe, look again soon.
+            soon = time.monotonic() + 0.25
             if oldest is None:
-                deadline = time.monotonic() + 0.25
+                deadline = soon
             else:
-                started = max(oldest.sent_at, env.last_answer_at)
-                deadline = time.monotonic() + oldest.timeout_s - (time.perf_counter() - started)
-                deadline = min(deadline, time.monotonic() + 0.25) if not oldest.written else deadline
+                deadline = max(oldest.sent_at, env.last_answer_at) + self.timeout_s
+                deadline = deadline if oldest.written else min(deadline, soon)
             try:
                 line = env.read_line(deadline)
             except (OSError, ValueError):  # the environment was closed under us (stop)
@@ -623,18 +628,15 @@ class FunctionVersion:
                 self._lost(env, None, timed_out=False)
                 continue
             answer = json.loads(line)
-            now = time.perf_counter()
+            now = time.monotonic()
             with self._lock:
                 call = self._pending.pop(answer.get("id"), None)
                 if call is None:
                     continue
-                if env.fresh:
-                    env.fresh = False
-                    call.cold, call.init_ms = True, env.init_ms
-                    self.cold_start_ms = (env.ready_at - env.spawned_at) * 1000.0 + (
-                        now - call.sent_at
-                    ) * 1000.0
-                    self.cold_starts_ms.append(self.cold_start_ms)
+                if env.cold is not None:  # the environment's first answer: its cold start
+                    call.init_ms, ready_ms = env.cold
+                    env.cold = None
+                    self.cold_starts_ms.append(ready_ms + (now - call.sent_at) * 1000.0)
                 env.last_answer_at = now
             self._finish(call, answer)
 
@@ -649,10 +651,12 @@ class FunctionVersion:
             code = env.end(kill=timed_out)
             env.release()
             failed = oldest if timed_out else next(iter(self._pending.values()), None)
+            answer: dict[str, Any] = {}
             if failed is not None and failed.written:
-                self._pending.pop(failed.request_id, None)
-                begun = max(failed.sent_at, env.last_answer_at)
-                self._platform_log(failed, {"timed_out": True} if timed_out else {"exit_status": code}, begun)
+                request_id, begun = failed.request_id, max(failed.sent_at, env.last_answer_at)
+                self._pending.pop(request_id, None)
+                answer = self._failure(request_id, TIMED_OUT if timed_out else code)
+                self._platform_log(request_id, answer["payload"], begun)
             else:
                 failed = None
             rest = list(self._pending.values())
@@ -667,31 +671,23 @@ class FunctionVersion:
                 for call in rest:
                     self._send(call)
         if failed is not None:
-            self._finish(failed, {"timed_out": True} if timed_out else {"exit_status": code})
+            self._finish(failed, answer)
 
-    def _platform_log(self, call: _Call, answer: dict[str, Any], begun: float) -> None:
+    def _platform_log(self, request_id: str, error: dict[str, Any], begun: float) -> None:
         """What Lambda itself writes to the function's log when an invocation dies with its
         environment (the handler cannot: it was killed or timed out), so that the 502 API Gateway
         answers for it leaves a trace under its RequestId (under _lock)."""
         if self._log is None:
             return
-        error = self._failure_payload(call, answer)
-        request_id = call.request_id
-        duration_ms = (time.perf_counter() - begun) * 1000.0
-        now = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-        if answer.get("timed_out"):
-            lines = [f"{stamp} {request_id} Task timed out after {call.timeout_s:.2f} seconds"]
+        duration_ms = (time.monotonic() - begun) * 1000.0
+        if error["errorType"] == TIMED_OUT:
+            lines = [f"{utc_stamp()} {request_id} Task timed out after {self.timeout_s:.2f} seconds"]
             status = "Status: timeout"
         else:
             lines = [error["errorMessage"], error["errorType"]]
             status = f"Status: error\tError Type: {error['errorType']}"
-        lines += [
-            f"END RequestId: {request_id}",
-            f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
-            f"Billed Duration: {max(1, int(duration_ms + 0.999))} ms\t"
-            f"Memory Size: {self.settings.inference.memory_mb} MB\t{status}",
-        ]
+        memory_mb = self.settings.inference.memory_mb
+        lines += [f"END RequestId: {request_id}", report_line(request_id, duration_ms, memory_mb, status)]
         try:
             self._log.write(("\n".join(lines) + "\n").encode())
             self._log.flush()
@@ -707,27 +703,20 @@ class FunctionVersion:
         except RuntimeError:  # already handed over
             pass
 
-    def _failure_payload(self, call: _Call, answer: dict[str, Any]) -> dict[str, Any]:
-        request_id = call.request_id
-        if answer.get("timed_out"):
-            return {
-                "errorType": "Sandbox.Timedout",
-                "errorMessage": f"RequestId: {request_id} Error: Task timed out after {call.timeout_s:.2f} "
-                "seconds",
-                "requestId": request_id,
-            }
-        if answer.get("stopped"):
-            return {
-                "errorType": "Runtime.ExitError",
-                "errorMessage": f"RequestId: {request_id} Error: the execution environment was stopped",
-                "requestId": request_id,
-            }
-        code = answer.get("exit_status")
-        how = f"signal: {-code}" if isinstance(code, int) and code < 0 else f"exit status {code}"
+    def _failure(self, request_id: str, cause: str | int) -> dict[str, Any]:
+        """The answer of an invocation that died with its environment, as Lambda reports it. `cause`:
+        TIMED_OUT, the environment's exit status (negative: the signal that ended it), or why it ended."""
+        if cause == TIMED_OUT:
+            error, why = TIMED_OUT, f"Task timed out after {self.timeout_s:.2f} seconds"
+        elif isinstance(cause, int):
+            how = f"signal: {-cause}" if cause < 0 else f"exit status {cause}"
+            error, why = "Runtime.ExitError", f"Runtime exited with error: {how}"
+        else:
+            error, why = "Runtime.ExitError", cause
+        message = f"RequestId: {request_id} Error: {why}"
         return {
-            "errorType": "Runtime.ExitError",
-            "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: {how}",
-            "requestId": request_id,
+            "ok": False,
+            "payload": {"errorType": error, "errorMessage": message, "requestId": request_id},
         }
 
     def _close_log(self) -> None:
@@ -830,25 +819,14 @@ class Alias:
                 return routing.canary
             return routing.primary
 
-    def invoke(self, event: dict[str, Any], timeout: float | None = None) -> tuple[FunctionVersion, Any]:
-        """Invoke through the alias: (the version that ran it, its payload)."""
-        version, invocation = self.invoke_detailed(event, timeout=timeout)
-        return version, invocation.payload
-
     def invoke_detailed(
-        self,
-        event: dict[str, Any],
-        *,
-        timeout: float | None = None,
-        trace_id: str | None = None,
-        max_wait_s: float | None = None,
+        self, event: dict[str, Any], *, trace_id: str | None = None, max_wait_s: float | None = None
     ) -> tuple[FunctionVersion, Invocation]:
         """Invoke through the alias: (the version it was routed to, the invocation's report).
         Raises CallerGaveUp past max_wait_s."""
         version = self.pick()
         invocation = version.invoke_detailed(
             event,
-            timeout=timeout,
             invoked_function_arn=f"{version.unqualified_arn}:{self.name}",
             trace_id=trace_id,
             max_wait_s=max_wait_s,
@@ -856,24 +834,12 @@ class Alias:
         return version, invocation
 
     def start(self) -> Alias:
-        """Start every version's execution environment (in parallel: each init takes ~0.5 s)."""
-        errors: list[BaseException] = []
-
-        def run(version: FunctionVersion) -> None:
-            try:
-                version.start()
-            except BaseException as exc:  # reported below, in the caller's thread
-                errors.append(exc)
-
-        threads = [
-            threading.Thread(target=run, args=(v,), daemon=True) for v in self.versions() if not v.running
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+        """Start every version's execution environment (in parallel: each init takes ~0.5 s); a
+        failure is raised here once every start has ended."""
+        with ThreadPoolExecutor(thread_name_prefix=f"alias-{self.name}-start") as pool:
+            starts = [pool.submit(v.start) for v in self.versions() if not v.running]
+        for start in starts:
+            start.result()
         return self
 
     def stop(self) -> None:

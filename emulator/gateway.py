@@ -25,7 +25,7 @@ OpenAPI document (openapi.yaml beside the template), with no key.
 Malformed HTTP (a bad request line or chunk size, Content-Length beside Transfer-Encoding) -> 400
 {"message": "Bad Request"}; an encoded slash (%2F) stays inside its path segment, so it matches no
 route. Every request that reached the function leaves one canary.records.RequestRecord in the
-store, written in batches by a background thread (flush() waits for them).
+store, written in batches by a background thread (flush() writes the queued ones at once).
 
 The HTTP/1.1 server is aiohttp's (its low-level web.Server: the routing above is API Gateway's
 own, not a URL dispatcher's), on an asyncio loop in one thread; the blocking Lambda invoke of each
@@ -36,13 +36,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
+import collections
 import functools
 import hashlib
 import hmac
 import ipaddress
 import json
-import queue
 import secrets
 import socket
 import sys
@@ -52,8 +51,8 @@ import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import KW_ONLY, dataclass, field
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
 import yaml
@@ -64,7 +63,7 @@ from aiohttp.web_protocol import ERROR as PARSE_ERROR  # its stand-in for an unp
 from multidict import CIMultiDict
 
 from canary.proxy_event import rest_proxy_event
-from canary.records import LABELS, RequestRecord
+from canary.records import LABELS, RecordStore, RequestRecord
 from emulator.functions import (
     Alias,
     CallerGaveUp,
@@ -77,13 +76,18 @@ from emulator.functions import (
 )
 from stack import LOCAL_ACCOUNT, PlanSettings, Route, StackSettings
 
+if TYPE_CHECKING:  # emulator.consumers imports this module
+    from emulator.consumers import KeyRegistry
+
 MIN_API_KEY_CHARS = 20  # API Gateway refuses shorter key values
 # Where the local gateway serves the API's OpenAPI document (README, "The API's contract").
 OPENAPI_PATHS = ("/openapi.yaml", "/openapi.json")
 # Threads for the blocking Lambda invokes: each waits on its function's pipe, so the pool is wide
 # (a thread per request in flight, as the load test's connections keep many in flight).
 INVOKE_THREADS = 256
-_FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto"})
+RECORD_INTERVAL_S = 0.25  # how often the queued records are written to the store
+# Request headers the gateway sets itself, replacing the client's (whatever their case).
+_REPLACED = frozenset({"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto", "x-amzn-trace-id"})
 _PROXY_KEYS = frozenset({"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"})
 # Response headers API Gateway does not pass through as they are; it renames them x-amzn-Remapped-*.
 _REMAPPED = frozenset(
@@ -100,25 +104,6 @@ _ERROR_TYPES = {
     "Internal server error": "InternalServerErrorException",
     "Endpoint request timed out": "InternalServerErrorException",
 }
-
-
-class RecordSink(Protocol):
-    """Where per-request records go (canary.records.RecordStore)."""
-
-    def extend(self, records: Any) -> int: ...
-
-
-class ConsumerKeys(Protocol):
-    """Consumer keys accepted besides the gateway's own, each with its plan's limits
-    (emulator.consumers.KeyRegistry)."""
-
-    def admit(self, values: list[str] | None, method_key: str) -> Any:
-        """None (403), or an answer with .key_id and .refusal (None or the 429 message)."""
-        ...
-
-    def start(self) -> Any: ...
-
-    def stop(self) -> None: ...
 
 
 def api_key_id(api_key: str) -> str:
@@ -166,27 +151,19 @@ class TokenBucket:
             return False
 
 
+@dataclass(eq=False)
 class Quota:
     """The usage plan's quota: `limit` requests per key per calendar DAY, WEEK or MONTH (UTC).
     `start` and `used` continue a period counted before (a restarted gateway's saved usage)."""
 
-    def __init__(
-        self,
-        limit: int,
-        period: str,
-        offset: int = 0,
-        clock: Callable[[], float] = time.time,
-        *,
-        start: float | None = None,
-        used: int = 0,
-    ) -> None:
-        self.limit = int(limit)
-        self.period = period
-        self.offset = int(offset)
-        self.clock = clock
-        self.start = start  # epoch seconds at which the counted period began
-        self.used = used
-        self._lock = threading.Lock()
+    limit: int
+    period: str
+    offset: int = 0
+    clock: Callable[[], float] = time.time
+    _: KW_ONLY
+    start: float | None = None  # epoch seconds at which the counted period began
+    used: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def period_start(self, now: float) -> float:
         """Epoch seconds at which the period holding `now` began (UTC; WEEK starts on Sunday + offset)."""
@@ -197,10 +174,10 @@ class Quota:
         if self.period == "WEEK":
             days_since = (t.tm_wday + 1 - self.offset) % 7  # tm_wday: Monday 0; API Gateway's week: Sunday 0
             return midnight - days_since * 86_400
-        start = midnight - (t.tm_mday - 1) * 86_400 + self.offset * 86_400
+        first = midnight - (t.tm_mday - 1) * 86_400  # this month's first day
+        start = first + self.offset * 86_400
         if start > now:  # before this month's offset day: the period began last month
-            prev = time.gmtime(start - (self.offset + 1) * 86_400)
-            start = start - (self.offset + prev.tm_mday) * 86_400 + self.offset * 86_400
+            start -= time.gmtime(first - 86_400).tm_mday * 86_400  # as many days as last month has
         return start
 
     def take(self) -> bool:
@@ -214,25 +191,16 @@ class Quota:
             return True
 
 
+@dataclass(frozen=True, eq=False)
 class KeyLimits:
     """One API key's limits on its usage plan, kept per key as API Gateway keeps them: the key's
     token bucket, its per-method buckets (the plan's method throttling, by "/path/METHOD"), then
     its quota. The gateway's own key and every consumer key (emulator.consumers) each have one,
     built by for_plan."""
 
-    def __init__(
-        self,
-        rate_limit: float | None,
-        burst_limit: int | None,
-        quota: Quota | None,
-        method_throttles: Mapping[str, tuple[float, int]] | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.bucket = (
-            TokenBucket(rate_limit, burst_limit or int(rate_limit), monotonic) if rate_limit else None
-        )
-        self.methods = {m: TokenBucket(r, b, monotonic) for m, (r, b) in (method_throttles or {}).items()}
-        self.quota = quota
+    bucket: TokenBucket | None
+    methods: Mapping[str, TokenBucket]
+    quota: Quota | None
 
     @classmethod
     def for_plan(
@@ -245,19 +213,24 @@ class KeyLimits:
         """A key's limits on `plan` (None: a key on no plan, unlimited); `saved` ({"period_start",
         "used"}) continues the quota period a restarted gateway wrote."""
         if plan is None:
-            return cls(None, None, None)
+            return cls(None, {}, None)
+        bucket = None
+        if plan.rate_limit:
+            bucket = TokenBucket(plan.rate_limit, plan.burst_limit or int(plan.rate_limit), monotonic)
+        methods = {m: TokenBucket(r, b, monotonic) for m, (r, b) in plan.method_throttles.items()}
         quota = None
         if plan.quota_limit is not None:
-            start = (saved or {}).get("period_start")
+            saved = saved or {}
+            start = saved.get("period_start")
             quota = Quota(
                 plan.quota_limit,
                 plan.quota_period,
                 plan.quota_offset,
                 clock,
                 start=None if start is None else float(start),
-                used=int((saved or {}).get("used", 0)),
+                used=int(saved.get("used", 0)),
             )
-        return cls(plan.rate_limit, plan.burst_limit, quota, plan.method_throttles, monotonic)
+        return cls(bucket, methods, quota)
 
     def take(self, method_key: str = "") -> str | None:
         """None when the request may pass, else API Gateway's 429 message. A throttled request
@@ -280,55 +253,46 @@ class _Answer:
     close: bool = False
 
 
-class _RecordWriter(threading.Thread):
+class _RecordWriter:
     """Appends records to the store in batches, off the request path: a request only queues its
-    record; the writer wakes every `interval_s` (or on flush) and writes all queued at once."""
+    record; a thread writes all queued every `interval_s`, and flush() writes them at once."""
 
-    def __init__(self, store: RecordSink, interval_s: float) -> None:
-        super().__init__(name="gateway-records", daemon=True)
+    def __init__(self, store: RecordStore, interval_s: float) -> None:
         self.store = store
         self.interval_s = interval_s
-        self.queue: queue.SimpleQueue[RequestRecord | threading.Event | None] = queue.SimpleQueue()
-        self.wake = threading.Event()
-        self.written = 0
-        self.failed = 0
+        self.pending: collections.deque[RequestRecord] = collections.deque()  # append/popleft: thread-safe
+        self.written = 0  # over every start of the gateway
+        self._lock = threading.Lock()  # one batch at a time, so batches reach the store in order
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def run(self) -> None:
-        running = True
-        while running:
-            self.wake.wait(self.interval_s)
-            self.wake.clear()
-            batch: list[RequestRecord] = []
-            waiters: list[threading.Event] = []
-            try:
-                while True:
-                    item = self.queue.get_nowait()
-                    if item is None:
-                        running = False
-                    elif isinstance(item, threading.Event):
-                        waiters.append(item)
-                    else:
-                        batch.append(item)
-            except queue.Empty:
-                pass
+    def start(self) -> None:
+        self._stopped.clear()
+        self._thread = threading.Thread(target=self._run, name="gateway-records", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval_s):
+            self.flush()
+
+    def flush(self, timeout: float = -1) -> bool:
+        """Write every record queued so far; False when a write still held the store after `timeout`."""
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        try:
+            batch = [self.pending.popleft() for _ in range(len(self.pending))]
             if batch:
                 self._write(batch)
-            for waiter in waiters:
-                waiter.set()
-
-    def put(self, record: RequestRecord) -> None:
-        self.queue.put(record)
-
-    def flush(self, timeout: float) -> bool:
-        done = threading.Event()
-        self.queue.put(done)
-        self.wake.set()
-        return done.wait(timeout)
+        finally:
+            self._lock.release()
+        return True
 
     def close(self, timeout: float) -> None:
-        self.queue.put(None)
-        self.wake.set()
-        self.join(timeout)
+        """Stop the thread, then write what it left."""
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.flush(timeout)
 
     def _write(self, batch: list[RequestRecord]) -> None:
         for attempt in range(5):
@@ -338,7 +302,6 @@ class _RecordWriter(threading.Thread):
                 return
             except Exception as exc:  # a locked or full disk must not take the gateway down
                 if attempt == 4:
-                    self.failed += len(batch)
                     print(f"gateway: {len(batch)} records lost: {type(exc).__name__}: {exc}", file=sys.stderr)
                     return
                 time.sleep(0.05 * (attempt + 1))
@@ -414,15 +377,13 @@ class Gateway:
         settings: StackSettings,
         alias: Alias,
         api_key: str,
-        store: RecordSink | None,
+        store: RecordStore | None,
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        record_interval_s: float = 0.25,
         access_log: Callable[[str], None] | None = None,
-        start_functions: bool = True,
         error_log: Callable[[str], None] | None = _print_error,
-        consumers: ConsumerKeys | None = None,
+        consumers: KeyRegistry | None = None,
     ) -> None:
         if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the local gateway listens on loopback only, not {host}")
@@ -430,14 +391,12 @@ class Gateway:
         self.alias = alias
         self.api_key = check_api_key(api_key)
         self.api_key_id = api_key_id(api_key)
-        self.store = store
         self.host = host
         self.requested_port = int(port)
         self.access_log = access_log
         # One line per 5xx the integration produced (function error, timeout, no environment): the
         # request id and the cause, never the body or the key.
         self.error_log = error_log
-        self.start_functions = start_functions
         # Consumer keys (make consumer-add ENV=local): accepted besides api_key, each limited by its
         # own plan; api_key by the stack's own key's plan (settings.key_plan).
         self.consumers = consumers
@@ -447,9 +406,8 @@ class Gateway:
             self.routes.setdefault(route.path, {})[route.method] = route
         self.limits = KeyLimits.for_plan(settings.key_plan)
         self.counts: dict[int, int] = {}  # HTTP status -> how many answered
-        self.record_interval_s = record_interval_s
-        self._writer: _RecordWriter | None = None  # one per start(); records queue to it
-        self._written_before = 0  # records written by the writers of earlier starts
+        # Records queue to it; None: no store, no records.
+        self._records = None if store is None else _RecordWriter(store, RECORD_INTERVAL_S)
         self._loop: asyncio.AbstractEventLoop | None = None  # the server's, run by one thread
         self._server: _Server
         self._listener: asyncio.Server
@@ -484,8 +442,7 @@ class Gateway:
         """Start the functions' environments (cold starts happen here), then listen."""
         if self._loop is not None:
             return self
-        if self.start_functions:
-            self.alias.start()
+        self.alias.start()
         loop = asyncio.new_event_loop()
         try:
             self._port = loop.run_until_complete(self._listen())
@@ -494,9 +451,8 @@ class Gateway:
             raise
         self._loop = loop
         self._pool = ThreadPoolExecutor(max_workers=INVOKE_THREADS, thread_name_prefix="gateway-invoke")
-        if self.store is not None:
-            self._writer = _RecordWriter(self.store, self.record_interval_s)
-            self._writer.start()
+        if self._records is not None:
+            self._records.start()
         if self.consumers is not None:
             self.consumers.start()
         self._thread = threading.Thread(target=loop.run_forever, name="gateway", daemon=True)
@@ -546,10 +502,8 @@ class Gateway:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close(timeout=10)
-            self._written_before += writer.written
+        if self._records is not None:
+            self._records.close(timeout=10)
         if loop is not None and self.consumers is not None:
             self.consumers.stop()
         if stop_functions:
@@ -563,14 +517,11 @@ class Gateway:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every record of the requests answered so far is in the store."""
-        if self._writer is None or not self._writer.is_alive():
-            return True
-        return self._writer.flush(timeout)
+        return self._records is None or self._records.flush(timeout)
 
     @property
     def records_written(self) -> int:
-        writer = self._writer
-        return self._written_before + (0 if writer is None else writer.written)
+        return 0 if self._records is None else self._records.written
 
     # ------------------------------------------------------------------ answers
 
@@ -643,16 +594,12 @@ class Gateway:
 
         # 4. The Lambda proxy integration.
         event = self._event(request, route, resource_path, query, body, request_id, key_id)
-        trace_id = f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)};Sampled=0"
-        event["headers"]["X-Amzn-Trace-Id"] = trace_id
-        event["multiValueHeaders"]["X-Amzn-Trace-Id"] = [trace_id]
-        invoke = functools.partial(
-            self._invoke, event, trace_id, request_id, self.settings.integration_timeout_s
-        )
+        trace_id = event["headers"]["X-Amzn-Trace-Id"]
+        invoke = functools.partial(self._invoke, event, trace_id, request_id)
         version, invocation = await asyncio.get_running_loop().run_in_executor(self._pool, invoke)
-        answer = self._proxy_answer(invocation, request_id, trace_id)
-        self._record(version, invocation, answer)
-        if answer.status == 502 and (cause := _failure_cause(invocation)) is not None:
+        answer, cause = self._proxy_answer(invocation, request_id, trace_id)
+        self._record(version, invocation, answer.status)
+        if cause is not None:
             self._log_error(502, request_id, version, cause, invocation.request_id)
         return answer
 
@@ -696,15 +643,21 @@ class Gateway:
         return self.api_key_id
 
     def _invoke(
-        self, event: dict[str, Any], trace_id: str, request_id: str, timeout_s: float
+        self, event: dict[str, Any], trace_id: str, request_id: str
     ) -> tuple[FunctionVersion, Invocation]:
         """The alias's invocation (in the thread pool: it blocks on the function's pipe); a timeout
         or a lost environment is logged (and a timeout recorded) before _gateway_error maps it."""
+        timeout_s = self.settings.integration_timeout_s
         try:
             return self.alias.invoke_detailed(event, trace_id=trace_id, max_wait_s=timeout_s)
         except CallerGaveUp as exc:
             # The function is still busy with it (or with the ones before it); API Gateway stops waiting.
-            self._record_failure(exc.version, exc.waited_ms, 504)
+            if self._records is not None:
+                version, waited_ms = exc.version, round(exc.waited_ms, 3)
+                record = RequestRecord(
+                    version.function_version, version.model_version, waited_ms, None, 504, time.time()
+                )
+                self._records.pending.append(record)
             self._log_error(
                 504, request_id, exc.version, f"no answer within the {timeout_s:g} s integration timeout"
             )
@@ -802,17 +755,18 @@ class Gateway:
         request_id: str,
         key_id: str,
     ) -> dict[str, Any]:
+        """The request's REST proxy event (canary.proxy_event), with the headers API Gateway adds."""
         source_ip = request.remote or self.host
         sent = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
         forwarded = request.headers.get("X-Forwarded-For")
+        now = time.time()
         added = {
             "X-Forwarded-For": f"{forwarded}, {source_ip}" if forwarded else source_ip,
             "X-Forwarded-Port": str(self.port),
             "X-Forwarded-Proto": "http",
+            "X-Amzn-Trace-Id": f"Root=1-{int(now):08x}-{secrets.token_hex(12)};Sampled=0",
         }
-        # The client's X-Forwarded-* are replaced, whatever their case.
-        headers = [(k, v) for k, v in sent if k.lower() not in _FORWARDED]
-        now = time.time()
+        headers = [(k, v) for k, v in sent if k.lower() not in _REPLACED]
         keyed = route.api_key_required
         return rest_proxy_event(
             request.method,
@@ -842,75 +796,57 @@ class Gateway:
             },
         )
 
-    def _proxy_answer(self, invocation: Invocation, request_id: str, trace_id: str) -> _Answer:
+    def _proxy_answer(
+        self, invocation: Invocation, request_id: str, trace_id: str
+    ) -> tuple[_Answer, str | None]:
+        """The client's answer to an invocation, and why API Gateway made it a 502, in words safe to
+        log (None when the answer is the function's own, a 502 of its own included)."""
         if invocation.function_error is not None:
-            return self.error(GatewayError(502, "Internal server error"), request_id)
+            cause = _function_error_cause(invocation.payload)
+            return self.error(GatewayError(502, "Internal server error"), request_id), cause
         try:
             status, headers, body = _validate_proxy_response(invocation.payload)
-        except ValueError:
-            return self.error(GatewayError(502, "Internal server error"), request_id)
+        except ValueError as exc:
+            cause = f"malformed Lambda proxy response ({exc})"
+            return self.error(GatewayError(502, "Internal server error"), request_id), cause
         headers.append(("x-amzn-RequestId", request_id))
         headers.append(("x-amz-apigw-id", _apigw_id()))
         headers.append(("X-Amzn-Trace-Id", trace_id))
         if not any(name.lower() == "content-type" for name, _ in headers):
             headers.append(("Content-Type", "application/json"))
-        return _Answer(status, headers, body)
+        return _Answer(status, headers, body), None
 
-    def _record_failure(self, version: FunctionVersion, latency_ms: float, status: int) -> None:
-        writer = self._writer
-        if writer is not None:
-            writer.put(
-                RequestRecord(
-                    version.function_version,
-                    version.model_version,
-                    round(latency_ms, 3),
-                    None,
-                    status,
-                    time.time(),
-                )
-            )
-
-    def _record(self, version: FunctionVersion, invocation: Invocation, answer: _Answer) -> None:
-        writer = self._writer
-        if writer is None:
+    def _record(self, version: FunctionVersion, invocation: Invocation, status: int) -> None:
+        """Queue the records of an answered request: one, with the label of a 2xx answer; a batch's
+        answer one per text, as the handler logs them (the judge counts texts)."""
+        if self._records is None:
             return
-        label = None
-        if 200 <= answer.status < 300 and invocation.function_error is None:
+        answer = None
+        if 200 <= status < 300 and invocation.function_error is None:
             try:
-                payload_body = json.loads(invocation.payload.get("body"))
-                label = payload_body.get("label")
+                answer = json.loads(invocation.payload.get("body"))
             except (AttributeError, TypeError, ValueError):
-                payload_body, label = None, None
-            if label not in LABELS:
-                label = None
-            # A batch's answer: one record per text, as the handler logs them (the judge counts texts).
-            if invocation.batch_records and isinstance(payload_body, dict):
-                labels = [_result_label(r) for r in payload_body.get("results") or []]
-                records = batch_request_records(version, invocation, answer.status, labels, time.time())
-                for record in records:
-                    writer.put(record)
-                if records:
-                    return
-        writer.put(request_record(version, invocation, answer.status, label, time.time()))
+                pass
+        now = time.time()
+        records: list[RequestRecord] = []
+        if isinstance(answer, dict) and invocation.batch_records:
+            labels = [_label(r) for r in answer.get("results") or []]
+            records = batch_request_records(version, invocation, status, labels, now)
+        if not records:
+            records = [request_record(version, invocation, status, _label(answer), now)]
+        self._records.pending.extend(records)
 
 
-def _result_label(result: Any) -> str | None:
-    """The label of one result of a batch answer (None unless it is one of LABELS)."""
-    label = result.get("label") if isinstance(result, dict) else None
+def _label(answer: Any) -> str | None:
+    """The label of an answer, or of one result of a batch answer (None unless it is one of LABELS)."""
+    label = answer.get("label") if isinstance(answer, dict) else None
     return label if label in LABELS else None
 
 
-def _failure_cause(invocation: Invocation) -> str | None:
-    """Why an invocation made API Gateway answer 502, in words safe to log (None: the function
-    answered 502 itself): Lambda's error type, and its message only when the platform wrote it (a
-    crash, a timeout, an init failure); a handler's own exception message may quote the request."""
-    payload = invocation.payload
-    if invocation.function_error is None:
-        try:
-            _validate_proxy_response(payload)
-        except ValueError as exc:
-            return f"malformed Lambda proxy response ({exc})"
-        return None
+def _function_error_cause(payload: Any) -> str:
+    """Why a function error made API Gateway answer 502: Lambda's error type, and its message only
+    when the platform wrote it (a crash, a timeout, an init failure); a handler's own exception
+    message may quote the request."""
     if not isinstance(payload, dict):
         return "function error"
     error_type = str(payload.get("errorType") or "function error")
@@ -956,7 +892,7 @@ def _validate_proxy_response(response: Any) -> tuple[int, list[tuple[str, str]],
         if response.get("isBase64Encoded") is True:
             try:
                 data = base64.b64decode(body, validate=True)
-            except (binascii.Error, ValueError):
+            except ValueError:  # binascii.Error included
                 raise ValueError("body is not base64") from None
         else:
             data = body.encode("utf-8")

@@ -81,9 +81,4 @@ def stand_in(
     """A context for calling a handler in-process (tests, benchmarks): made-up account, the
     function invoked through `alias`, `remaining_ms` left from now."""
     fields = stand_in_fields(function_name, function_version, request_id, alias=alias, memory_mb=memory_mb)
-    return LambdaContext(
-        fields.pop("aws_request_id"),
-        fields.pop("invoked_function_arn"),
-        int(time.time() * 1000) + remaining_ms,
-        **fields,
-    )
+    return LambdaContext(deadline_ms=int(time.time() * 1000) + remaining_ms, **fields)

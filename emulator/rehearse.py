@@ -138,7 +138,6 @@ class Options:
 class Rehearsal:
     """What one rehearsal produced."""
 
-    options: Options  # what was asked for
     deployment: Deployment  # what the controller did, with its timeline
     report: dict[str, Any]  # the report dict (canary-report/1 plus the rehearsal's keys), as --json prints
     html: str  # the HTML page
@@ -220,26 +219,35 @@ def parse_mix(specs: Sequence[str]) -> tuple[tuple[str, float], ...]:
     return tuple(out.items())
 
 
-def _per_key_quota(options: Options, settings: Any) -> tuple[Any, str | None]:
-    """The settings the gateway gets, and a note when the usage plan's quota was lifted. The quota
-    is per API key (one consumer) per month; the replay stands for every user at --traffic, sent
-    with one key, so when it would exceed one key's quota the rehearsal lifts it, and says so."""
+def _per_key_quota(options: Options, settings: Any) -> str | None:
+    """Why the usage plan's quota is lifted for this replay, None when it is not. The quota is per
+    API key (one consumer) per month; the replay stands for every user at --traffic, sent with one
+    key, so when it would exceed one key's quota the rehearsal lifts it (_setup), and says so."""
     plan = settings.key_plan
     if plan is None or plan.quota_limit is None:
-        return settings, None
+        return None
     # The PreTraffic hook runs on the wall clock (up to its Timeout on a busy machine) while users'
     # traffic flows; the canary step and the gate's wait for late records (600 s + 60 s) are compressed.
     hook_s = settings.functions[settings.pre_traffic_hook].timeout_s
     compressed_s = (settings.plan.minutes * 60.0 + 660.0) / options.speed
     expected = options.wall_rate * (hook_s + compressed_s + options.after_s + 5.0)
     if expected <= plan.quota_limit:
-        return settings, None
-    note = (
+        return None
+    return (
         f"the replay (about {expected:.0f} requests with one API key) stands for many users: the usage "
         f"plan's quota of {plan.quota_limit} requests per key per {plan.quota_period.lower()} is "
         "lifted for it (its throttle still applies)"
     )
-    return settings.lifted(quota=True), note
+
+
+# The numeric options' ranges, checked in this order: (field, lowest, highest, what to use instead).
+# --rate is optional (None: not given); every other value must be a finite number in its range.
+_RANGES = (
+    ("speed", 0.1, 600.0, f"a compression between 0.1 and 600 (default {Options.speed:g})"),
+    ("rate", 1.0, 2000.0, "between 1 and 2000 requests per second"),
+    ("traffic", 0.001, math.inf, "at least 0.001 requests per second"),
+    ("log_lag", 0.0, 3600.0, "between 0 and 3600 seconds"),
+)
 
 
 def _check(options: Options, settings: Any, manifests: dict[str, Any]) -> None:
@@ -252,19 +260,15 @@ def _check(options: Options, settings: Any, manifests: dict[str, Any]) -> None:
             raise UsageError(
                 f"--{role} {version}: no model {version} in {options.models_dir} (models: {known})"
             )
-    if not math.isfinite(options.speed) or not 0.1 <= options.speed <= 600:
-        raise UsageError(f"--speed {options.speed:g}: use a compression between 0.1 and 600 (default 10)")
-    if options.rate is not None and (not math.isfinite(options.rate) or not 1 <= options.rate <= 2000):
-        raise UsageError(f"--rate {options.rate:g}: use between 1 and 2000 requests per second")
-    if not math.isfinite(options.traffic) or not options.traffic >= 0.001:
-        raise UsageError(f"--traffic {options.traffic:g}: use at least 0.001 requests per second")
+    for name, lowest, highest, use in _RANGES:
+        value = getattr(options, name)
+        if value is not None and not (math.isfinite(value) and lowest <= value <= highest):
+            raise UsageError(f"--{name.replace('_', '-')} {value:g}: use {use}")
     if options.wall_rate > 2000:
         raise UsageError(
             f"--traffic {options.traffic:g} at --speed {options.speed:g} is {options.wall_rate:g} requests "
             "per wall second, more than this machine's 2000: lower --speed or --traffic"
         )
-    if not math.isfinite(options.log_lag) or not 0 <= options.log_lag <= 3600:
-        raise UsageError(f"--log-lag {options.log_lag:g}: use between 0 and 3600 seconds")
     rate_limit = settings.key_plan.rate_limit if settings.key_plan else None
     if rate_limit is not None and options.wall_rate > rate_limit:
         raise UsageError(
@@ -280,16 +284,6 @@ def _check(options: Options, settings: Any, manifests: dict[str, Any]) -> None:
             "(manifest latency.ratio_to, measured by training.latency): the evidence judge's latency "
             "reference cannot be bounded; measure it (python -m training.train writes it)"
         )
-
-
-OVERRIDE_PREFIXES = ("HOOK_", "GATE_")  # thresholds a caller may try out, as `sam local --env-vars` would
-
-
-def overrides(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """HOOK_* and GATE_* variables of the caller's environment: what-if thresholds for the hook
-    and the gate, applied over the template's (and said so in the report)."""
-    env = os.environ if environ is None else environ
-    return {k: v for k, v in sorted(env.items()) if k.startswith(OVERRIDE_PREFIXES)}
 
 
 def _hook_config(settings: Any, options: Options, golden: Path, extra: Mapping[str, str]) -> HookConfig:
@@ -311,8 +305,6 @@ def _hook_config(settings: Any, options: Options, golden: Path, extra: Mapping[s
 def _evidence_window(
     options: Options,
     settings: Any,
-    manifests: Mapping[str, Any],
-    plan: Any,
     faults: Faults,
     golden: Path,
     extra: Mapping[str, str],
@@ -326,6 +318,7 @@ def _evidence_window(
     from training.golden import PROBE_TEXTS
 
     gate_config, gate_timeout = _gate_config(settings, extra)
+    plan = settings.plan
     config = EvidenceConfig(window_s=plan.minutes * 60.0 if plan.steps else 60.0)
     try:
         known = load_known_answers(options.models_dir)
@@ -335,7 +328,6 @@ def _evidence_window(
     window = EvidenceWindow(
         baseline_version=BASELINE_VERSION,
         canary_version=CANARY_VERSION,
-        manifests=manifests,
         known_answers=known,
         gate_config=gate_config,
         gate_timeout_s=gate_timeout,
@@ -350,24 +342,15 @@ def _evidence_window(
 
 @dataclass(frozen=True)
 class _Setup:
-    """What one rehearsal runs with, every part checked before anything starts."""
+    """What one rehearsal runs with, every part checked before anything starts: the stack, the
+    replayed texts, the PreTraffic hook's settings, the evidence judge's window and the probe."""
 
     options: Options
     faults: Faults
     settings: Any  # the stack as the samconfig environment deploys it (the quota lifted if need be)
-    manifests: dict[str, Any]
-    plan: Any  # the deployment preference's plan of steps
     texts: list[str]  # the replayed test split
-    dataset: Any  # the data set the hook's and the probe's files are built from
     quota_note: str | None  # why the usage plan's quota was lifted, if it was
-    lag: LogLag
     what_if: dict[str, str]  # HOOK_*/GATE_* thresholds from the caller's environment
-
-
-@dataclass(frozen=True)
-class _Judging:
-    """The PreTraffic hook's settings, the evidence judge's window and the probe's plan and texts."""
-
     hook_config: HookConfig
     window: Any  # emulator.window.EvidenceWindow
     probe_plan: Any  # canary.evidence.plan()
@@ -385,36 +368,36 @@ class _Ran:
     cold_starts: tuple[Any, ...]  # the two function versions
 
 
-def _setup(options: Options) -> _Setup:
-    """Read and check everything the rehearsal needs; UsageError when it cannot run as asked."""
+def _setup(options: Options, folder: Path) -> _Setup:
+    """Read and check everything the rehearsal needs, build the hook's and the probe's files into
+    folder as `sam build` would, and configure the hook and the evidence window from the template
+    and those files; UsageError when it cannot run as asked."""
     try:
         faults = parse(options.faults)
         settings = load_settings(options.template, options.samconfig, env=options.env)
         manifests = load_manifests(options.models_dir)
-        plan = settings.plan
     except (FaultError, SettingsError, ManifestError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     _check(options, settings, manifests)
     texts, dataset = _texts(options)
-    settings, quota_note = _per_key_quota(options, settings)
-    lag = LogLag(options.log_lag, seed=options.seed)
-    return _Setup(options, faults, settings, manifests, plan, texts, dataset, quota_note, lag, overrides())
-
-
-def _judging(setup: _Setup, golden: Path) -> _Judging:
-    """The hook's settings and the evidence window, from the template and what the build wrote."""
-    options, settings = setup.options, setup.settings
+    quota_note = _per_key_quota(options, settings)
+    if quota_note:
+        settings = settings.lifted(quota=True)
+    # What-if thresholds for the hook and the gate, applied over the template's (and said so in the
+    # report), as `sam local --env-vars` would.
+    what_if = {k: v for k, v in sorted(os.environ.items()) if k.startswith(("HOOK_", "GATE_"))}
+    golden = _build_hook_files(dataset, folder, options.models_dir)
     try:
-        hook_config = _hook_config(settings, options, golden, setup.what_if)
-        window, probe_plan, texts = _evidence_window(
-            options, settings, setup.manifests, setup.plan, setup.faults, golden, setup.what_if
-        )
+        hook_config = _hook_config(settings, options, golden, what_if)
+        window, probe_plan, probe_texts = _evidence_window(options, settings, faults, golden, what_if)
     except ConfigError as exc:
         raise UsageError(f"{settings.template_path.name}: {exc}") from None
     # The hook's latency reference at the pace the probe will send at here: its wall rate (the
     # hook runs on the wall clock). Paced and back-to-back ratios differ.
     hook_config = dataclasses.replace(hook_config, reference_rate=probe_plan.probe_rps * options.speed)
-    return _Judging(hook_config, window, probe_plan, texts)
+    return _Setup(
+        options, faults, settings, texts, quota_note, what_if, hook_config, window, probe_plan, probe_texts
+    )
 
 
 def rehearse(options: Options, progress: Callable[[str], None] | None = None) -> Rehearsal:
@@ -425,11 +408,9 @@ def rehearse(options: Options, progress: Callable[[str], None] | None = None) ->
     def line(text: str) -> None:
         say(f"[{time.monotonic() - wall0:5.1f}s] {text}")
 
-    setup = _setup(options)
     with tempfile.TemporaryDirectory(prefix="rehearsal-") as tmp:
-        golden = _build_hook_files(setup.dataset, Path(tmp), options.models_dir)
-        judging = _judging(setup, golden)
-        ran = _run_stack(setup, judging, Path(tmp), line, say)
+        setup = _setup(options, Path(tmp))
+        ran = _run_stack(setup, Path(tmp), line, say)
     report, problems = rehearsal_report(setup, ran)
     d = ran.deployment
     line(f"decided: {d.outcome} at {d.stage}; {len(ran.records)} requests recorded")
@@ -438,25 +419,23 @@ def rehearse(options: Options, progress: Callable[[str], None] | None = None) ->
         status = EXIT_INTERNAL
     if d.outcome == ABORTED:  # the evidence failed: nothing to say about the canary or the stack
         status = EXIT_NO_VERDICT
-    rollback = report.local.rollback if report.local else None
+    rollback = report.local.rollback
     if rollback is not None and rollback["ran"]:
         line(rollback_line(rollback))
         if rollback["state"] != "DONE" and status == EXIT_PROMOTED:
             status = EXIT_ROLLBACK_FAILED
     as_dict = report.to_dict()
-    return Rehearsal(options, d, as_dict, render_html(as_dict), status, problems)
+    return Rehearsal(d, as_dict, render_html(as_dict), status, problems)
 
 
-def _run_stack(
-    setup: _Setup, judging: _Judging, tmp: Path, line: Callable[[str], None], say: Callable[[str], None]
-) -> _Ran:
+def _run_stack(setup: _Setup, tmp: Path, line: Callable[[str], None], say: Callable[[str], None]) -> _Ran:
     """Start the two function versions behind the alias and the gateway, replay the traffic, let
     the controller deploy (and --then-rollback), stop everything, read back every record."""
     from emulator.functions import Alias, FunctionVersion
     from emulator.gateway import Gateway, generate_api_key
 
     options, settings = setup.options, setup.settings
-    store = LaggedStore(tmp / "records.sqlite", lag=setup.lag)
+    store = LaggedStore(tmp / "records.sqlite", lag=LogLag(options.log_lag, seed=options.seed))
     api_key = generate_api_key()
     common = {"models_dir": options.models_dir, "settings": settings, "seed": options.seed}
     baseline = FunctionVersion(BASELINE_VERSION, options.baseline, **common)
@@ -472,12 +451,12 @@ def _run_stack(
         _say_started(setup, gateway.url, baseline, canary, line)
         traffic = _start_traffic(setup, f"{gateway.url}{settings.routes[0].path}", api_key, line)
         line(
-            f"evidence: probe {judging.probe_plan.probe_rps:g} texts/s to each version during the canary "
-            f"({len(judging.probe_texts)} probe texts, straight to the versions); log lag "
-            f"{setup.lag.describe()}; the PostTraffic gate judges the whole window"
+            f"evidence: probe {setup.probe_plan.probe_rps:g} texts/s to each version during the canary "
+            f"({len(setup.probe_texts)} probe texts, straight to the versions); log lag "
+            f"{store.lag.describe()}; the PostTraffic gate judges the whole window"
         )
         versions = (baseline, canary)
-        deployment, rollback = _deploy(setup, judging, store, alias, versions, gateway, traffic, line)
+        deployment, rollback = _deploy(setup, store, alias, versions, gateway, traffic, line)
         summary = traffic.stop()
         traffic = None
         gateway.flush()
@@ -536,7 +515,6 @@ def _start_traffic(setup: _Setup, url: str, api_key: str, line: Callable[[str], 
 
 def _deploy(
     setup: _Setup,
-    judging: _Judging,
     store: LaggedStore,
     alias: Any,
     versions: tuple[Any, Any],
@@ -545,9 +523,8 @@ def _deploy(
     line: Callable[[str], None],
 ) -> tuple[Deployment, dict[str, Any] | None]:
     """The deployment controller's run over the stack (then --then-rollback's), traffic flowing."""
-    options, settings, plan, lag = setup.options, setup.settings, setup.plan, setup.lag
+    options, settings, plan = setup.options, setup.settings, setup.settings.plan
     baseline, canary = versions
-    hook_config, window = judging.hook_config, judging.window
     stop = threading.Event()
     controller: Controller | None = None
 
@@ -560,10 +537,10 @@ def _deploy(
     def start_probe(clock: Callable[[], float]) -> ProbeRun:
         return ProbeRun(
             versions={BASELINE_VERSION: baseline, CANARY_VERSION: canary},
-            texts=judging.probe_texts,
+            texts=setup.probe_texts,
             baseline=BASELINE_VERSION,
             canary=CANARY_VERSION,
-            rate=judging.probe_plan.probe_rps,
+            rate=setup.probe_plan.probe_rps,
             duration_s=plan.minutes * 60.0,
             clock=clock,
             speed=options.speed,
@@ -577,7 +554,7 @@ def _deploy(
         plan=plan,
         alarms=settings.alarms,
         store=store,
-        hook_config=hook_config,
+        hook_config=setup.hook_config,
         hook_timeout_s=settings.functions[settings.pre_traffic_hook].timeout_s,
         speed=options.speed,
         deployment_id=f"d-REHEARSAL{options.seed}",
@@ -587,9 +564,9 @@ def _deploy(
         traffic=traffic,
         # Past the traffic's own per-request timeout: a slow canary is not a stalled generator.
         stall_s=traffic.plan.timeout_s + 5.0,
-        window=window,
+        window=setup.window,
         probe=start_probe,
-        lag_max_s=lag.max_s,
+        lag_max_s=store.lag.max_s,
     )
     try:
         deployment = controller.run()
@@ -617,7 +594,12 @@ def _deploy(
 
 
 def then_rollback(
-    options: Options, settings: Any, deployment: Deployment, alias: Any, versions: Sequence[Any], traffic: Any
+    options: Options,
+    settings: Any,
+    deployment: Deployment,
+    alias: Any,
+    versions: Sequence[Any],
+    traffic: Traffic,
 ) -> dict[str, Any]:
     """`make rollback` over the local stack after a promotion, users' traffic still flowing: the
     controller's run, when the command and the switch happened, and the client's 5xx meanwhile.
@@ -631,7 +613,7 @@ def then_rollback(
     cfn, lam, cd = local_clients(settings, alias, versions, [deployment])
     lines: list[str] = []
     controller = Rollback(options.env, settings.stack_name, Clients(cfn, lam, cd), yes=True, out=lines.append)
-    before = traffic.counts() if traffic is not None else {}
+    before = traffic.counts()
     command_at = time.time()
     try:
         code = controller.run(sleep=time.sleep, interval=1.0)
@@ -639,7 +621,7 @@ def then_rollback(
         lines.append(f"{controller.phase.value}: crashed: {type(exc).__name__}: {exc}")
         code, controller.phase = EXIT_ROLLBACK_FAILED, Phase.FAILED
     time.sleep(ROLLBACK_TAIL_S)  # users keep coming: the requests after the switch
-    after = traffic.counts() if traffic is not None else {}
+    after = traffic.counts()
     target = controller.target
     return {
         "ran": True,
@@ -715,7 +697,7 @@ def _check_started(*versions: Any) -> None:
         if error.get("missingModule"):
             raise UsageError(
                 f"function version {version.function_version} ({version.model_version}) cannot start: "
-                f"{version.python} has no module '{error['missingModule']}' (the function's dependencies "
+                f"{sys.executable} has no module '{error['missingModule']}' (the function's dependencies "
                 "are not installed for this Python); run `make demo`, or use .venv/bin/python -m emulator "
                 "rehearse"
             )
@@ -740,7 +722,7 @@ def rehearsal_report(setup: _Setup, ran: _Ran) -> tuple[CanaryReport, list[str]]
     live = [r for r in ran.records if r.source == "live"]
     versions = version_table(live, roles)
     function_5xx = sum(v["errors"] for v in versions)
-    problems = _problems(d, live, versions, ran.traffic)
+    problems = _problems(d, live, versions, ran.traffic, function_5xx)
     local = LocalRun(
         stage=d.stage,
         reasons=tuple(d.reasons),
@@ -780,14 +762,15 @@ TIMELINE_KEYS = ("t_sim_s", "t_wall_s", "kind", "stage", "weight", "alarms", "ve
 
 
 def _problems(
-    d: Deployment, live: Sequence[RequestRecord], versions: Sequence[Mapping[str, Any]], traffic: Mapping
+    d: Deployment,
+    live: Sequence[RequestRecord],
+    versions: Sequence[Mapping[str, Any]],
+    traffic: Mapping[str, Any],
+    function_5xx: int,
 ) -> list[str]:
     """The local stack's broken promises, seen in the users' records and the traffic's accounting."""
     by_role = {v["role"]: v for v in versions}
-    client_5xx = int(traffic.get("5xx", 0))
-    function_5xx = sum(v["errors"] for v in versions)
-    sent, answered, lost = (int(traffic.get(k) or 0) for k in ("sent", "answered", "lost"))
-    in_flight = int(traffic.get("in_flight") or 0)
+    sent, answered, lost, in_flight, client_5xx = _tally(traffic)
     died = traffic.get("died")
     problems = []
     if lost:
@@ -854,6 +837,11 @@ def _judge_look(d: Deployment, settings: Any) -> dict[str, Any] | None:
     return JudgeLook(d.judge, routing, judged_at=d.looks[-1]["at"] if d.looks else None).to_dict()
 
 
+def _tally(traffic: Mapping[str, Any]) -> tuple[int, ...]:
+    """The traffic's counters (Traffic.stop()'s summary): sent, answered, lost, in flight, 5xx."""
+    return tuple(int(traffic.get(k) or 0) for k in ("sent", "answered", "lost", "in_flight", "5xx"))
+
+
 def _traffic_part(traffic: Mapping[str, Any], function_5xx: int) -> dict[str, Any]:
     """The replayed traffic's accounting, as its generator last reported it."""
     died = traffic.get("died")
@@ -883,9 +871,7 @@ def _rehearsal_part(setup: _Setup, d: Deployment, cold_starts: Sequence[Any]) ->
         "evidence_judge": True,  # kept for readers of older reports: always the evidence judge now
         "plan": d.plan.name,
         "latency_slo_ms": setup.settings.latency_slo_ms,
-        "cold_start_ms": {
-            getattr(fv, "function_version", "?"): getattr(fv, "cold_start_ms", None) for fv in cold_starts
-        },
+        "cold_start_ms": {fv.function_version: fv.cold_start_ms for fv in cold_starts},
         "wall_s": round((d.completed or time.time()) - d.started, 2) if d.started else None,
     }
     if setup.what_if:
@@ -960,8 +946,7 @@ def _evidence_notes(d: Deployment, by_source: Mapping[str, Mapping[str, int]]) -
 def _traffic_note(traffic: Mapping[str, Any], function_5xx: int, recorded: int) -> str:
     """The traffic's accounting in one sentence: every request sent is answered, lost, or was
     still in flight at the end (and, when the generator died, which of them it took along)."""
-    sent, answered, lost = (int(traffic.get(k) or 0) for k in ("sent", "answered", "lost"))
-    in_flight, client_5xx = int(traffic.get("in_flight") or 0), int(traffic.get("5xx") or 0)
+    sent, answered, lost, in_flight, client_5xx = _tally(traffic)
     text = f"Traffic: {sent} requests sent over HTTP: {answered} answered, {lost} lost"
     if traffic.get("died"):
         return (
@@ -1016,6 +1001,9 @@ def build_parser() -> argparse.ArgumentParser:
         "5 promoted but --then-rollback failed (with --then-rollback, a rehearsal that did not promote "
         "keeps its own status: there is nothing to roll back).",
     )
+    # Every default is Options' own (the dests are its fields); the repeatable flags collect lists.
+    defaults = {f.name: getattr(Options(), f.name) for f in dataclasses.fields(Options)}
+    parser.set_defaults(**{**defaults, "faults": [], "mix": []})
     _add_deployment_args(parser)
     _add_traffic_args(parser)
     _add_environment_args(parser)
@@ -1025,37 +1013,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_deployment_args(parser: argparse.ArgumentParser) -> None:
     """What is deployed, how it is broken, and the clock."""
-    defaults = Options()
-    parser.add_argument("--baseline", default=defaults.baseline, help="model live before (default v1)")
-    parser.add_argument("--canary", default=defaults.canary, help="model rolled out (default v2)")
+    parser.add_argument("--baseline", help="model live before (default v1)")
+    parser.add_argument("--canary", help="model rolled out (default v2)")
     parser.add_argument(
         "--fault",
+        dest="faults",
         action="append",
-        default=[],
         metavar="SPEC",
         help="fault injected into the canary (repeatable)",
     )
-    parser.add_argument(
-        "--speed", type=float, default=defaults.speed, help="time compression (default 30: 5 minutes in 10 s)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=defaults.seed, help="seed of traffic order, routing, faults"
-    )
+    parser.add_argument("--speed", type=float, help="time compression (default 30: 5 minutes in 10 s)")
+    parser.add_argument("--seed", type=int, help="seed of traffic order, routing, faults")
 
 
 def _add_traffic_args(parser: argparse.ArgumentParser) -> None:
     """The users' traffic and the log lag."""
-    defaults = Options()
     parser.add_argument(
         "--rate",
         type=float,
-        default=None,
         help="deprecated: requests per wall second (use --traffic; --rate R is --traffic R/speed)",
     )
     parser.add_argument(
         "--traffic",
         type=float,
-        default=defaults.traffic,
         metavar="R",
         help="users' requests per real-world second (default 5; 0.004 is a few hundred a day: then the "
         "probe carries the evidence); the wall rate is R x --speed",
@@ -1063,14 +1043,12 @@ def _add_traffic_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mix",
         action="append",
-        default=[],
         metavar="LABEL=FACTOR",
         help="reweight the replayed test split by true label, e.g. hate_speech=3 (repeatable)",
     )
     parser.add_argument(
         "--log-lag",
         type=float,
-        default=defaults.log_lag,
         metavar="SECONDS",
         help="median real-world seconds before a record reaches the judge (lognormal, at most 5x the "
         "median, seeded; default 120; 0: at once)",
@@ -1079,15 +1057,10 @@ def _add_traffic_args(parser: argparse.ArgumentParser) -> None:
 
 def _add_environment_args(parser: argparse.ArgumentParser) -> None:
     """Where it is deployed from, and what follows a promotion."""
-    defaults = Options()
+    parser.add_argument("--env", help="samconfig environment to rehearse (default prod)")
+    parser.add_argument("--data", type=Path, help="labelled CSV (default $HATE_DATA or ../shared/data)")
     parser.add_argument(
-        "--env", default=defaults.env, help="samconfig environment to rehearse (default prod)"
-    )
-    parser.add_argument(
-        "--data", type=Path, default=None, help="labelled CSV (default $HATE_DATA or ../shared/data)"
-    )
-    parser.add_argument(
-        "--models", type=Path, default=defaults.models_dir, help="models folder (default models/)"
+        "--models", dest="models_dir", type=Path, metavar="MODELS", help="models folder (default models/)"
     )
     parser.add_argument(
         "--then-rollback",
@@ -1122,21 +1095,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    options = Options(
-        mix=mix,
-        baseline=args.baseline,
-        canary=args.canary,
-        faults=tuple(args.fault),
-        speed=args.speed,
-        seed=args.seed,
-        rate=args.rate,
-        traffic=args.traffic,
-        log_lag=args.log_lag,
-        env=args.env,
-        data=args.data,
-        models_dir=args.models,
-        then_rollback=args.then_rollback,
-    )
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Options)}
+    options = Options(**{**given, "faults": tuple(args.faults), "mix": mix})
 
     html = None if args.no_html else (args.html or Path("reports") / f"{_slug(options)}.html")
     if html is not None:

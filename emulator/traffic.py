@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from canary.stats import percentiles
@@ -84,10 +84,7 @@ def run(plan: TrafficPlan, stop: threading.Event, emit: Any) -> dict[str, Any]:
         counts["throttled"] += 1
 
     def snapshot() -> dict[str, int]:
-        taken = {k: counts.get(k, 0) for k in COUNTERS}
-        taken["sent"] = load.sent
-        taken["in_flight"] = taken["sent"] - taken["answered"] - taken["lost"]
-        return taken
+        return _with_in_flight({**{k: counts.get(k, 0) for k in COUNTERS}, "sent": load.sent})
 
     load = OpenLoop(
         host,
@@ -104,7 +101,6 @@ def run(plan: TrafficPlan, stop: threading.Event, emit: Any) -> dict[str, Any]:
         grace_s=plan.timeout_s + 5,
     )
     load.run(stop=stop)
-    latencies.sort()
     return {
         **snapshot(),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
@@ -115,6 +111,12 @@ def run(plan: TrafficPlan, stop: threading.Event, emit: Any) -> dict[str, Any]:
 
 
 _POINTS = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "max": 1.0}
+
+
+def _with_in_flight(counts: dict[str, int]) -> dict[str, int]:
+    """The counters with in_flight derived: every request sent is answered, lost, or in flight."""
+    in_flight = counts.get("sent", 0) - counts.get("answered", 0) - counts.get("lost", 0)
+    return {**counts, "in_flight": in_flight}
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -153,20 +155,18 @@ def _child() -> int:
 class Traffic:
     """The traffic process: start(), counts() while it runs, stop() -> its summary."""
 
-    def __init__(self, plan: TrafficPlan, python: str = sys.executable) -> None:
+    def __init__(self, plan: TrafficPlan) -> None:
         if not plan.texts:
             raise ValueError("no texts to replay")
         if not plan.rate > 0:
             raise ValueError(f"rate must be positive, got {plan.rate}")
         self.plan = plan
-        self.python = python
         self.summary: dict[str, Any] | None = None
         self._latest: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._final: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
-        self._stopping = False
         self.died: str | None = None  # how the process ended on its own, e.g. "killed by SIGKILL"
 
     @property
@@ -183,30 +183,31 @@ class Traffic:
         """How the traffic process ended before it was told to stop, None while it runs (or was
         stopped): a rehearsal must not judge a canary on traffic that is no longer flowing."""
         proc = self._proc
-        if self.died is None and proc is not None and not self._stopping:
+        if self.died is None and proc is not None:
             code = proc.poll()
             if code is not None:
                 self.died = _how(code)
         return None if self.died is None else f"died ({self.died})"
 
     def start(self) -> Traffic:
-        self._proc = subprocess.Popen(
-            [self.python, "-m", "emulator.traffic"],
+        self._proc = proc = subprocess.Popen(
+            [sys.executable, "-m", "emulator.traffic"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
         )
-        assert self._proc.stdin is not None
-        self._proc.stdin.write(json.dumps({**asdict(self.plan), "texts": list(self.plan.texts)}) + "\n")
-        self._proc.stdin.flush()
-        self._reader = threading.Thread(target=self._read, name="traffic-reader", daemon=True)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps({**asdict(self.plan), "texts": list(self.plan.texts)}) + "\n")
+        proc.stdin.flush()
+        self._reader = threading.Thread(
+            target=self._read, args=(proc.stdout,), name="traffic-reader", daemon=True
+        )
         self._reader.start()
         return self
 
-    def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        for line in self._proc.stdout:
+    def _read(self, stdout: IO[str]) -> None:
+        for line in stdout:
             try:
                 data = json.loads(line)
             except ValueError:
@@ -238,7 +239,7 @@ class Traffic:
         if proc is None:
             return self.summary or {}
         self.failure()  # a process that died before being told to stop is said so
-        self._stopping = True
+        self._proc = None  # told to stop: how it ends from now on is no failure
         try:
             assert proc.stdin is not None
             proc.stdin.write("stop\n")
@@ -252,13 +253,11 @@ class Traffic:
             proc.wait()
         if self._reader is not None:
             self._reader.join(timeout=5.0)
-        self._proc = None
         with self._lock:
             final = self._final
         if final is None:
             self.died = self.died or _how(proc.returncode)
-            counts = self.counts()
-            counts["in_flight"] = counts.get("sent", 0) - counts.get("answered", 0) - counts.get("lost", 0)
+            counts = _with_in_flight(self.counts())
             final = {
                 **counts,
                 "error": f"the traffic process {self.died} before its summary: these are its last "

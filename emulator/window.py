@@ -17,6 +17,7 @@ probe set next to the golden set, each model's answers.json holds its labels (ca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -25,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from canary import evidence
-from canary.records import RequestRecord
 from canary.probe import expected_labels, run_probe
+from canary.records import RequestRecord
 from canary.sources import SourceError, WindowRecords, window_evidence
 from emulator.functions import request_record
 from infer.sources import HOOK, LIVE, PROBE
@@ -49,17 +50,22 @@ def status_label(invocation: Any) -> tuple[int, str | None]:
         return 502, None
     label = None
     if 200 <= status < 300:
-        try:
+        with contextlib.suppress(AttributeError, TypeError, ValueError):
             label = json.loads(payload.get("body") or "").get("label")
-        except (AttributeError, TypeError, ValueError):
-            label = None
-        label = label if label in evidence.LABELS else None
-    return status, label
+    return status, label if label in evidence.LABELS else None
 
 
-def direct_answer(payload: Any) -> Mapping[str, Any]:
-    """What `lambda invoke` on a qualified ARN gives a direct caller (the hook, the probe): the
-    proxy response, or, for a function error, a response with no status and the error named."""
+def invoke_direct(
+    version: Any, event: dict[str, Any], keep: Callable[[RequestRecord], Any]
+) -> Mapping[str, Any]:
+    """Invoke a FunctionVersion as `lambda invoke` on its qualified ARN would (the hook, the probe):
+    its log record goes to `keep` (for the store, as the function's logs hold it). Returns what the
+    direct caller sees: the proxy response, or, for a function error, a response with no status and
+    the error named. An InvokeError propagates."""
+    invocation = version.invoke_detailed(event)
+    status, label = status_label(invocation)
+    keep(request_record(version, invocation, status, label, time.time(), event))
+    payload = invocation.payload
     if isinstance(payload, Mapping) and "statusCode" not in payload and "errorType" in payload:
         return {
             "statusCode": None,
@@ -68,16 +74,6 @@ def direct_answer(payload: Any) -> Mapping[str, Any]:
             "error": f"function error {payload['errorType']}",
         }
     return payload
-
-
-def invoke_direct(version: Any, event: dict[str, Any], keep: Callable[[RequestRecord], Any]) -> Mapping[str, Any]:
-    """Invoke a FunctionVersion as `lambda invoke` on its qualified ARN would (the hook, the probe):
-    its log record goes to `keep` (for the store, as the function's logs hold it); returns what the
-    direct caller sees. An InvokeError propagates."""
-    invocation = version.invoke_detailed(event)
-    status, label = status_label(invocation)
-    keep(request_record(version, invocation, status, label, time.time(), event))
-    return direct_answer(invocation.payload)
 
 
 # --------------------------------------------------------------------------- the probe
@@ -197,7 +193,6 @@ class EvidenceWindow:
 
     baseline_version: str  # function versions
     canary_version: str
-    manifests: Mapping[str, Mapping[str, Any]]
     known_answers: Mapping[str, Mapping[str, str]]  # canary.probe.load_known_answers
     gate_config: Any  # canary.config.GateConfig (the template's gate function environment)
     gate_timeout_s: float = 900.0  # the gate function's Timeout

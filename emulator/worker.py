@@ -14,17 +14,17 @@ Protocol, one JSON object per line:
     -> {"type": "ready", "init_ms": float,
         "error": null | {"errorType", "errorMessage", "missingModule"?}}                    (once)
     <- {"id": str, "event": {...}, "timeout_ms": int, "invoked_function_arn": str, "trace_id": str}
-    -> {"id": str, "ok": true, "payload": <handler result>, "duration_ms": float, "record": {...}|null}
+    -> {"id": str, "ok": true, "payload": <handler result>, "duration_ms": float, "records": [{...}, ...]}
     -> {"id": str, "ok": false, "payload": {"errorType", "errorMessage", "requestId", "stackTrace"},
-        "duration_ms": float, "record": null}
+        "duration_ms": float, "records": []}
     <- {"control": "hook-done"}      (no answer: faults with @hook start from the next invocation)
 End of input on --requests ends the process.
 
-`record` is the handler's own per-request log record (message "inference"), as CloudWatch Logs
-would hold it, read off the handler's stdout as it is written (RecordTap): the fields the judge
-reads (RECORD_KEYS), never the text. An injected fault that changes the answer changes it too, as
-a broken model would (a forced label is the label logged; latency=X makes the logged latency_ms X
-times as long).
+`records` are the handler's own per-request log records (message "inference": one, or a batch
+request's one per text), as CloudWatch Logs would hold them, read off the handler's stdout as it
+is written (RecordTap): the fields the judge reads (RECORD_KEYS), never the text. An injected
+fault that changes the answer changes them too, as a broken model would (a forced label is the
+label logged; latency=X makes the logged latency_ms X times as long).
 """
 
 from __future__ import annotations
@@ -62,14 +62,13 @@ RECORD_KEYS = (
 
 
 class RecordTap(io.TextIOBase):
-    """The handler's stdout, passed through unchanged, keeping the latest per-request log record
-    (a JSON line whose message is "inference"): what the log pipeline would deliver."""
+    """The handler's stdout, passed through unchanged, keeping the running invocation's per-request
+    log records (JSON lines whose message is "inference"): what the log pipeline would deliver."""
 
     def __init__(self, out: Any) -> None:
         self.out = out
         self.pending = ""
-        self.record: dict[str, Any] | None = None
-        self.batch: list[dict[str, Any]] = []  # a batch request's records, one per text, in order
+        self.records: list[dict[str, Any]] = []  # in the order logged (a batch: one per text)
 
     def write(self, text: str) -> int:
         self.out.write(text)
@@ -86,9 +85,7 @@ class RecordTap(io.TextIOBase):
         except ValueError:
             return
         if isinstance(data, dict) and data.get("message") == REQUEST_LOG_MESSAGE:
-            self.record = {k: data.get(k) for k in RECORD_KEYS if k in data}
-            if "batch_index" in data:
-                self.batch.append(self.record)
+            self.records.append({k: data.get(k) for k in RECORD_KEYS if k in data})
 
     def flush(self) -> None:
         self.out.flush()
@@ -99,36 +96,26 @@ class RecordTap(io.TextIOBase):
     def writable(self) -> bool:
         return True
 
-    def take(self) -> dict[str, Any] | None:
-        """The record the latest invocation logged (None when it logged none), then forget it."""
+    def take(self) -> list[dict[str, Any]]:
+        """The records the latest invocation logged (none, one, or a batch's one per text), then
+        forget them."""
         if self.pending:
             self._keep(self.pending)
             self.pending = ""
-        record, self.record = self.record, None
-        return record
-
-    def take_batch(self) -> list[dict[str, Any]]:
-        """The records of a batch request (one per text; empty for other requests), then forget
-        them. Call after take()."""
-        batch, self.batch = self.batch, []
-        return batch
+        records, self.records = self.records, []
+        return records
 
 
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-
-
-def _error(exc: BaseException, request_id: str | None = None) -> dict[str, Any]:
+def _error(exc: BaseException, request_id: str) -> dict[str, Any]:
     """The payload Lambda returns for an unhandled exception. Frames only in the stack, and the
     message is dropped: an exception's message may quote the request's text."""
     frames = traceback.extract_tb(exc.__traceback__)
-    payload: dict[str, Any] = {
+    return {
         "errorMessage": f"{type(exc).__name__} raised by the handler",
         "errorType": type(exc).__name__,
         "stackTrace": [f'  File "{f.filename}", line {f.lineno}, in {f.name}' for f in frames],
+        "requestId": request_id,
     }
-    if request_id is not None:
-        payload["requestId"] = request_id
-    return payload
 
 
 def _init_error(exc: BaseException, handler: str) -> dict[str, Any]:
@@ -149,18 +136,22 @@ def _init_error(exc: BaseException, handler: str) -> dict[str, Any]:
     return error
 
 
-def _utc_now() -> str:
+def utc_stamp() -> str:
+    """Now, as the runtime stamps its log lines (millisecond ISO 8601, UTC)."""
     now = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
-def _load_handler(spec: str) -> Any:
-    module_name, _, function_name = spec.rpartition(".")
-    module = importlib.import_module(module_name)
-    return getattr(module, function_name)
+def report_line(request_id: str, duration_ms: float, memory_mb: Any, tail: str) -> str:
+    """The REPORT line Lambda writes after each invocation (here, and for an environment that died
+    in one, emulator.functions); `tail` is what follows Memory Size."""
+    return (
+        f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
+        f"Billed Duration: {max(1, int(duration_ms + 0.999))} ms\tMemory Size: {memory_mb} MB\t{tail}"
+    )
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
@@ -191,7 +182,7 @@ def serve(
     if init_error is not None:
         print(f"INIT_REPORT Init Duration: {init_ms:.2f} ms Phase: init Status: error")
     sys.stdout.flush()
-    _write_all(
+    write_all(
         responses_fd, json.dumps({"type": "ready", "init_ms": init_ms, "error": init_error}).encode() + b"\n"
     )
 
@@ -207,15 +198,11 @@ def serve(
             data, duration_ms = _invoke(handler, init_error, message, tap)
             init = f" Init Duration: {init_ms:.2f} ms" if first else ""
             print(f"END RequestId: {request_id}")
-            print(
-                f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
-                f"Billed Duration: {max(1, int(duration_ms + 0.999))} ms\t"
-                f"Memory Size: {os.environ.get('AWS_LAMBDA_FUNCTION_MEMORY_SIZE', '?')} MB\t"
-                f"Max Memory Used: {_max_rss_mb()} MB{init}"
-            )
+            memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "?")
+            print(report_line(request_id, duration_ms, memory, f"Max Memory Used: {_max_rss_mb()} MB{init}"))
             first = False
             sys.stdout.flush()
-            _write_all(responses_fd, data.encode() + b"\n")
+            write_all(responses_fd, data.encode() + b"\n")
     return 0
 
 
@@ -233,13 +220,16 @@ def _init(
             parsed = fault_specs.parse(faults)
             if parsed.corrupt:
                 # A damaged copy of the model, made before the handler module loads it.
+                from infer.config import DEFAULT_MODELS_DIR
+
                 models_dir = Path(os.environ.get("MODELS_DIR") or DEFAULT_MODELS_DIR)
                 version = os.environ.get("MODEL_VERSION", "")
                 target = fault_specs.prepare_models(
                     parsed, version, models_dir, Path(workdir or tempfile.mkdtemp())
                 )
                 os.environ["MODELS_DIR"] = str(target)
-        handler = _load_handler(handler_spec)
+        module_name, _, function_name = handler_spec.rpartition(".")
+        handler = getattr(importlib.import_module(module_name), function_name)
         if parsed is not None:
             handler = fault_specs.apply(handler, parsed, seed=seed, hook_done=hook_done)
         return handler, None
@@ -275,17 +265,14 @@ def _invoke(
             payload = _error(exc, request_id)
             # On stdout, in order between this invocation's START and END lines.
             print(
-                f"[ERROR]\t{_utc_now()}\t{request_id}\t{payload['errorType']}: unhandled exception "
+                f"[ERROR]\t{utc_stamp()}\t{request_id}\t{payload['errorType']}: unhandled exception "
                 "in the handler"
             )
     duration_ms = (time.perf_counter() - begun) * 1000.0
-    record = tap.take()
-    record = record if ok else None
-    batch = tap.take_batch() if ok else []
-    if record is not None:
-        record = _with_fault_effects(record, getattr(handler, "effects", None))
-        batch = [_with_fault_effects(r, getattr(handler, "effects", None)) for r in batch]
-    return _response(request_id, ok, payload, duration_ms, record, batch), duration_ms
+    records = tap.take()  # taken (and forgotten) even when failed: they must not reach the next one
+    effects = getattr(handler, "effects", None)
+    records = [_with_fault_effects(r, effects) for r in records] if ok else []
+    return _response(request_id, ok, payload, duration_ms, records), duration_ms
 
 
 def _response(
@@ -293,8 +280,7 @@ def _response(
     ok: bool,
     payload: Any,
     duration_ms: float,
-    record: dict[str, Any] | None,
-    batch: list[dict[str, Any]],
+    records: list[dict[str, Any]],
 ) -> str:
     """The response line; Runtime.MarshalError when the runtime cannot serialise the result."""
     try:
@@ -304,8 +290,7 @@ def _response(
                 "ok": ok,
                 "payload": payload,
                 "duration_ms": duration_ms,
-                "record": record,
-                **({"batch_records": batch} if batch else {}),
+                "records": records,
             }
         )
     except (TypeError, ValueError) as exc:

@@ -179,6 +179,18 @@ def test_forwarding_and_trace_headers_are_added(stack):
     assert headers["X-Amzn-Trace-Id"].startswith("Root=1-")
 
 
+def test_a_clients_trace_header_is_replaced_whatever_its_case(stack):
+    """A client's x-amzn-trace-id does not reach the function: the event carries the gateway's one
+    trace header, the same one the answer names."""
+    gateway, _ = stack
+    r = call(gateway, "x", headers={"x-amzn-trace-id": "Root=1-00000000-client"})
+    event = echoed(r)["event"]
+    names = [name for name in event["multiValueHeaders"] if name.lower() == "x-amzn-trace-id"]
+    assert names == ["X-Amzn-Trace-Id"]
+    assert event["multiValueHeaders"]["X-Amzn-Trace-Id"] == [r.headers["X-Amzn-Trace-Id"]]
+    assert "client" not in r.headers["X-Amzn-Trace-Id"]
+
+
 def test_duplicate_headers_keep_every_value_in_multi_value_headers(stack):
     """Two X-Tag headers: headers holds the last, multiValueHeaders both."""
     import http.client

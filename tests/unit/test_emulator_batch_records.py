@@ -24,9 +24,7 @@ def _log(index: int, size: int, label: str, shadow: str) -> dict:
 
 
 def _invocation(logs: list[dict]) -> Invocation:
-    return Invocation(
-        "req", "7", {"statusCode": 200}, None, 9.0, False, None, logs[-1] if logs else None, tuple(logs)
-    )
+    return Invocation("req", "7", {"statusCode": 200}, None, 9.0, False, None, tuple(logs))
 
 
 def test_one_record_per_text_with_the_answer_s_label_and_the_logged_shadow():

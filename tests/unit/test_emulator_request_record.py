@@ -14,7 +14,7 @@ def _probe_event() -> dict:
 
 
 def _invocation(record: dict) -> Invocation:
-    return Invocation("req", "7", {"statusCode": 200}, None, 12.5, False, None, record)
+    return Invocation("req", "7", {"statusCode": 200}, None, 12.5, False, None, (record,))
 
 
 def test_a_probe_answer_with_an_unreadable_log_record_stays_a_probe_record():
