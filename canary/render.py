@@ -11,7 +11,7 @@ same dict (schema "canary-report/1") and print it with render_report. Every part
 
 "judge" and the gate's "report" are evidence reports (canary.evidence, schema
 "canary-evidence/1"); a "judge" of any other schema (the judge of before issue 10, removed) is
-named, not rendered. `with_checks` adds to every evidence metric the checks that decided it (the
+named, not rendered. `checked` adds to every evidence metric the checks that decided it (the
 same ones the text marks with *), so the JSON says it too.
 """
 
@@ -472,18 +472,6 @@ def evidence_checks(metric: Mapping[str, Any]) -> list[dict[str, Any]]:
         decided = cls == "High" or (cls == "Pass" and (significant or name == "probe_agreement"))
         checks.append(_check("effect floor", floor_text, harmful, decided))
     return checks
-
-
-def with_checks(report: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of the report whose evidence metrics (the judge's, the gate's) carry "checks"
-    (evidence_checks) and "decided_by" (the checks marked * in the text): the JSON says what the
-    text says."""
-    out = copy.deepcopy(dict(report))
-    if "judge" in out:
-        out["judge"] = checked(out["judge"])
-    if isinstance(out.get("gate"), dict) and "report" in out["gate"]:
-        out["gate"]["report"] = checked(out["gate"]["report"])
-    return out
 
 
 def checked(part: Any) -> Any:
