@@ -14,7 +14,7 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -186,6 +186,19 @@ _COLUMNS = ", ".join(
 )
 
 
+def _row(r: RequestRecord) -> tuple[Any, ...]:
+    """A record as the store's row, in _COLUMNS order (the one home of the row format)."""
+    return (
+        *(r.function_version, r.model_version, r.latency_ms, r.label, r.status, r.timestamp),
+        *(r.source, r.probe_id, json.dumps(dict(r.shadow), sort_keys=True), r.shadow_ms),
+    )
+
+
+def _record(row: Sequence[Any]) -> RequestRecord:
+    """The record of a row read as SELECT {_COLUMNS}."""
+    return RequestRecord(*row[:8], tuple(sorted(json.loads(row[8]).items())), row[9])
+
+
 class RecordStore:
     """An append-only SQLite store of RequestRecords, safe for several writer processes.
 
@@ -201,14 +214,15 @@ class RecordStore:
             db.executescript(_SCHEMA)
         self._add_columns()
 
-    def _add_columns(self) -> None:
-        """Bring a store created before issue 10 up to date (old rows get the defaults)."""
+    def _add_columns(self, columns: Mapping[str, str] = _ADDED_COLUMNS) -> None:
+        """Bring a store created before issue 10 up to date (old rows get the defaults); a subclass
+        adds its own `columns` ({name: SQL type}) the same way (emulator.store)."""
         with closing(self._connect()) as db:
             db.isolation_level = None  # the transaction below is explicit
             db.execute("BEGIN IMMEDIATE")  # one process at a time, so two never add the same column
             try:
                 have = {row[1] for row in db.execute("PRAGMA table_info(records)")}
-                for name, kind in _ADDED_COLUMNS.items():
+                for name, kind in columns.items():
                     if name not in have:
                         db.execute(f"ALTER TABLE records ADD COLUMN {name} {kind}")
                 db.execute("COMMIT")
@@ -229,13 +243,7 @@ class RecordStore:
 
     def extend(self, records: Iterable[RequestRecord]) -> int:
         """Add many records in one transaction; returns how many."""
-        rows = [
-            (
-                *(r.function_version, r.model_version, r.latency_ms, r.label, r.status, r.timestamp),
-                *(r.source, r.probe_id, json.dumps(dict(r.shadow), sort_keys=True), r.shadow_ms),
-            )
-            for r in records
-        ]
+        rows = [_row(r) for r in records]
         with closing(self._connect()) as db, db:
             db.executemany(f"INSERT INTO records ({_COLUMNS}) VALUES ({', '.join('?' * 10)})", rows)
         return len(rows)
@@ -247,7 +255,7 @@ class RecordStore:
                 f"SELECT {_COLUMNS} FROM records WHERE timestamp BETWEEN ? AND ? ORDER BY timestamp, id",
                 (since, until),
             ).fetchall()
-        return [RequestRecord(*row[:8], tuple(sorted(json.loads(row[8]).items())), row[9]) for row in rows]
+        return [_record(row) for row in rows]
 
     def __len__(self) -> int:
         with closing(self._connect()) as db:

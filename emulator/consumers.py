@@ -99,15 +99,9 @@ class LocalApiGateway:
     """The API Gateway client calls deploy/consumers.py makes, over the local stack's store and the
     template's plans (a plan's id is its name). Errors are the ClientErrors API Gateway answers."""
 
-    def __init__(
-        self,
-        settings: StackSettings,
-        store: ConsumerStore,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, settings: StackSettings, store: ConsumerStore) -> None:
         self.settings = settings
         self.store = store
-        self.clock = clock
         self.meta = SimpleNamespace(region_name=settings.region)
 
     def _plan(self, operation: str, plan_id: str) -> PlanSettings:
@@ -117,6 +111,11 @@ class LocalApiGateway:
                 operation, "NotFoundException", f"Invalid Usage Plan ID specified: {plan_id}", 404
             )
         return plan
+
+    def _on_plan(self, operation: str, plan_id: str) -> tuple[PlanSettings, list[dict[str, Any]]]:
+        """The plan (NotFoundException when the template has no such plan) and the keys on it."""
+        plan = self._plan(operation, plan_id)
+        return plan, [k for k in self.store.read() if k.get("plan_id") == plan_id]
 
     @staticmethod
     def _key(operation: str, keys: list[dict[str, Any]], key_id: str) -> dict[str, Any]:
@@ -150,7 +149,7 @@ class LocalApiGateway:
             "name": name,
             "description": description,
             "enabled": bool(enabled),
-            "created": self.clock(),
+            "created": time.time(),
             "value_sha256": _sha256(value),
             "plan_id": None,
             "tags": dict(tags or {}),
@@ -165,12 +164,7 @@ class LocalApiGateway:
         return {}
 
     def get_api_keys(
-        self,
-        *,
-        nameQuery: str = "",
-        includeValues: bool = False,
-        position: str | None = None,
-        limit: int = 500,
+        self, *, nameQuery: str = "", includeValues: bool = False, limit: int = 500
     ) -> dict[str, Any]:
         items = [self._public(k) for k in self.store.read() if k["name"].startswith(nameQuery)]
         return {"items": items}
@@ -210,16 +204,9 @@ class LocalApiGateway:
             answer["throttle"] = {"rateLimit": plan.rate_limit, "burstLimit": plan.burst_limit or 0}
         return answer
 
-    def get_usage_plan_keys(
-        self, *, usagePlanId: str, position: str | None = None, limit: int = 500
-    ) -> dict[str, Any]:
-        self._plan("GetUsagePlanKeys", usagePlanId)
-        items = [
-            {"id": k["id"], "type": "API_KEY", "name": k["name"]}
-            for k in self.store.read()
-            if k.get("plan_id") == usagePlanId
-        ]
-        return {"items": items}
+    def get_usage_plan_keys(self, *, usagePlanId: str, limit: int = 500) -> dict[str, Any]:
+        _, keys = self._on_plan("GetUsagePlanKeys", usagePlanId)
+        return {"items": [{"id": k["id"], "type": "API_KEY", "name": k["name"]} for k in keys]}
 
     def create_usage_plan_key(self, *, usagePlanId: str, keyId: str, keyType: str) -> dict[str, Any]:
         self._plan("CreateUsagePlanKey", usagePlanId)
@@ -245,25 +232,16 @@ class LocalApiGateway:
         return {}
 
     def get_usage(
-        self,
-        *,
-        usagePlanId: str,
-        startDate: str,
-        endDate: str,
-        keyId: str | None = None,
-        position: str | None = None,
-        limit: int = 500,
+        self, *, usagePlanId: str, startDate: str, endDate: str, limit: int = 500
     ) -> dict[str, Any]:
         """Each key's use in its current quota period, as one [used, remaining] entry (API Gateway
         answers one per day; the sum is the same) when that period began before endDate."""
-        plan = self._plan("GetUsage", usagePlanId)
+        plan, keys = self._on_plan("GetUsage", usagePlanId)
         start = datetime.strptime(startDate, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
         end = datetime.strptime(endDate, "%Y-%m-%d").replace(tzinfo=UTC).timestamp() + 86_400
         usage = read_usage(usage_path(self.store.path))
         items: dict[str, list[list[int]]] = {}
-        for key in self.store.read():
-            if key.get("plan_id") != usagePlanId or (keyId and key["id"] != keyId):
-                continue
+        for key in keys:
             entry = usage.get(key["id"]) or {}
             started = float(entry.get("period_start", -1))
             used = int(entry.get("used", 0)) if start - 31 * 86_400 < started < end else 0
@@ -282,13 +260,6 @@ def read_usage(path: Path) -> dict[str, dict[str, float]]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-@dataclass
-class _KeyState:
-    key_id: str
-    plan: PlanSettings
-    limits: KeyLimits  # the key's buckets and quota on its plan
 
 
 @dataclass(frozen=True)
@@ -317,7 +288,7 @@ class KeyRegistry:
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._by_hash: dict[str, dict[str, Any]] = {}
-        self._states: dict[str, _KeyState] = {}
+        self._limits: dict[str, tuple[PlanSettings, KeyLimits]] = {}  # key id -> its plan and limits on it
         self._usage = read_usage(self.usage_file)
         self._dirty = False
         self._stop = threading.Event()
@@ -360,27 +331,21 @@ class KeyRegistry:
             key = self._by_hash.get(digest)
             if key is None or not self._usable(key):
                 return None
-            state = self._state(key)
-            refusal = self._take(state, method_key)
-        return Admission(state.key_id, refusal)
+            limits = self._limits_of(key)
+            refusal = limits.take(method_key)
+            if refusal is None and limits.quota is not None:
+                self._usage[key["id"]] = {"period_start": limits.quota.start, "used": limits.quota.used}
+                self._dirty = True
+        return Admission(key["id"], refusal)
 
-    def _state(self, key: dict[str, Any]) -> _KeyState:
+    def _limits_of(self, key: dict[str, Any]) -> KeyLimits:
         plan = self.settings.plans[key["plan_id"]]
-        state = self._states.get(key["id"])
-        if state is None or state.plan != plan:  # new, or moved to another plan: fresh buckets
+        held = self._limits.get(key["id"])
+        if held is None or held[0] != plan:  # new, or moved to another plan: fresh buckets
             saved = self._usage.get(key["id"])  # continues the period a restarted gateway saved
             limits = KeyLimits.for_plan(plan, self.clock, self.monotonic, saved)
-            state = _KeyState(key["id"], plan, limits)
-            self._states[key["id"]] = state
-        return state
-
-    def _take(self, state: _KeyState, method_key: str) -> str | None:
-        refusal = state.limits.take(method_key)
-        quota = state.limits.quota
-        if refusal is None and quota is not None:
-            self._usage[state.key_id] = {"period_start": quota.start, "used": quota.used}
-            self._dirty = True
-        return refusal
+            held = self._limits[key["id"]] = (plan, limits)
+        return held[1]
 
     def flush(self) -> None:
         """Write the usage file if a key used something since it was last written."""
@@ -394,13 +359,12 @@ class KeyRegistry:
             with self._lock:
                 self._dirty = True  # a full disk must not fail requests: try again later
 
-    def start(self) -> KeyRegistry:
+    def start(self) -> None:
         """Write the usage every USAGE_WRITE_INTERVAL_S, off the request path, until stop()."""
         if self._writer is None:
             self._stop.clear()
             self._writer = threading.Thread(target=self._run, name="consumer-usage", daemon=True)
             self._writer.start()
-        return self
 
     def _run(self) -> None:
         while not self._stop.wait(USAGE_WRITE_INTERVAL_S):

@@ -47,6 +47,7 @@ FORMS = (
 )
 HOOK = "hook"  # the onset "once the PreTraffic hook is done"
 MAX_LATENCY_FACTOR = 1000.0  # beyond this a fault only makes invocations hit the function timeout
+NO_EFFECTS = {"label": None, "delay_ms": 0.0, "latency_factor": 1.0}  # apply()'s `effects` of a clean call
 
 
 class FaultError(ValueError):
@@ -73,14 +74,13 @@ class Faults:
     specs: tuple[str, ...] = field(default=(), compare=False)  # the specs as given, for reports
 
     @property
+    def in_handler(self) -> bool:
+        """Whether apply() wraps the handler (corrupt acts on the model, judge=crash on the judge)."""
+        return bool(self.error_rate or self.latency_factor != 1.0 or self.forced_labels)
+
+    @property
     def any(self) -> bool:
-        return bool(
-            self.error_rate
-            or self.latency_factor != 1.0
-            or self.forced_labels
-            or self.corrupt
-            or self.judge_crash
-        )
+        return self.in_handler or self.corrupt or self.judge_crash
 
     def describe(self) -> str:
         """The faults in one phrase, for progress lines and reports."""
@@ -186,12 +186,23 @@ def parse(specs: Iterable[str]) -> Faults:
     return Faults(**values, forced_labels=tuple(forced.items()), specs=tuple(given))
 
 
+def precise_wait(seconds: float, clock: Callable[[], float] = time.perf_counter) -> None:
+    """Wait `seconds`, precisely even below a millisecond: a sleep that short wakes up late (by
+    ~1 ms on an idle machine), which would turn latency=1.1 on a 0.5 ms handler into x3, so the
+    last millisecond is spun."""
+    deadline = clock() + seconds
+    if seconds > 0.002:
+        time.sleep(seconds - 0.0015)
+    while clock() < deadline:
+        pass
+
+
 def apply(
     handler: Handler,
     specs: Iterable[str] | Faults,
     *,
     seed: int | None = None,
-    wait: Callable[[float], None] | None = None,
+    wait: Callable[[float], None] = precise_wait,
     clock: Callable[[], float] = time.perf_counter,
     hook_done: Callable[[], bool] = lambda: False,
 ) -> Handler:
@@ -204,8 +215,7 @@ def apply(
     "latency_factor" applied}.
     """
     faults = specs if isinstance(specs, Faults) else parse(specs)
-    wait = wait or precise_wait
-    if not (faults.error_rate or faults.latency_factor != 1.0 or faults.forced_labels):
+    if not faults.in_handler:
         return handler
     # One generator per fault: adding a fault never changes which invocations another one hits.
     errors_rng = random.Random(f"{seed}:errors")
@@ -221,13 +231,9 @@ def apply(
         with lock:
             served += 1
             count = served
-            crash = (
-                on(faults.error_after, count)
-                and faults.error_rate > 0
-                and errors_rng.random() < faults.error_rate
-            )
+            crash = on(faults.error_after, count) and errors_rng.random() < faults.error_rate
             forced = _draw_label(faults, labels_rng) if on(faults.labels_after, count) else None
-        faulty.effects = {"label": None, "delay_ms": 0.0, "latency_factor": 1.0}
+        faulty.effects = dict(NO_EFFECTS)
         if crash:
             raise InjectedCrash("injected fault: errors")
         started = clock()
@@ -245,24 +251,11 @@ def apply(
             faulty.effects["latency_factor"] = faults.latency_factor
         return response
 
-    faulty.effects = {"label": None, "delay_ms": 0.0, "latency_factor": 1.0}
+    faulty.effects = dict(NO_EFFECTS)
     return faulty
 
 
-def precise_wait(seconds: float, clock: Callable[[], float] = time.perf_counter) -> None:
-    """Wait `seconds`, precisely even below a millisecond: a sleep that short wakes up late (by
-    ~1 ms on an idle machine), which would turn latency=1.1 on a 0.5 ms handler into x3, so the
-    last millisecond is spun."""
-    deadline = clock() + seconds
-    if seconds > 0.002:
-        time.sleep(seconds - 0.0015)
-    while clock() < deadline:
-        pass
-
-
 def _draw_label(faults: Faults, rng: random.Random) -> str | None:
-    if not faults.forced_labels:
-        return None
     u = rng.random()
     for label, share in faults.forced_labels:
         if u < share:
@@ -281,11 +274,11 @@ def scale_handler_latency(response: Any, factor: float) -> Any:
     if not isinstance(headers, Mapping):
         return response
     name = next((k for k in headers if str(k).lower() == LATENCY_HEADER.lower()), None)
-    try:
-        value = float(headers[name]) if name is not None else None
-    except (TypeError, ValueError):
+    if name is None:
         return response
-    if value is None:
+    try:
+        value = float(headers[name])
+    except (TypeError, ValueError):
         return response
     return {**response, "headers": {**headers, name: f"{value * factor:.3f}"}}
 

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Errors (on_error's kinds)
 SEND_FAILED = "send failed"  # not counted as a request: it is sent again on a new connection
@@ -73,17 +73,15 @@ def _header(head: bytes, name: bytes) -> bytes | None:
     return head[start : end if end >= 0 else len(head)].strip()
 
 
+@dataclass(slots=True)
 class _Conn:
-    __slots__ = ("sock", "buffer", "due", "sent", "busy", "index", "attempt")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = bytearray()
-        self.due = 0.0
-        self.sent = 0.0
-        self.busy = False
-        self.index = 0  # the request it carries
-        self.attempt = 0
+    sock: socket.socket
+    buffer: bytearray = field(default_factory=bytearray)
+    due: float = 0.0
+    sent: float = 0.0
+    busy: bool = False
+    index: int = 0  # the request it carries
+    attempt: int = 0
 
 
 class OpenLoop:
@@ -142,8 +140,13 @@ class OpenLoop:
             self._idle.append(conn)
             self._missing -= 1
 
-    def _drop(self, conn: _Conn) -> None:
-        """Close a connection; it is opened again before the next send."""
+    def _drop(self, conn: _Conn, error: str = CONNECTION_CLOSED) -> None:
+        """Close a connection; it is opened again before the next send. The request it was
+        waiting for the answer to, if any, ends as `error`."""
+        if conn.busy:
+            conn.busy = False
+            self._busy -= 1
+            self.on_error(error)
         self._selector.unregister(conn.sock)
         conn.sock.close()
         if conn in self._idle:
@@ -256,10 +259,7 @@ class OpenLoop:
         for key in list(self._selector.get_map().values()):
             conn = key.data
             if conn.busy and now - conn.sent > self.timeout_s:
-                conn.busy = False
-                self._busy -= 1
-                self.on_error(TIMED_OUT)
-                self._drop(conn)
+                self._drop(conn, TIMED_OUT)
 
     def _receive(self, wait: float) -> None:
         if not self._selector.get_map():
@@ -272,11 +272,7 @@ class OpenLoop:
             except OSError:
                 chunk = b""
             if not chunk:
-                if conn.busy:
-                    conn.busy = False
-                    self._busy -= 1
-                    self.on_error(CONNECTION_CLOSED)
-                self._drop(conn)
+                self._drop(conn, CONNECTION_CLOSED)
                 continue
             conn.buffer += chunk
             self._answer(conn)

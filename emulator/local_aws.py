@@ -15,18 +15,17 @@
                        and stays UPDATE_COMPLETE (no new version is published).
 
 Errors are botocore ClientErrors with the codes AWS answers, so the controller's handling is the real one.
-Only the keyword arguments deploy.stack and deploy.rollback pass are supported.
+Only the keyword arguments deploy.stack and deploy.rollback pass are supported (no paging: every
+list is one page, so no nextToken ever comes back).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -36,6 +35,7 @@ from deploy.stack import ACTIVE_STATUSES
 from stack import LOCAL_ACCOUNT, ROOT
 
 PACKAGE_DIRS = ("infer",)  # what the inference function's package holds besides its dependencies
+STACK_STATUS = "UPDATE_COMPLETE"  # the stack's and its resources' status: update_stack deploys nothing
 
 
 def client_error(operation: str, code: str, message: str, status: int = 400) -> ClientError:
@@ -44,13 +44,18 @@ def client_error(operation: str, code: str, message: str, status: int = 400) -> 
     return ClientError(answer, operation)  # type: ignore[arg-type]
 
 
-def package_sha256(root: Path = ROOT, dirs: Sequence[str] = PACKAGE_DIRS) -> str:
+def _not_found(operation: str, message: str) -> ClientError:
+    """Lambda's answer for a function, version or alias it does not have."""
+    return client_error(operation, "ResourceNotFoundException", message, 404)
+
+
+def package_sha256() -> str:
     """A CodeSha256 for the local package (base64 SHA-256, as Lambda reports it): every published
     version of the rehearsal runs this same code; only MODEL_VERSION differs between them."""
     digest = hashlib.sha256()
-    for folder in dirs:
-        for path in sorted((root / folder).rglob("*.py")):
-            digest.update(path.relative_to(root).as_posix().encode())
+    for folder in PACKAGE_DIRS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            digest.update(path.relative_to(ROOT).as_posix().encode())
             digest.update(path.read_bytes())
     return base64.b64encode(digest.digest()).decode("ascii")
 
@@ -74,31 +79,30 @@ class LocalLambda:
         self.code_sha256 = code_sha256 if code_sha256 is not None else package_sha256()
         self.clock = clock
         self.updates: list[dict[str, Any]] = []  # every update_alias: wall time, version, weights
-        self._lock = threading.Lock()
 
-    def _function(self, operation: str, name: str) -> None:
+    def _function(self, operation: str, name: str, alias: str | None = None) -> None:
         # A name, or an ARN (qualified or not) ending in it: what Lambda accepts as FunctionName.
         base = str(name).split(":function:", 1)[-1].split(":", 1)[0]
         if base != self.function:
-            raise client_error(operation, "ResourceNotFoundException", f"Function not found: {name}", 404)
+            raise _not_found(operation, f"Function not found: {name}")
+        if alias is not None and alias != self.alias.name:
+            raise _not_found(operation, f"Alias not found: {alias}")
 
-    def _alias(self, operation: str, name: str) -> None:
-        if name != self.alias.name:
-            raise client_error(operation, "ResourceNotFoundException", f"Alias not found: {name}", 404)
+    @property
+    def latest(self) -> Any:
+        """$LATEST: the newest published version."""
+        return self.versions[max(self.versions, key=int)]
 
     def _version(self, operation: str, version: str) -> Any:
         if version == "$LATEST":
-            return self.versions[max(self.versions, key=int)]
+            return self.latest
         found = self.versions.get(str(version))
         if found is None:
-            raise client_error(
-                operation, "ResourceNotFoundException", f"Function not found: {self.function}:{version}", 404
-            )
+            raise _not_found(operation, f"Function not found: {self.function}:{version}")
         return found
 
     def get_alias(self, *, FunctionName: str, Name: str) -> dict[str, Any]:
-        self._function("GetAlias", FunctionName)
-        self._alias("GetAlias", Name)
+        self._function("GetAlias", FunctionName, Name)
         routing = self.alias.routing
         weights = {}
         if routing.canary is not None and routing.weight > 0:
@@ -131,8 +135,7 @@ class LocalLambda:
         FunctionVersion: str | None = None,
         RoutingConfig: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        self._function("UpdateAlias", FunctionName)
-        self._alias("UpdateAlias", Name)
+        self._function("UpdateAlias", FunctionName, Name)
         weights = dict((RoutingConfig or {}).get("AdditionalVersionWeights") or {})
         primary_id = str(FunctionVersion or self.alias.primary.function_version)
         primary = self._version("UpdateAlias", primary_id)
@@ -143,11 +146,10 @@ class LocalLambda:
                 "AdditionalVersionWeights takes one version other than the alias's FunctionVersion",
             )
         extra = [(self._version("UpdateAlias", str(v)), float(w)) for v, w in weights.items()]
-        with self._lock:
-            self.alias.set_primary(primary)
-            if extra:
-                self.alias.set_routing(*extra[0])
-            self.updates.append({"at": self.clock(), "version": primary_id, "weights": weights})
+        self.alias.set_primary(primary)
+        if extra:
+            self.alias.set_routing(*extra[0])
+        self.updates.append({"at": self.clock(), "version": primary_id, "weights": weights})
         return self.get_alias(FunctionName=FunctionName, Name=Name)
 
 
@@ -184,7 +186,6 @@ class LocalCodeDeploy:
         applicationName: str,
         deploymentGroupName: str,
         includeOnlyStatuses: Sequence[str] | None = None,
-        nextToken: str | None = None,
     ) -> dict[str, Any]:
         self._group("ListDeployments", applicationName, deploymentGroupName)
         wanted = set(includeOnlyStatuses or ())
@@ -233,7 +234,6 @@ class LocalCloudFormation:
     ) -> None:
         self.stack_name = stack_name
         self.parameters = dict(parameters)
-        self.status = "UPDATE_COMPLETE"
         self.stack_id = f"arn:aws:cloudformation:{region}:{LOCAL_ACCOUNT}:stack/{stack_name}/local"
         self.resources = list(resources)
         self.updates: list[dict[str, Any]] = []  # {"request": ..., "changes": {key: (old, new)}}
@@ -247,20 +247,20 @@ class LocalCloudFormation:
         stack = {
             "StackId": self.stack_id,
             "StackName": self.stack_name,
-            "StackStatus": self.status,
+            "StackStatus": STACK_STATUS,
             "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in self.parameters.items()],
             "Outputs": [],
         }
         return {"Stacks": [stack]}
 
-    def list_stack_resources(self, *, StackName: str, NextToken: str | None = None) -> dict[str, Any]:
+    def list_stack_resources(self, *, StackName: str) -> dict[str, Any]:
         self._stack("ListStackResources", StackName)
         rows = [
             {
                 "LogicalResourceId": logical,
                 "PhysicalResourceId": physical,
                 "ResourceType": kind,
-                "ResourceStatus": "UPDATE_COMPLETE",
+                "ResourceStatus": STACK_STATUS,
             }
             for logical, physical, kind in self.resources
         ]
@@ -301,8 +301,7 @@ def local_clients(
     application = f"{stack}-ServerlessDeploymentApplication"
     group = f"{stack}-InferenceFunctionDeploymentGroup"
     lam = LocalLambda(alias, versions)
-    newest = lam.versions[max(lam.versions, key=int)]
-    parameters = {**settings.parameters, "ModelVersion": newest.model_version}
+    parameters = {**settings.parameters, "ModelVersion": lam.latest.model_version}
     resources = [
         ("InferenceFunction", lam.function, "AWS::Lambda::Function"),
         ("ServerlessDeploymentApplication", application, "AWS::CodeDeploy::Application"),

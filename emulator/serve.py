@@ -1,15 +1,12 @@
-"""`python -m emulator serve`: the API on 127.0.0.1 as template.yaml and samconfig.toml's `local`
-environment define it, until Ctrl-C or SIGTERM: the gateway (key, usage plans, CORS, API
-Gateway's errors) in front of the `live` alias, whose versions each run the real handler in
-their own process. Without --model it serves the newest trained model (the template's default
-ModelVersion, v1, is what a new stack starts on: --model v1). The `/v1/` of its URLs is the API
-stage, not a model. Only one serve at a time may use a record store and a logs folder (lock
-files say who has them).
+"""`python -m emulator serve`: what it runs, and the lock files that keep it to one serve per record
+store and logs folder, are described once, in the usage text of emulator/__main__.py (which
+`python -m emulator` prints).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import os
 import signal
@@ -19,14 +16,17 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 # The project's packages (PyYAML, Powertools...) are imported only once a command runs, so that
 # a Python without them gets main()'s one-line answer rather than a traceback.
 if TYPE_CHECKING:
+    from emulator.functions import Alias
+    from emulator.gateway import Gateway
     from stack import StackSettings
 
 ROOT = Path(__file__).resolve().parent.parent
+LOCAL = ROOT / "reports" / "local"  # where the local stack's state goes by default
 
 EXIT_USAGE = 2
 KEY_ENV = "HATE_API_KEY"
@@ -99,19 +99,19 @@ def serve_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--records",
         type=Path,
-        default=ROOT / "reports" / "local" / "records.sqlite",
+        default=LOCAL / "records.sqlite",
         help="SQLite store of per-request records (default reports/local/records.sqlite)",
     )
     parser.add_argument(
         "--logs",
         type=Path,
-        default=ROOT / "reports" / "local" / "logs",
+        default=LOCAL / "logs",
         help="folder of the functions' logs, one file per version (default reports/local/logs)",
     )
     parser.add_argument(
         "--consumers",
         type=Path,
-        default=ROOT / "reports" / "local" / "consumers.json",
+        default=LOCAL / "consumers.json",
         help="consumer keys on the plans (make consumer-add ENV=local; default reports/local/consumers.json)",
     )
     parser.add_argument("--access-log", action="store_true", help="print one line per request")
@@ -156,36 +156,30 @@ def _models(args: argparse.Namespace, settings: StackSettings, split: bool) -> t
     return models, why
 
 
-def _claim(claims: Sequence[tuple[Path, Path]]) -> list[Any]:
-    """(lock file, what it guards): locks beside the record store and in the logs folder, held
-    while serve runs (the OS drops them when the process ends, however it ends), so a second
-    serve on the same files is refused instead of interleaving its records and logs with ours."""
-    held: list[Any] = []
-    for path, what in claims:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until the process ends
-        except OSError as exc:
-            for other in held:
-                other.close()
-            raise _Usage(f"cannot use {what}: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
-            handle.close()
-            for other in held:
-                other.close()
-            raise _Usage(
-                f"{what} is in use by another `serve` ({owner}): stop it, or give this one its own "
-                "--records and --logs"
-            ) from None
-        held.append(handle)
-    return held
+def _lock(path: Path, what: Path) -> TextIO:
+    """The lock file `path`, open and locked, guarding `what` (the record store or the logs
+    folder) while serve runs (the OS drops it when the process ends, however it ends), so a second
+    serve on the same files is refused instead of interleaving its records and logs with ours:
+    _Usage (the file closed) when another serve holds it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until the process ends
+    except OSError as exc:
+        raise _Usage(f"cannot use {what}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise _Usage(
+            f"{what} is in use by another `serve` ({owner}): stop it, or give this one its own "
+            "--records and --logs"
+        ) from None
+    return handle
 
 
-def _mark(held: Sequence[Any], text: str) -> None:
+def _mark(held: Sequence[TextIO], text: str) -> None:
     """Write who holds the locks (read by a second serve's error message)."""
     for handle in held:
         handle.seek(0)
@@ -214,30 +208,33 @@ def _missing_dependency(versions: Sequence[Any]) -> str | None:
 
 
 def serve(argv: list[str]) -> int:
-    parser = serve_parser()
     try:
-        args = parser.parse_args(argv)
+        args = serve_parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-
-    def usage(message: str) -> int:
-        print(f"error: {message}", file=sys.stderr)
+    try:
+        return _serve(args)
+    except _Usage as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+
+def _serve(args: argparse.Namespace) -> int:
+    """Check the flags, settings, models and key, take the locks, then run; _Usage when one fails."""
     split = args.baseline is not None or args.canary is not None or args.weight is not None
     if split and args.model is not None:
-        return usage("give either --model or --baseline/--canary/--weight, not both")
+        raise _Usage("give either --model or --baseline/--canary/--weight, not both")
     if split and (args.baseline is None or args.canary is None):
-        return usage("a split needs both --baseline and --canary (--weight is the canary's share)")
+        raise _Usage("a split needs both --baseline and --canary (--weight is the canary's share)")
     if args.fault and not split:
-        return usage("--fault goes into the canary: give --baseline and --canary too")
+        raise _Usage("--fault goes into the canary: give --baseline and --canary too")
     from stack import SettingsError, load_settings
 
     try:
         settings = load_settings(args.template, args.samconfig, env=args.env)
-        models, why = _models(args, settings, split)
-    except (SettingsError, _Usage) as exc:
-        return usage(str(exc))
+    except SettingsError as exc:
+        raise _Usage(str(exc)) from None
+    models, why = _models(args, settings, split)
     if args.no_quota or args.no_throttle:
         settings = settings.lifted(quota=args.no_quota, throttle=args.no_throttle)
     if split and args.baseline == args.canary and not args.fault:
@@ -245,22 +242,18 @@ def serve(argv: list[str]) -> int:
 
     from emulator.gateway import check_api_key, generate_api_key
 
-    generated = False
     api_key = args.api_key or os.environ.get(KEY_ENV) or ""
-    if not api_key:
-        api_key, generated = generate_api_key(), True
+    generated = not api_key
+    if generated:
+        api_key = generate_api_key()
     try:
         check_api_key(api_key)
-        locks = _claim([(Path(f"{args.records}.lock"), args.records), (args.logs / ".serve.lock", args.logs)])
-    except (ValueError, _Usage) as exc:
-        return usage(str(exc))
-    try:
+    except ValueError as exc:
+        raise _Usage(str(exc)) from None
+    with contextlib.ExitStack() as held:  # whatever happens, every lock taken is let go
+        claims = [(Path(f"{args.records}.lock"), args.records), (args.logs / ".serve.lock", args.logs)]
+        locks = [held.enter_context(_lock(path, what)) for path, what in claims]
         return _run(args, settings, models, why, api_key, generated, locks)
-    except _Usage as exc:
-        return usage(str(exc))
-    finally:
-        for handle in locks:
-            handle.close()
 
 
 def _run(
@@ -270,14 +263,15 @@ def _run(
     why: str,
     api_key: str,
     generated: bool,
-    locks: Sequence[Any],
+    locks: Sequence[TextIO],
 ) -> int:
     """Start the stack, print the banner, serve until a signal; the exit status."""
     from canary.records import RecordStore
+    from emulator.consumers import KeyRegistry
     from emulator.functions import EnvironmentFailed
     from emulator.gateway import Gateway
 
-    alias, versions = _alias(args, settings, models)
+    alias = _alias(args, settings, models)
     try:
         store = RecordStore(args.records)
     except (OSError, sqlite3.Error) as exc:
@@ -286,9 +280,6 @@ def _run(
     def access(line: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
 
-    from emulator.consumers import KeyRegistry
-
-    consumers = KeyRegistry(settings, args.consumers)
     gateway = Gateway(
         settings,
         alias,
@@ -296,14 +287,14 @@ def _run(
         store,
         port=args.port,
         access_log=access if args.access_log else None,
-        consumers=consumers,
+        consumers=KeyRegistry(settings, args.consumers),
     )
     stop = threading.Event()  # set by Ctrl-C or SIGTERM, from now on (cold starts included)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
         alias.start()  # the cold starts, before anything listens
-        problem = _missing_dependency(versions)
+        problem = _missing_dependency(alias.versions())
         if problem is not None:
             raise EnvironmentFailed(problem)
         gateway.start()
@@ -315,7 +306,7 @@ def _run(
         alias.stop()
         raise _Usage(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror} (try --port 0)") from None
     _mark(locks, f"pid {os.getpid()}, {gateway.url}")
-    _banner(args, settings, gateway, alias, why, api_key, generated)
+    _banner(args, gateway, why, generated)
     try:
         while not stop.wait(0.5):
             pass
@@ -327,52 +318,44 @@ def _run(
     return 0
 
 
-def _alias(args: argparse.Namespace, settings: StackSettings, models: list[str]) -> tuple[Any, list[Any]]:
-    """The live alias and its versions: version 1 serving models[0], and with a split version 2
-    serving models[1] (with --fault) at --weight or the DeploymentPreference's canary share."""
+def _alias(args: argparse.Namespace, settings: StackSettings, models: list[str]) -> Alias:
+    """The live alias: version 1 serving models[0], and with a split version 2 serving models[1]
+    (with --fault) at --weight or the DeploymentPreference's canary share."""
     from emulator.faults import FaultError
     from emulator.functions import Alias, FunctionVersion
 
-    # Logs are named after the stack served (hate-speech-local-...), not after the function name
-    # the environment's parameters give (Environment=prod makes it hate-speech-prod-infer).
-    def log_path(n: str) -> Path:
-        return args.logs / f"{settings.stack_name}-infer-{n}.log"
-
     try:
-        versions = [
-            FunctionVersion("1", models[0], settings=settings, log_path=log_path("1"), seed=args.seed)
-        ]
-        if len(models) > 1:
-            versions.append(
-                FunctionVersion(
-                    "2", models[1], args.fault, settings=settings, log_path=log_path("2"), seed=args.seed
-                )
+        # Logs are named after the stack served (hate-speech-local-...), not after the function
+        # name the environment's parameters give (Environment=prod makes it hate-speech-prod-infer).
+        primary, *canaries = [
+            FunctionVersion(
+                str(n),
+                model,
+                args.fault if n == 2 else (),
+                settings=settings,
+                log_path=args.logs / f"{settings.stack_name}-infer-{n}.log",
+                seed=args.seed,
             )
+            for n, model in enumerate(models, start=1)
+        ]
     except FaultError as exc:
         raise _Usage(str(exc)) from None
-    primary, canary = versions[0], (versions[1] if len(versions) > 1 else None)
+    canary = canaries[0] if canaries else None
     weight = 0.0
     if canary is not None:
         # Without --weight the canary gets what the template's DeploymentPreference would give it.
         weight = args.weight if args.weight is not None else settings.canary_percent / 100.0
-    return Alias(settings.inference.alias or "live", primary, canary, weight, seed=args.seed), versions
+    return Alias(settings.inference.alias or "live", primary, canary, weight, seed=args.seed)
 
 
-def _banner(
-    args: argparse.Namespace,
-    settings: StackSettings,
-    gateway: Any,
-    alias: Any,
-    why: str,
-    api_key: str,
-    generated: bool,
-) -> None:
+def _banner(args: argparse.Namespace, gateway: Gateway, why: str, generated: bool) -> None:
     """What runs where: which model each version serves, the URL (and what its /v1/ is), the
-    usage plan, where records and logs go, the key."""
+    usage plan, where records and logs go, the key (shown only when generated here)."""
 
     def init(version: Any) -> str:
         return f"init {version.init_ms:.0f} ms" if version.init_ms is not None else "not started"
 
+    settings, alias, api_key = gateway.settings, gateway.alias, gateway.api_key
     primary, canary = alias.primary, alias.canary
     print(f"Local API ({settings.stack_name}, samconfig env {args.env}), alias {alias.name}:")
     if canary is None:
@@ -389,12 +372,11 @@ def _banner(
         "X-Model-Version header of each answer names the model)"
     )
     print(f"  usage plan of this key: {_plan_line(settings.key_plan)}")
-    registry = getattr(gateway, "consumers", None)
-    if registry is not None:
-        print(
-            f"  consumers: {registry.count} keys on plans {', '.join(settings.plans)} in {args.consumers} "
-            "(make consumer-add ENV=local NAME=... PLAN=...)"
-        )
+    print(
+        f"  consumers: {gateway.consumers.count} keys on plans {', '.join(settings.plans)} "
+        f"in {args.consumers} "
+        "(make consumer-add ENV=local NAME=... PLAN=...)"
+    )
     print(f"  records: {args.records}; function logs: {args.logs}")
     if generated:
         print(f"  API key (generated; set {KEY_ENV} or --api-key to choose one): {api_key}")

@@ -18,7 +18,6 @@ visible at once.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import threading
@@ -26,25 +25,13 @@ from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import dataclass
 
-from canary.records import RecordStore, RequestRecord
+from canary.records import _COLUMNS, RecordStore, RequestRecord, _record, _row
 
 LAG_SIGMA = 0.6  # log-sd of the lag (canary.evidence.EvidenceConfig.lag_sigma)
 LAG_CUT = 5.0  # the lag never exceeds this many medians (120 s -> 600 s)
 DEFAULT_LAG_S = 120.0
-
-_COLUMNS = (
-    "function_version",
-    "model_version",
-    "latency_ms",
-    "label",
-    "status",
-    "timestamp",
-    "source",
-    "probe_id",
-    "shadow",
-    "shadow_ms",
-    "visible_at",
-)
+# canary.records' row, then when the judge may see it (on the reader's clock)
+_INSERT = f"INSERT INTO records ({_COLUMNS}, visible_at) VALUES ({', '.join('?' * 11)})"
 
 
 @dataclass
@@ -66,9 +53,7 @@ class LogLag:
         return self.median_s * LAG_CUT
 
     def draw(self) -> float:
-        if self.median_s == 0:
-            return 0.0
-        with self._lock:
+        with self._lock:  # gauss() is not thread-safe; the gateway's and the probe's threads draw
             z = self._rng.gauss(0.0, 1.0)
         return min(self.max_s, self.median_s * math.exp(LAG_SIGMA * z))
 
@@ -86,20 +71,12 @@ class LaggedStore(RecordStore):
     """
 
     def __init__(
-        self,
-        path,
-        *,
-        lag: LogLag | None = None,
-        clock: Callable[[float], float] | None = None,
-        busy_timeout_s: float = 30.0,
+        self, path, *, lag: LogLag | None = None, clock: Callable[[float], float] | None = None
     ) -> None:
-        super().__init__(path, busy_timeout_s=busy_timeout_s)
+        super().__init__(path)
         self.lag = lag or LogLag(0.0)
         self.clock = clock
-        with closing(self._connect()) as db, db:
-            have = {row[1] for row in db.execute("PRAGMA table_info(records)")}
-            if "visible_at" not in have:
-                db.execute("ALTER TABLE records ADD COLUMN visible_at REAL")
+        self._add_columns({"visible_at": "REAL"})
 
     def _visible_at(self, record: RequestRecord) -> float | None:
         if self.clock is None:
@@ -107,37 +84,20 @@ class LaggedStore(RecordStore):
         return self.clock(record.timestamp) + self.lag.draw()
 
     def extend(self, records: Iterable[RequestRecord]) -> int:
-        rows = [
-            (
-                r.function_version,
-                r.model_version,
-                r.latency_ms,
-                r.label,
-                r.status,
-                r.timestamp,
-                r.source,
-                r.probe_id,
-                json.dumps(dict(r.shadow), sort_keys=True),
-                r.shadow_ms,
-                self._visible_at(r),
-            )
-            for r in records
-        ]
-        marks = ", ".join("?" * len(_COLUMNS))
+        rows = [(*_row(r), self._visible_at(r)) for r in records]
         with closing(self._connect()) as db, db:
-            db.executemany(f"INSERT INTO records ({', '.join(_COLUMNS)}) VALUES ({marks})", rows)
+            db.executemany(_INSERT, rows)
         return len(rows)
 
     def window(self, since: float, until: float, visible_by: float | None = None) -> list[RequestRecord]:
         """Records answered between since and until (wall epochs), oldest first; with
         `visible_by`, only those visible by then (on the store's clock)."""
-        query = f"SELECT {', '.join(_COLUMNS[:-1])} FROM records WHERE timestamp BETWEEN ? AND ?"
-        args: tuple[float, ...] = (since, until)
-        if visible_by is not None:
-            query += " AND (visible_at IS NULL OR visible_at <= ?)"
-            args += (visible_by,)
+        if visible_by is None:
+            return super().window(since, until)
         with closing(self._connect()) as db:
-            rows = db.execute(query + " ORDER BY timestamp, id", args).fetchall()
-        return [
-            RequestRecord(*row[:8], tuple(sorted(json.loads(row[8] or "{}").items())), row[9]) for row in rows
-        ]
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM records WHERE timestamp BETWEEN ? AND ?"
+                " AND (visible_at IS NULL OR visible_at <= ?) ORDER BY timestamp, id",
+                (since, until, visible_by),
+            ).fetchall()
+        return [_record(row) for row in rows]
