@@ -45,7 +45,8 @@ def load_manifests(models_dir: str | Path = DEFAULT_MODELS_DIR) -> dict[str, dic
 def trained_versions(models_dir: str | Path = DEFAULT_MODELS_DIR) -> tuple[str, ...]:
     """The trained models: models_dir/vN folders with a manifest, in N order (v10 after v9); what
     the build ships, the rollout accepts and `serve` picks the newest of."""
-    found = [
-        p.parent.name for p in Path(models_dir).glob("*/manifest.json") if _VERSION.fullmatch(p.parent.name)
-    ]
+    if not Path(models_dir).is_dir():  # a mistyped folder is an error, not "no model trained"
+        raise FileNotFoundError(f"{models_dir}: no such folder of models")
+    names = (path.parent.name for path in Path(models_dir).glob("*/manifest.json"))
+    found = [name for name in names if _VERSION.fullmatch(name)]
     return tuple(sorted(found, key=lambda name: int(name[1:])))

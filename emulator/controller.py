@@ -47,9 +47,10 @@ from typing import Any, Protocol
 from canary.config import HookConfig
 from canary.evidence import VERDICT_METRIC, VERDICT_VALUE, EvidenceReport
 from canary.hook import HookError, HookResult, run_pretraffic
-from canary.records import RecordSource, RequestRecord
+from canary.records import RequestRecord
 from canary.render import short_names
 from canary.stats import quantile
+from emulator.store import LaggedStore
 from emulator.window import GateInterrupted, JudgeCrashed, invoke_direct
 from stack import AlarmSettings, Plan, Step
 
@@ -346,7 +347,7 @@ class Controller:
         canary: Invocable,
         plan: Plan,
         alarms: Sequence[AlarmSettings],
-        store: RecordSource,
+        store: LaggedStore,  # read as the judge reads its records, and the hook's records go to it
         hook_config: HookConfig,
         window: Any,
         hook_timeout_s: float = 300.0,

@@ -87,7 +87,7 @@ OPENAPI_PATHS = ("/openapi.yaml", "/openapi.json")
 INVOKE_THREADS = 256
 RECORD_INTERVAL_S = 0.25  # how often the queued records are written to the store
 # Request headers the gateway sets itself, replacing the client's (whatever their case).
-_REPLACED = frozenset({"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto", "x-amzn-trace-id"})
+_REPLACED = frozenset({"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto"})
 _PROXY_KEYS = frozenset({"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"})
 # Response headers API Gateway does not pass through as they are; it renames them x-amzn-Remapped-*.
 _REMAPPED = frozenset(
@@ -255,44 +255,60 @@ class _Answer:
 
 class _RecordWriter:
     """Appends records to the store in batches, off the request path: a request only queues its
-    record; a thread writes all queued every `interval_s`, and flush() writes them at once."""
+    record; one thread writes all queued every `interval_s`, or at once when flush() asks and
+    waits (bounded by its timeout: a store that hangs must not hang the caller)."""
 
     def __init__(self, store: RecordStore, interval_s: float) -> None:
         self.store = store
         self.interval_s = interval_s
         self.pending: collections.deque[RequestRecord] = collections.deque()  # append/popleft: thread-safe
         self.written = 0  # over every start of the gateway
-        self._lock = threading.Lock()  # one batch at a time, so batches reach the store in order
-        self._stopped = threading.Event()
+        self._wake = threading.Event()
+        self._waiters: collections.deque[threading.Event] = collections.deque()  # flush() calls
+        self._stopped = threading.Event()  # one per start: a thread left in a write ends on its own
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._stopped.clear()
-        self._thread = threading.Thread(target=self._run, name="gateway-records", daemon=True)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stopped,), name="gateway-records", daemon=True
+        )
         self._thread.start()
 
-    def _run(self) -> None:
-        while not self._stopped.wait(self.interval_s):
-            self.flush()
-
-    def flush(self, timeout: float = -1) -> bool:
-        """Write every record queued so far; False when a write still held the store after `timeout`."""
-        if not self._lock.acquire(timeout=timeout):
-            return False
-        try:
+    def _run(self, stopped: threading.Event) -> None:
+        while True:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            # Waiters first: every record queued before a flush() call is in the batch taken next.
+            waiters = [self._waiters.popleft() for _ in range(len(self._waiters))]
             batch = [self.pending.popleft() for _ in range(len(self.pending))]
             if batch:
                 self._write(batch)
-        finally:
-            self._lock.release()
-        return True
+            for waiter in waiters:
+                waiter.set()
+            if stopped.is_set():
+                return
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every record queued so far is written; False after `timeout` seconds."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return not self.pending
+        done = threading.Event()
+        self._waiters.append(done)
+        self._wake.set()
+        return done.wait(timeout)
 
     def close(self, timeout: float) -> None:
-        """Stop the thread, then write what it left."""
+        """Stop the thread once it has written what is queued; say how many records it left when
+        the store did not answer within `timeout`."""
         self._stopped.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        self.flush(timeout)
+        if self.pending:
+            left = len(self.pending)
+            print(f"gateway: {left} records not written: the store did not answer", file=sys.stderr)
 
     def _write(self, batch: list[RequestRecord]) -> None:
         for attempt in range(5):
@@ -594,7 +610,8 @@ class Gateway:
 
         # 4. The Lambda proxy integration.
         event = self._event(request, route, resource_path, query, body, request_id, key_id)
-        trace_id = event["headers"]["X-Amzn-Trace-Id"]
+        # API Gateway adds a trace header only to a request that has none: a client's is passed on.
+        trace_id = request.headers.get("X-Amzn-Trace-Id") or event["headers"]["X-Amzn-Trace-Id"]
         invoke = functools.partial(self._invoke, event, trace_id, request_id)
         version, invocation = await asyncio.get_running_loop().run_in_executor(self._pool, invoke)
         answer, cause = self._proxy_answer(invocation, request_id, trace_id)
@@ -764,8 +781,9 @@ class Gateway:
             "X-Forwarded-For": f"{forwarded}, {source_ip}" if forwarded else source_ip,
             "X-Forwarded-Port": str(self.port),
             "X-Forwarded-Proto": "http",
-            "X-Amzn-Trace-Id": f"Root=1-{int(now):08x}-{secrets.token_hex(12)};Sampled=0",
         }
+        if "X-Amzn-Trace-Id" not in request.headers:  # any case: a client's is passed on as it is
+            added["X-Amzn-Trace-Id"] = f"Root=1-{int(now):08x}-{secrets.token_hex(12)};Sampled=0"
         headers = [(k, v) for k, v in sent if k.lower() not in _REPLACED]
         keyed = route.api_key_required
         return rest_proxy_event(

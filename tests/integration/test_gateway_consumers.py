@@ -205,8 +205,10 @@ def test_lifting_the_quota_lifts_it_for_every_plan_s_keys(tmp_path):
     """`serve --no-quota` (settings.lifted(quota=True)) lifts the quota of the consumer keys' plans
     too, not only the stack key's: a key on a plan with a quota of 1 passes its second request;
     the plan's throttle still applies."""
-    plan = PlanSettings("tiny", "UsagePlan", 1, "MONTH", 0, 1.0, 1, {})
-    settings = dataclasses.replace(load_settings(), plans={"tiny": plan}, default_plan="tiny")
+    plan = PlanSettings("tiny", "TinyUsagePlan", 1, "MONTH", 0, 1.0, 1, {})
+    base = load_settings()  # the stack's own key stays on its plan: "tiny" is a consumer's only
+    settings = dataclasses.replace(base, plans={**base.plans, "tiny": plan})
+    assert settings.default_plan != "tiny"
     store = tmp_path / "consumers.json"
     cfn, apigw = local_clients(settings, store)
     _, value = co.Consumers(apigw, cfn, settings.stack_name, "local").add("acme", "tiny")

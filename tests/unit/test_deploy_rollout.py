@@ -250,3 +250,5 @@ def test_model_versions_are_the_models_folders_with_a_manifest_in_number_order(t
     (tmp_path / "v3").mkdir()
     assert trained_versions(tmp_path) == ("v1", "v2", "v10")
     assert trained_versions() == ("v1", "v2", "v3")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        trained_versions(tmp_path / "modles")  # mistyped: an error, not "no model trained"
