@@ -181,21 +181,21 @@ _ADDED_COLUMNS = {
     "shadow": "TEXT NOT NULL DEFAULT '{}'",  # JSON {model: label}
     "shadow_ms": "REAL",
 }
-_COLUMNS = ", ".join(
+ROW_COLUMNS = ", ".join(
     ("function_version", "model_version", "latency_ms", "label", "status", "timestamp", *_ADDED_COLUMNS)
 )
 
 
-def _row(r: RequestRecord) -> tuple[Any, ...]:
-    """A record as the store's row, in _COLUMNS order (the one home of the row format)."""
+def to_row(r: RequestRecord) -> tuple[Any, ...]:
+    """A record as the store's row, in ROW_COLUMNS order (the one home of the row format)."""
     return (
         *(r.function_version, r.model_version, r.latency_ms, r.label, r.status, r.timestamp),
         *(r.source, r.probe_id, json.dumps(dict(r.shadow), sort_keys=True), r.shadow_ms),
     )
 
 
-def _record(row: Sequence[Any]) -> RequestRecord:
-    """The record of a row read as SELECT {_COLUMNS}."""
+def from_row(row: Sequence[Any]) -> RequestRecord:
+    """The record of a row read as SELECT {ROW_COLUMNS}."""
     return RequestRecord(*row[:8], tuple(sorted(json.loads(row[8]).items())), row[9])
 
 
@@ -243,19 +243,19 @@ class RecordStore:
 
     def extend(self, records: Iterable[RequestRecord]) -> int:
         """Add many records in one transaction; returns how many."""
-        rows = [_row(r) for r in records]
+        rows = [to_row(r) for r in records]
         with closing(self._connect()) as db, db:
-            db.executemany(f"INSERT INTO records ({_COLUMNS}) VALUES ({', '.join('?' * 10)})", rows)
+            db.executemany(f"INSERT INTO records ({ROW_COLUMNS}) VALUES ({', '.join('?' * 10)})", rows)
         return len(rows)
 
     def window(self, since: float, until: float) -> list[RequestRecord]:
         """Records with since <= timestamp <= until, in the order they were answered."""
         with closing(self._connect()) as db:
             rows = db.execute(
-                f"SELECT {_COLUMNS} FROM records WHERE timestamp BETWEEN ? AND ? ORDER BY timestamp, id",
+                f"SELECT {ROW_COLUMNS} FROM records WHERE timestamp BETWEEN ? AND ? ORDER BY timestamp, id",
                 (since, until),
             ).fetchall()
-        return [_record(row) for row in rows]
+        return [from_row(row) for row in rows]
 
     def __len__(self) -> int:
         with closing(self._connect()) as db:

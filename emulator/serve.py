@@ -1,6 +1,8 @@
-"""`python -m emulator serve`: what it runs, and the lock files that keep it to one serve per record
-store and logs folder, are described once, in the usage text of emulator/__main__.py (which
-`python -m emulator` prints).
+"""`python -m emulator serve`: the API on 127.0.0.1 as template.yaml and a samconfig environment
+define it (the gateway in front of the `live` alias, each version's real handler in its own
+process) until Ctrl-C or SIGTERM. Its flags are in emulator/__main__.py's usage text; here: the
+model choice (the newest trained one by default), the lock files that keep one serve per record
+store and logs folder, and the banner.
 """
 
 from __future__ import annotations

@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import dataclass
 
-from canary.records import _COLUMNS, RecordStore, RequestRecord, _record, _row
+from canary.records import ROW_COLUMNS, RecordStore, RequestRecord, from_row, to_row
 
 LAG_SIGMA = 0.6  # log-sd of the lag (canary.evidence.EvidenceConfig.lag_sigma)
 LAG_CUT = 5.0  # the lag never exceeds this many medians (120 s -> 600 s)
 DEFAULT_LAG_S = 120.0
 # canary.records' row, then when the judge may see it (on the reader's clock)
-_INSERT = f"INSERT INTO records ({_COLUMNS}, visible_at) VALUES ({', '.join('?' * 11)})"
+_INSERT = f"INSERT INTO records ({ROW_COLUMNS}, visible_at) VALUES ({', '.join('?' * 11)})"
 
 
 @dataclass
@@ -84,7 +84,7 @@ class LaggedStore(RecordStore):
         return self.clock(record.timestamp) + self.lag.draw()
 
     def extend(self, records: Iterable[RequestRecord]) -> int:
-        rows = [(*_row(r), self._visible_at(r)) for r in records]
+        rows = [(*to_row(r), self._visible_at(r)) for r in records]
         with closing(self._connect()) as db, db:
             db.executemany(_INSERT, rows)
         return len(rows)
@@ -96,8 +96,8 @@ class LaggedStore(RecordStore):
             return super().window(since, until)
         with closing(self._connect()) as db:
             rows = db.execute(
-                f"SELECT {_COLUMNS} FROM records WHERE timestamp BETWEEN ? AND ?"
+                f"SELECT {ROW_COLUMNS} FROM records WHERE timestamp BETWEEN ? AND ?"
                 " AND (visible_at IS NULL OR visible_at <= ?) ORDER BY timestamp, id",
                 (since, until, visible_by),
             ).fetchall()
-        return [_record(row) for row in rows]
+        return [from_row(row) for row in rows]
