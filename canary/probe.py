@@ -201,13 +201,15 @@ def run_probe(
     sleep: Callable[[float], None] = time.sleep,
     keep_going: Callable[[], bool] | None = None,
     start: int = 0,
+    began: float | None = None,
     api_path: str = "/infer/hate-speech",
     api_stage: str = "v1",
 ) -> ProbeResult:
     """Send texts[start:] (cycling) at `rate` texts/s for `duration_s`, each to both versions at
     once under one probe id. `keep_going`, asked about every 10 s and whenever a sleep ends before
-    the next text is due, stops the run early (e.g. the canary ended). A failed invoke is a failed
-    answer, never a crash."""
+    the next text is due, stops the run early (e.g. the canary ended). Text k is due at
+    began + k / rate on `clock` (`began`: now, unless a caller pacing itself on the schedule fixed
+    it). A failed invoke is a failed answer, never a crash."""
     if not texts:
         raise ProbeError("no probe texts")
     if not (rate > 0 and "-" not in run_id and run_id):
@@ -215,7 +217,8 @@ def run_probe(
     answered: Counter[str] = Counter()
     failed: Counter[str] = Counter()
     timed: dict[str, list[float]] = {baseline_version: [], canary_version: []}
-    began, sent, stopped, checked = clock(), 0, "duration reached", clock()
+    began = clock() if began is None else began
+    sent, stopped, checked = 0, "duration reached", clock()
 
     def ask(version: str, event: dict[str, Any]) -> tuple[str, bool, float | None]:
         try:

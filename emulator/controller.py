@@ -20,15 +20,16 @@ analysis: `step()` makes at most one phase transition or one evaluation, `run()`
                         visible (the lag's maximum after the window's end), a tick per compressed
                         minute (its alarms still watched), judges the whole window and promotes
                         (PROMOTED) only on PASS; anything else, a crashed judge included, rolls back
-    ABORTED             with a `traffic` gauge: a generator that died or stalled stops the deployment
-                        (back to 0 %): no verdict on missing evidence
+    ABORTED             with a `traffic` gauge: a generator that died or stalled, or a probe that
+                        stalled, stops the deployment (back to 0 %): no verdict on missing evidence
 
 One compressed minute lasts at least 60 / speed wall seconds. With a `traffic` gauge it also
-lasts until the requests planned for it (rate x 60 / speed) have been answered, so a slow or
-busy machine stretches the minute instead of thinning its evidence: the compressed clock
-stops at the minute's end until its traffic is in. Request timestamps stay wall-clock epochs;
-the judge's window and each alarm period are mapped from compressed time to the wall-clock
-spans the minutes really took, so they read the store as they would read real records.
+lasts until the users' requests planned for it (rate x 60 / speed) and the probe's texts due by
+its end have each been answered, so a slow or busy machine stretches the minute instead of
+thinning its evidence: the compressed clock stops at the minute's end until both are in.
+Request timestamps stay wall-clock epochs; the judge's window and each alarm period are mapped
+from compressed time to the wall-clock spans the minutes really took, so they read the store as
+they would read real records.
 """
 
 from __future__ import annotations
@@ -401,8 +402,8 @@ class Controller:
         # gate's turn).
         self._gate: _GateRun | None = None
         self._gate_target: float | None = None
-        self._traffic_seen, self._traffic_progress = 0, 0.0  # the traffic's answers, when it last made any
-        self._probe_remaining_at_anchor = 0
+        # Per source watched for a stall: its outcomes when last seen to change, and when.
+        self._progress: dict[str, tuple[int, float]] = {}
         # Where the compressed clock was set, (wall, compressed s): the start, the shifts and every
         # minute's end. Between two it runs `speed` times faster than the wall clock; while a
         # minute waits for its traffic it stops at the minute's end (_sim_cap).
@@ -449,21 +450,40 @@ class Controller:
         """The wall epoch the evidence window starts at: the first shift (AllAtOnce: the start)."""
         return self.deployment.shift_started or self.deployment.started
 
-    def _outcomes(self) -> int:
-        """Requests answered so far by the replayed traffic and the probe (the minutes' pacing)."""
-        probe = self.probe.outcomes() if self.probe is not None else 0
-        return (self.traffic.outcomes() if self.traffic is not None else 0) + probe
+    def _traffic_outcomes(self) -> int:
+        """Requests the replayed traffic got answered (or lost) so far."""
+        return self.traffic.outcomes() if self.traffic is not None else 0
 
-    def _planned(self) -> int:
-        """Requests planned for one compressed minute: the users' due in it, and the probe's, but
-        never more of the probe's than it still has to send (a probe near the end of its run, or
-        one that broke down, must not hold the next minute forever)."""
-        users = math.floor(self.traffic.rate * self.minute_s) if self.traffic is not None else 0
-        probe = self.probe
-        if probe is None:
-            return users
-        ahead = 0 if getattr(probe, "failure", None) is not None else max(0, self._probe_remaining_at_anchor)
-        return users + min(math.floor(probe.wall_rate * self.minute_s), ahead)
+    def _minute_answered(self, users: int, sim_end: float) -> tuple[bool, bool, str]:
+        """Whether the users' traffic and the probe have each answered their own plan for the
+        minute ending at compressed time sim_end, and the counts in words. Apart, not summed: the
+        users' traffic is open loop and keeps arriving on a busy machine, so a sum could close a
+        minute the probe has fallen behind in and leave the judge short of probe pairs. The
+        probe's plan is its own schedule's (the texts due by sim_end, all it can send while the
+        clock holds there)."""
+        done = self._traffic_outcomes() - self._outcomes_at_anchor
+        said = f"users' {done} of {users}"
+        if self.probe is None:
+            return done >= users, True, said
+        answered, due = self.probe.outcomes(), self.probe.due_by(sim_end)
+        return done >= users, answered >= due, f"{said}, probe's {answered} of {due} so far"
+
+    def _stalled(self, now: float, stall_s: float, probe_owes: bool) -> str | None:
+        """What made no progress for stall_s: the traffic (no request answered), or the probe while
+        the minute waits for it (a probe that stopped answering must not hold the clock for ever;
+        an idle probe, ahead of its schedule, is not stalled)."""
+        watched = {"traffic generator": self.traffic, "probe": self.probe if probe_owes else None}
+        for name, source in watched.items():
+            if source is None:
+                self._progress.pop(name, None)
+                continue
+            n = source.outcomes()
+            seen, since = self._progress.get(name, (None, now))
+            if n != seen:
+                self._progress[name] = (n, now)
+            elif now - since >= stall_s:
+                return f"{name} stalled: no request answered for {now - since:.0f} s"
+        return None
 
     def _anchor_now(self) -> float:
         """Set the compressed clock where it reads now; returns the wall time."""
@@ -474,9 +494,7 @@ class Controller:
     def _anchor(self, wall: float, sim: float) -> None:
         self._anchors.append((wall, sim))
         self._sim_cap = None
-        self._outcomes_at_anchor = self._outcomes()
-        remaining = getattr(self.probe, "remaining", None)
-        self._probe_remaining_at_anchor = remaining() if callable(remaining) else 10**9
+        self._outcomes_at_anchor = self._traffic_outcomes()
 
     def _close_minute(self, label: str) -> tuple[float | None, str | None]:
         """Wait for the end of the compressed minute that began at the latest anchor: its wall
@@ -486,34 +504,32 @@ class Controller:
         nominal = a_wall + self.minute_s
         self._sim_cap = a_sim + 60.0
         traffic = self.traffic
-        # The requests due within the minute (floor: at a few requests a real-world hour, most
-        # compressed minutes plan none, and must not wait for one).
-        target = None if traffic is None else self._outcomes_at_anchor + self._planned()
+        # The users' requests due within the minute (floor: at a few requests a real-world hour,
+        # most compressed minutes plan none, and must not wait for one).
+        users = math.floor(traffic.rate * self.minute_s) if traffic is not None else 0
         # A stall: no answer for stall_s beyond the gap between two planned requests.
         stall_s = self.stall_s + (1.0 / traffic.rate if traffic is not None and traffic.rate > 0 else 0.0)
-        seen, waited_noted = self._outcomes_at_anchor, False
+        waited_noted = False
         while not self.stop.is_set():
             now = self.clock()
+            users_done, probe_done, counts = True, True, ""
             if traffic is not None:
                 failure = traffic.failure()
                 if failure is not None:
-                    return None, failure
-                own = traffic.outcomes()
-                if own > self._traffic_seen or not self._traffic_progress:
-                    self._traffic_seen, self._traffic_progress = own, now
-                elif now - self._traffic_progress >= stall_s:
-                    return None, f"stalled: no request answered for {now - self._traffic_progress:.0f} s"
-                seen = self._outcomes()
-            if now >= nominal and (target is None or seen >= target):
+                    return None, f"traffic generator {failure}"
+                users_done, probe_done, counts = self._minute_answered(users, a_sim + 60.0)
+                stalled = self._stalled(now, stall_s, probe_owes=not probe_done)
+                if stalled is not None:
+                    return None, stalled
+            if now >= nominal and users_done and probe_done:
                 self._anchor(now, a_sim + 60.0)
                 return now, None
-            if target is not None and not waited_noted and now >= nominal + self.minute_s:
+            if not (users_done and probe_done) and not waited_noted and now >= nominal + self.minute_s:
                 waited_noted = True  # said once per minute: the clock holds for the evidence
                 self.note(
                     "traffic-wait",
-                    f"{label}: the compressed clock holds for this minute's traffic "
-                    f"({seen - self._outcomes_at_anchor} of {target - self._outcomes_at_anchor} planned "
-                    "requests answered so far): the machine is slower than the replay",
+                    f"{label}: the compressed clock holds for this minute's traffic (planned requests "
+                    f"answered: {counts}): the machine is slower than the replay",
                 )
             self.stop.wait(min(nominal - now, 0.25) if now < nominal else 0.02)
         return None, "interrupted"
@@ -624,7 +640,7 @@ class Controller:
             hook_done()
         failure = self.traffic.failure() if self.traffic is not None else None
         if failure is not None:  # no traffic to judge the canary on: do not start the shift
-            return self._abort(failure)
+            return self._abort(f"traffic generator {failure}")
         return Phase.SHIFTING if self.plan.steps else self._open_gate()
 
     def _shifting_tick(self) -> Phase:
@@ -652,7 +668,6 @@ class Controller:
             d.shift_started = start
             if self.probe_factory is not None:
                 self.probe = self.probe_factory(self.sim_now)
-                self._anchor(start, self.sim_at(start))  # the minute's plan now counts the probe
         self.note("shift", f"{step.weight:.0%} of traffic to version {d.canary} for {step.minutes:g} minutes")
 
     def _promote(self) -> Phase:
@@ -678,7 +693,7 @@ class Controller:
             return self._interrupted()
         if end is None:
             d.stage = label
-            return self._abort(failure or "failed")
+            return self._abort(failure or "traffic failed")
         fired = self._evaluate(end, label, judge_look=judge_look)
         if not fired:
             return None
@@ -722,10 +737,10 @@ class Controller:
         """Stop the deployment without a verdict: the replayed traffic, the evidence, failed. Traffic
         returns to the baseline as a stopped CodeDeploy deployment's does."""
         reason = (
-            f"the rehearsal's traffic generator {failure}: the deployment was stopped with no verdict "
+            f"the rehearsal's {failure}: the deployment was stopped with no verdict "
             "(too little evidence to promote or roll back on); traffic returned to the baseline"
         )
-        return self._to_baseline(ABORTED, [reason], f"stopped: the traffic generator {failure}")
+        return self._to_baseline(ABORTED, [reason], f"stopped: the {failure}")
 
     def _stop_probe(self) -> None:
         if self.probe is not None:

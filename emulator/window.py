@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -93,31 +94,35 @@ class ProbeRun:
     clock: Callable[[], float]  # the controller's compressed clock (simulated seconds)
     speed: float
     sink: Callable[[list[RequestRecord]], Any]  # the store's extend
-    answers: int = 0  # invocations answered (either version)
+    answers: int = 0  # invocations finished (either version), answered or failed
     result: Any = None  # canary.probe.ProbeResult once it ended
     failure: str | None = None
+    began: float | None = None  # compressed time the schedule starts at (start())
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _pending: list[RequestRecord] = field(default_factory=list)
     _flushed: float = 0.0
     _thread: threading.Thread | None = None
 
-    @property
-    def wall_rate(self) -> float:
-        """Probe texts per wall second (the controller paces its minutes with it)."""
-        return self.rate * self.speed
-
     def outcomes(self) -> int:
-        """Probe texts answered by both versions so far."""
+        """Probe texts finished by both versions so far (answered or failed)."""
         return self.answers // 2
 
-    def remaining(self) -> int:
-        """Probe texts still to send in this window (0 once the run is over)."""
+    def due_by(self, sim: float) -> int:
+        """Probe texts the schedule sends by compressed time `sim` (run_probe's: text k at
+        began + k / rate, while k / rate < duration_s): what the controller's minute ending at
+        `sim` waits for. Rounded down at the edges: planning one text too few costs a pair, one
+        too many would hold the minute for a text the stopped clock never makes due. Once the run
+        is over (ended, stopped or broken down) no more will come: what it finished."""
         if self.result is not None or self.failure is not None:
+            return self.outcomes()
+        if self.began is None:
             return 0
-        return max(0, round(self.rate * self.duration_s) - self.outcomes())
+        due = math.floor((sim - self.began) * self.rate - 1e-6) + 1
+        return max(0, min(due, math.ceil(self.duration_s * self.rate - 1e-6)))
 
     def start(self) -> ProbeRun:
+        self.began = self.clock()
         self._thread = threading.Thread(target=self._run, name="probe", daemon=True)
         self._thread.start()
         return self
@@ -147,6 +152,7 @@ class ProbeRun:
                 duration_s=self.duration_s,
                 run_id=PROBE_RUN_ID,
                 clock=self.clock,
+                began=self.began,
                 sleep=lambda s: self._stop.wait(max(0.0, s) / self.speed),
                 keep_going=lambda: not self._stop.is_set(),
             )
@@ -154,15 +160,18 @@ class ProbeRun:
             self.failure = f"{type(exc).__name__}: {exc}"
 
     def _invoke(self, version: str, event: dict[str, Any]) -> Mapping[str, Any]:
-        # An InvokeError is run_probe's failed answer.
-        answer = invoke_direct(self.versions[version], event, self._keep)
-        self._flush()
-        return answer
+        # An InvokeError is run_probe's failed answer; it leaves no record but still counts as
+        # finished, or the controller would hold its minute for a pair that will never come.
+        try:
+            return invoke_direct(self.versions[version], event, self._keep)
+        finally:
+            with self._lock:
+                self.answers += 1
+            self._flush()
 
     def _keep(self, record: RequestRecord) -> None:
         with self._lock:
             self._pending.append(record)
-            self.answers += 1
 
     def _flush(self, force: bool = False) -> None:
         with self._lock:

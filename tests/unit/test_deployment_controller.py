@@ -354,23 +354,30 @@ class LaggedFakeStore(FakeStore):
 
 
 class FakeProbe:
-    wall_rate = 10.0
+    """A probe scheduled at 10 texts per compressed minute (at speed 60, 10 per wall second) that
+    gets `throughput` texts per wall second answered."""
 
-    def __init__(self, clock) -> None:
-        self.clock, self.start, self.stopped = clock, clock.now, False
+    def __init__(self, clock, sim_clock, throughput: float = 10.0) -> None:
+        self.clock, self.start, self.stopped, self.throughput = clock, clock.now, False, throughput
+        self.began = sim_clock()
 
     def outcomes(self) -> int:
-        return int((self.clock.now - self.start) * self.wall_rate)
+        return int((self.clock.now - self.start) * self.throughput + 1e-9)
+
+    def due_by(self, sim: float) -> int:
+        return int((sim - self.began) / 6.0 + 1e-9)
 
     def stop(self):
         self.stopped = True
         return {"texts": self.outcomes(), "answered": {}, "failed": {}, "stopped": "stopped"}
 
 
-def _evidence_deployment(window: FakeWindow, alarms=(), lag_max_s: float = 600.0):
+def _evidence_deployment(
+    window: FakeWindow, alarms=(), lag_max_s: float = 600.0, traffic_args=None, probe_throughput=10.0
+):
     """Canary10Percent5Minutes at speed 60 with traffic, a probe and the evidence window."""
     clock = FakeClock()
-    traffic = FakeTraffic(clock)
+    traffic = FakeTraffic(clock, **(traffic_args or {}))
     store, alias = LaggedFakeStore(traffic), FakeAlias()
     alias.promoted = False
     alias.promote = lambda: setattr(alias, "promoted", True)
@@ -385,7 +392,7 @@ def _evidence_deployment(window: FakeWindow, alarms=(), lag_max_s: float = 600.0
         store=store,
         traffic=traffic,
         window=window,
-        probe=lambda sim_clock: probes.append(FakeProbe(clock)) or probes[-1],
+        probe=lambda sim_clock: probes.append(FakeProbe(clock, sim_clock, probe_throughput)) or probes[-1],
         lag_max_s=lag_max_s,
     )
     return controller.run(), store, alias, canary, probes
@@ -416,6 +423,36 @@ def test_the_gate_promotes_only_after_the_window_and_the_wait_for_late_records()
     assert [v for v in store.visible_by if v is not None] == sorted(
         v for v in store.visible_by if v is not None
     )
+
+
+def test_traffic_ahead_of_its_plan_does_not_close_a_minute_the_probe_is_behind_in():
+    """On a busy machine the users' open-loop traffic gets 300 req/s answered (three times its
+    plan) while the probe gets only 4 of its 10 texts per wall second through. Each canary minute
+    holds until the probe has answered its own 10 (2.5 wall seconds, not 1): the users' surplus does
+    not stand in for the probe's pairs, which the judge's label and latency metrics need. The wait
+    is said with each source's count."""
+    window = FakeWindow(["INCONCLUSIVE"] * 5, gate=True)
+    deployment, _, _, _, probes = _evidence_deployment(
+        window, traffic_args={"throughput": 300.0}, probe_throughput=4.0
+    )
+    assert deployment.outcome == PROMOTED
+    ends = [e["at"] for e in deployment.timeline if e["kind"] in ("shift", "minute")][:6]
+    walls = [t1 - t0 for t0, t1 in zip(ends, ends[1:], strict=False)]
+    assert len(walls) == 5 and all(w == pytest.approx(2.5, abs=0.05) for w in walls), walls
+    waits = [e["message"] for e in deployment.timeline if e["kind"] == "traffic-wait"]
+    assert len(waits) == 5 and "users' " in waits[0] and "probe's " in waits[0], waits
+    assert " of 10 so far" in waits[0], "the probe's plan for the first minute: 10 texts"
+
+
+def test_a_probe_that_stops_answering_aborts_the_deployment_instead_of_holding_the_clock():
+    """The probe stops getting answers in the first canary minute (an invoke that never returns)
+    while the users' traffic flows: the minute cannot close on the probe's plan, so after the stall
+    limit the deployment is ABORTED with no verdict (traffic back to the baseline) and the reason
+    names the probe, rather than the rehearsal waiting for ever."""
+    window = FakeWindow(["INCONCLUSIVE"] * 5, gate=True)
+    deployment, _, alias, _, _ = _evidence_deployment(window, probe_throughput=0.0)
+    assert deployment.outcome == ABORTED and alias.weights[-1] == 0.0
+    assert "probe stalled: no request answered for 40 s" in deployment.reasons[-1], deployment.reasons
 
 
 def test_a_gate_that_does_not_pass_rolls_back_after_full_traffic():
