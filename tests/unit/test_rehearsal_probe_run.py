@@ -31,6 +31,12 @@ class BrokenVersion:
         raise EnvironmentFailed("init crashed")
 
 
+def _probe_run(canary, *, duration_s: float, clock, speed: float, sink) -> ProbeRun:
+    """A probe at 10 texts per compressed second from baseline "1" (answering) to canary "2"."""
+    versions = {"1": AnsweringVersion(), "2": canary}
+    return ProbeRun(versions, TEXTS, "1", "2", 10.0, duration_s, clock, speed, sink)
+
+
 def test_a_text_whose_invoke_failed_still_counts_as_finished():
     """The canary's environment cannot start, so each of its invocations raises InvokeError and
     leaves no log record. The probe still finishes all 20 texts it planned, and says so: a count of
@@ -38,17 +44,8 @@ def test_a_text_whose_invoke_failed_still_counts_as_finished():
     the baseline's 20 answers reach the store."""
     stored: list = []
     began = time.monotonic()
-    run = ProbeRun(
-        versions={"1": AnsweringVersion(), "2": BrokenVersion()},
-        texts=TEXTS,
-        baseline="1",
-        canary="2",
-        rate=10.0,
-        duration_s=2.0,
-        clock=lambda: (time.monotonic() - began) * 100.0,
-        speed=100.0,
-        sink=stored.extend,
-    ).start()
+    clock = lambda: (time.monotonic() - began) * 100.0  # noqa: E731
+    run = _probe_run(BrokenVersion(), duration_s=2.0, clock=clock, speed=100.0, sink=stored.extend).start()
     assert run._thread is not None
     run._thread.join(timeout=30.0)
     summary = run.stop()
@@ -74,17 +71,7 @@ def test_a_held_clock_lets_the_probe_finish_exactly_what_its_schedule_says_is_du
     held at 6.05 s (texts 0..60 due) and then at exactly 12 s (a text due on the edge), the probe
     answers what due_by says and sends nothing beyond what is due."""
     now = [0.0]
-    run = ProbeRun(
-        versions={"1": AnsweringVersion(), "2": AnsweringVersion()},
-        texts=TEXTS,
-        baseline="1",
-        canary="2",
-        rate=10.0,
-        duration_s=60.0,
-        clock=lambda: now[0],
-        speed=1000.0,
-        sink=lambda records: None,
-    )
+    run = _probe_run(AnsweringVersion(), duration_s=60.0, clock=lambda: now[0], speed=1000.0, sink=len)
     assert run.due_by(100.0) == 0, "nothing is due before the run starts"
     run.start()
     try:
