@@ -123,9 +123,11 @@ def test_a_canary_half_again_as_slow_after_the_hook_is_rolled_back(dataset):
     report = _assert_rolled_back_to_the_baseline(result)
     latency = _metric(report, "latency")
     assert latency["classification"] == "High"
-    # The look that decided may hold only ~40 pairs (their median is noisy), hence the wide band;
-    # its floor is what matters: the reference paced back to back made this fault read x1.16.
-    assert 1.25 <= latency["effect"] <= 2.5, latency
+    # The look that decided may hold only ~40 pairs (their median is noisy), hence the wide band.
+    # Its floor: a busy machine adds its own delay to both versions, which dilutes a multiplicative
+    # fault (x1.238 was measured at load ~4 on two cores). The reference paced back to back made
+    # this fault read x1.16; the hook's unit tests pin the pacing itself.
+    assert 1.2 <= latency["effect"] <= 2.5, latency
 
 
 def test_errors_after_the_hook_are_rolled_back(dataset):
