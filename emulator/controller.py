@@ -409,7 +409,7 @@ class Controller:
         # minute waits for its traffic it stops at the minute's end (_sim_cap).
         self._anchors: list[tuple[float, float]] = []
         self._sim_cap: float | None = None
-        self._outcomes_at_anchor = 0
+        self._traffic_at_anchor = 0  # the traffic's outcomes when the clock was last anchored
         self.deployment = Deployment(
             id=deployment_id,
             plan=plan,
@@ -461,7 +461,7 @@ class Controller:
         minute the probe has fallen behind in and leave the judge short of probe pairs. The
         probe's plan is its own schedule's (the texts due by sim_end, all it can send while the
         clock holds there)."""
-        done = self._traffic_outcomes() - self._outcomes_at_anchor
+        done = self._traffic_outcomes() - self._traffic_at_anchor
         said = f"users' {done} of {users}"
         if self.probe is None:
             return done >= users, True, said
@@ -494,12 +494,13 @@ class Controller:
     def _anchor(self, wall: float, sim: float) -> None:
         self._anchors.append((wall, sim))
         self._sim_cap = None
-        self._outcomes_at_anchor = self._traffic_outcomes()
+        self._traffic_at_anchor = self._traffic_outcomes()
 
     def _close_minute(self, label: str) -> tuple[float | None, str | None]:
         """Wait for the end of the compressed minute that began at the latest anchor: its wall
-        time has passed and (with a traffic gauge) the requests planned for it have been answered.
-        Returns (its end, None), or (None, why not): "interrupted", or the traffic's failure."""
+        time has passed and (with a traffic gauge) the users' requests and the probe's texts planned
+        for it have each been answered. Returns (its end, None), or (None, why not): "interrupted",
+        the traffic generator's failure, or what stalled (the generator, or the probe it waits for)."""
         a_wall, a_sim = self._anchors[-1]
         nominal = a_wall + self.minute_s
         self._sim_cap = a_sim + 60.0
